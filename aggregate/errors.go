@@ -1,0 +1,62 @@
+package aggregate
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrConcurrency is matched (errors.Is) by every expected-version conflict.
+var ErrConcurrency = errors.New("concurrency conflict")
+
+// ErrRejected is matched (errors.Is) by every domain rejection: a handler
+// error, a version conflict, a payload that cannot be decoded.
+var ErrRejected = errors.New("command rejected")
+
+// RejectedError is a command that was refused: no event was written. Reason
+// is the handler's error message (or what was wrong with the command).
+type RejectedError struct {
+	// Reason says why the command was rejected.
+	Reason string
+	// Conflict is set when the rejection is an expected-version conflict.
+	Conflict *ConcurrencyError
+}
+
+func (e *RejectedError) Error() string { return "command rejected: " + e.Reason }
+
+// Is matches ErrRejected, and ErrConcurrency for a version conflict.
+func (e *RejectedError) Is(target error) bool {
+	return target == ErrRejected || (target == ErrConcurrency && e.Conflict != nil)
+}
+
+// Unwrap returns the version conflict, if any.
+func (e *RejectedError) Unwrap() error {
+	if e.Conflict != nil {
+		return e.Conflict
+	}
+	return nil
+}
+
+// ConcurrencyError is an expected-version mismatch.
+type ConcurrencyError struct {
+	Expected, Actual int64
+}
+
+func (e *ConcurrencyError) Error() string {
+	return fmt.Sprintf("concurrency conflict: expected version %d, aggregate is at %d", e.Expected, e.Actual)
+}
+
+// Is matches ErrConcurrency.
+func (e *ConcurrencyError) Is(target error) bool { return target == ErrConcurrency }
+
+// Reject returns the rejection a handler error becomes.
+func Reject(err error) *RejectedError {
+	var r *RejectedError
+	if errors.As(err, &r) {
+		return r
+	}
+	var c *ConcurrencyError
+	if errors.As(err, &c) {
+		return &RejectedError{Reason: c.Error(), Conflict: c}
+	}
+	return &RejectedError{Reason: err.Error()}
+}
