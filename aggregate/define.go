@@ -49,6 +49,8 @@ type Message struct {
 	Result reflect.Type
 }
 
+var preparer = reflect.TypeFor[interface{ Prepare() error }]()
+
 var namePattern = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
 
 // Define creates the definition of an aggregate type named name (lowercase
@@ -100,6 +102,12 @@ func register[S, C any](result reflect.Type, run func(*Root[S], any) (any, error
 		if t.Kind() != reflect.Struct {
 			d.errs = append(d.errs, fmt.Errorf("aggregate %q: command %v must be a struct embedding aggregate.Command", d.name, t))
 			return
+		}
+		for i := range t.NumField() {
+			if f := t.Field(i); f.Anonymous && f.Type.Kind() == reflect.Pointer && f.Type.Implements(preparer) {
+				d.errs = append(d.errs, fmt.Errorf("aggregate %q: command %v embeds %v by pointer; embed it by value", d.name, t, f.Type))
+				return
+			}
 		}
 		d.handlers[t] = handler[S]{run: run}
 		d.commands = append(d.commands, Message{Name: t.Name(), Type: t, Result: result})

@@ -19,6 +19,9 @@ type RejectedError struct {
 	Reason string
 	// Conflict is set when the rejection is an expected-version conflict.
 	Conflict *ConcurrencyError
+	// Err is the handler's error, in the process that ran the handler (a
+	// test, a scenario). Across Kafka only Reason travels.
+	Err error
 }
 
 func (e *RejectedError) Error() string { return "command rejected: " + e.Reason }
@@ -28,12 +31,16 @@ func (e *RejectedError) Is(target error) bool {
 	return target == ErrRejected || (target == ErrConcurrency && e.Conflict != nil)
 }
 
-// Unwrap returns the version conflict, if any.
-func (e *RejectedError) Unwrap() error {
+// Unwrap returns the version conflict and the handler's error, when known.
+func (e *RejectedError) Unwrap() []error {
+	var errs []error
 	if e.Conflict != nil {
-		return e.Conflict
+		errs = append(errs, e.Conflict)
 	}
-	return nil
+	if e.Err != nil {
+		errs = append(errs, e.Err)
+	}
+	return errs
 }
 
 // ConcurrencyError is an expected-version mismatch.
@@ -58,5 +65,5 @@ func Reject(err error) *RejectedError {
 	if errors.As(err, &c) {
 		return &RejectedError{Reason: c.Error(), Conflict: c}
 	}
-	return &RejectedError{Reason: err.Error()}
+	return &RejectedError{Reason: err.Error(), Err: err}
 }

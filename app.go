@@ -1,0 +1,186 @@
+package interlock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/interlock-go/interlock/consumer"
+	"github.com/interlock-go/interlock/producer"
+)
+
+// App is a built application. Start it, use Dispatch and Send, Close it.
+type App struct {
+	cfg    config
+	log    *slog.Logger
+	routes []*producer.Route
+	hooks  []Hook
+
+	mu         sync.Mutex
+	state      int // 0 built, 1 started, 2 closed
+	cluster    *kfake.Cluster
+	brokers    []string
+	started    []Hook
+	dispatcher *producer.Dispatcher
+	processor  *consumer.Processor
+}
+
+// Brokers returns the seed brokers the application uses: the configured
+// ones, or the embedded Kafka's addresses once started.
+func (a *App) Brokers() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.brokers
+}
+
+// Start connects to Kafka (or starts the embedded one), creates missing
+// topics, starts the hooks in order, then the dispatcher and the processor,
+// as the roles say. On error, everything already started is stopped.
+func (a *App) Start(ctx context.Context) (err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.state != 0 {
+		return errors.New("interlock: application already started")
+	}
+	a.state = 1
+	defer func() {
+		if err != nil {
+			a.stop(context.WithoutCancel(ctx))
+		}
+	}()
+
+	a.brokers = a.cfg.brokers
+	if len(a.brokers) == 0 {
+		opts := []kfake.Opt{kfake.NumBrokers(1)}
+		if a.cfg.dataDir != "" {
+			opts = append(opts, kfake.DataDir(a.cfg.dataDir))
+		}
+		if a.cluster, err = kfake.NewCluster(opts...); err != nil {
+			return fmt.Errorf("interlock: starting the embedded Kafka: %w", err)
+		}
+		a.brokers = a.cluster.ListenAddrs()
+		where := "in memory"
+		if a.cfg.dataDir != "" {
+			where = a.cfg.dataDir
+		}
+		a.log.Info("interlock: no brokers configured; running an embedded Kafka (kfake) for development", "addr", a.brokers[0], "data", where)
+	}
+	clientOpts := append([]kgo.Opt{kgo.SeedBrokers(a.brokers...)}, a.cfg.clientOpts...)
+
+	adminClient, err := kgo.NewClient(clientOpts...)
+	if err != nil {
+		return fmt.Errorf("interlock: %w", err)
+	}
+	err = a.ensureTopics(ctx, kadm.NewClient(adminClient))
+	adminClient.Close()
+	if err != nil {
+		return fmt.Errorf("interlock: %w", err)
+	}
+
+	for _, h := range a.hooks {
+		if h.Start != nil {
+			if err := h.Start(ctx); err != nil {
+				return fmt.Errorf("interlock: starting hook %s: %w", h.Name, err)
+			}
+		}
+		a.started = append(a.started, h)
+	}
+	if a.cfg.roles&RoleProcess != 0 {
+		a.processor, err = consumer.New(ctx, consumer.Config{
+			ClientOpts:         clientOpts,
+			Group:              a.cfg.name + ".processors",
+			TransactionalID:    a.cfg.name + ".processor." + a.cfg.instanceID,
+			TransactionTimeout: a.cfg.transactionTimeout,
+			SessionTimeout:     a.cfg.sessionTimeout,
+			RepliesTopic:       a.repliesTopic(),
+			Routes:             a.routes,
+			Logger:             a.log,
+		})
+		if err != nil {
+			return fmt.Errorf("interlock: %w", err)
+		}
+	}
+	if a.cfg.roles&RoleDispatch != 0 {
+		a.dispatcher, err = producer.NewDispatcher(ctx, producer.DispatcherConfig{
+			ClientOpts:   clientOpts,
+			RepliesTopic: a.repliesTopic(),
+			InstanceID:   a.cfg.instanceID,
+			Routes:       a.routes,
+			Logger:       a.log,
+		})
+		if err != nil {
+			return fmt.Errorf("interlock: %w", err)
+		}
+	}
+	a.log.Info("interlock: started", "name", a.cfg.name, "instance", a.cfg.instanceID, "aggregates", len(a.routes))
+	return nil
+}
+
+// Close stops the application gracefully: the dispatcher stops taking
+// commands and waits for the replies of those in flight, the processor
+// finishes its batch and leaves the group, hooks stop in reverse order, and
+// the embedded Kafka, if any, shuts down. It gets less graceful when ctx
+// ends, never dropping a committed command. Close is safe to call twice.
+func (a *App) Close(ctx context.Context) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.state != 1 {
+		return nil
+	}
+	return a.stop(ctx)
+}
+
+func (a *App) stop(ctx context.Context) error {
+	a.state = 2
+	var errs []error
+	if a.dispatcher != nil {
+		errs = append(errs, a.dispatcher.Close(ctx))
+	}
+	if a.processor != nil {
+		errs = append(errs, a.processor.Close(ctx))
+	}
+	for i := len(a.started) - 1; i >= 0; i-- {
+		if h := a.started[i]; h.Stop != nil {
+			if err := h.Stop(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("stopping hook %s: %w", h.Name, err))
+			}
+		}
+	}
+	if a.cluster != nil {
+		a.cluster.Close()
+	}
+	a.log.Info("interlock: stopped", "name", a.cfg.name)
+	return errors.Join(errs...)
+}
+
+// Run starts the application, blocks until ctx ends or the process gets
+// SIGINT or SIGTERM, then closes it, allowing up to 30 seconds to drain.
+func (a *App) Run(ctx context.Context) error {
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := a.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	return a.Close(closeCtx)
+}
+
+func (a *App) dispatcherFor() (*producer.Dispatcher, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.state != 1 || a.dispatcher == nil {
+		return nil, ErrNotStarted
+	}
+	return a.dispatcher, nil
+}

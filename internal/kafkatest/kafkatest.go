@@ -1,0 +1,141 @@
+// Package kafkatest is the one harness every test uses to get a Kafka: the
+// real cluster named by INTERLOCK_TEST_BROKERS when it is set (see
+// scripts/services.sh), an embedded kfake cluster otherwise. Names are
+// unique per test, so tests share a cluster and run in parallel.
+package kafkatest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Brokers returns the seed brokers of a Kafka for t: the real one from
+// INTERLOCK_TEST_BROKERS, or a new embedded cluster closed when t ends.
+func Brokers(t testing.TB) []string {
+	t.Helper()
+	if env := os.Getenv("INTERLOCK_TEST_BROKERS"); env != "" {
+		return strings.Split(env, ",")
+	}
+	if os.Getenv("INTERLOCK_REQUIRE_SERVICES") == "1" {
+		t.Fatal("INTERLOCK_REQUIRE_SERVICES=1 but INTERLOCK_TEST_BROKERS is not set: start Kafka with scripts/services.sh up and eval \"$(scripts/services.sh env)\"")
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatalf("starting embedded Kafka: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c.ListenAddrs()
+}
+
+// Real reports whether tests run against a real Kafka.
+func Real() bool { return os.Getenv("INTERLOCK_TEST_BROKERS") != "" }
+
+var seq atomic.Int64
+
+// Name returns a name unique to this test run, usable as an application
+// name (topic prefix).
+func Name(t testing.TB) string {
+	n := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			return r
+		case r >= 'A' && r <= 'Z':
+			return r + 'a' - 'A'
+		}
+		return '-'
+	}, t.Name())
+	if len(n) > 40 {
+		n = n[:40]
+	}
+	return fmt.Sprintf("t%s-%s-%d", strings.ToLower(ulid.Make().String()[20:]), n, seq.Add(1))
+}
+
+// ReadAll returns every committed record of topic, as of now, in partition
+// and offset order.
+func ReadAll(t testing.TB, brokers []string, topic string) []*kgo.Record {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		t.Fatalf("end offsets of %s: %v", topic, err)
+	}
+	want := map[int32]int64{}
+	offsets := map[int32]kgo.Offset{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			want[o.Partition] = o.Offset
+			offsets[o.Partition] = kgo.NewOffset().AtStart()
+		}
+	})
+	if len(want) == 0 {
+		return nil
+	}
+	rc, err := kgo.NewClient(kgo.SeedBrokers(brokers...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offsets}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	byPartition := map[int32][]*kgo.Record{}
+	for len(want) > 0 {
+		fs := rc.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("reading %s: %v (still waiting for %v)", topic, err, want)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			end, ok := want[r.Partition]
+			if !ok || r.Offset >= end {
+				return
+			}
+			if !r.Attrs.IsControl() {
+				byPartition[r.Partition] = append(byPartition[r.Partition], r)
+			}
+			if r.Offset+1 >= end {
+				delete(want, r.Partition)
+			}
+		})
+	}
+	var all []*kgo.Record
+	for p := int32(0); len(byPartition) > 0; p++ {
+		all = append(all, byPartition[p]...)
+		delete(byPartition, p)
+	}
+	return all
+}
+
+// Produce writes raw records (for tests of hostile input).
+func Produce(t testing.TB, brokers []string, rs ...*kgo.Record) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+		t.Fatalf("producing: %v", err)
+	}
+}

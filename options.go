@@ -1,0 +1,161 @@
+package interlock
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/interlock-go/interlock/schema"
+)
+
+// Option configures an application. Each option's doc states its default.
+type Option interface{ apply(*config) }
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+// Role is a part an application instance plays.
+type Role uint8
+
+const (
+	// RoleDispatch lets the instance Dispatch and Send commands.
+	RoleDispatch Role = 1 << iota
+	// RoleProcess makes the instance a command processor: it joins the
+	// processors' group and handles the commands of the partitions it owns.
+	RoleProcess
+)
+
+type config struct {
+	brokers            []string
+	name               string
+	partitions         int32
+	replicationFactor  int16
+	logger             *slog.Logger
+	codec              schema.Codec
+	instanceID         string
+	dataDir            string
+	roles              Role
+	transactionTimeout time.Duration
+	sessionTimeout     time.Duration
+	clientOpts         []kgo.Opt
+}
+
+func defaults() config {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "interlock"
+	}
+	return config{
+		name:               "interlock",
+		partitions:         6,
+		replicationFactor:  -1,
+		logger:             slog.Default(),
+		codec:              schema.Avro(),
+		instanceID:         host + "-" + ulid.Make().String()[20:],
+		roles:              RoleDispatch | RoleProcess,
+		transactionTimeout: 10 * time.Second,
+		sessionTimeout:     45 * time.Second,
+	}
+}
+
+func (c *config) validate() error {
+	switch {
+	case !topicPart.MatchString(c.name):
+		return fmt.Errorf("name %q: use letters, digits, dots, dashes and underscores", c.name)
+	case c.partitions < 1:
+		return fmt.Errorf("partitions %d: need at least 1", c.partitions)
+	case c.replicationFactor == 0 || c.replicationFactor < -1:
+		return fmt.Errorf("replication factor %d: use -1 (broker default) or at least 1", c.replicationFactor)
+	case c.instanceID == "":
+		return fmt.Errorf("instance ID is empty")
+	case c.roles == 0:
+		return fmt.Errorf("no role: use RoleDispatch, RoleProcess or both")
+	case c.transactionTimeout >= c.sessionTimeout:
+		return fmt.Errorf("transaction timeout %v must be below the session timeout %v", c.transactionTimeout, c.sessionTimeout)
+	}
+	return nil
+}
+
+// WithBrokers sets the Kafka seed brokers (host:port). Default: none, which
+// runs an embedded in-process Kafka (franz-go kfake), for development and
+// tests only.
+func WithBrokers(brokers ...string) Option {
+	return optionFunc(func(c *config) { c.brokers = brokers })
+}
+
+// WithName sets the application name, the prefix of its topics
+// (<name>.<aggregate>.commands, <name>.<aggregate>.events, <name>.replies)
+// and of its consumer group and transactional IDs. Default "interlock".
+func WithName(name string) Option {
+	return optionFunc(func(c *config) { c.name = name })
+}
+
+// WithPartitions sets the partition count of the topics Interlock creates
+// (commands and events of each aggregate, replies). Existing topics keep
+// theirs. Default 6. It bounds how many processors share the work.
+func WithPartitions(n int32) Option {
+	return optionFunc(func(c *config) { c.partitions = n })
+}
+
+// WithReplicationFactor sets the replication factor of the topics Interlock
+// creates. Default -1: the broker's default.replication.factor.
+func WithReplicationFactor(n int16) Option {
+	return optionFunc(func(c *config) { c.replicationFactor = n })
+}
+
+// WithLogger sets the logger. Default slog.Default().
+func WithLogger(l *slog.Logger) Option {
+	return optionFunc(func(c *config) { c.logger = l })
+}
+
+// WithCodec sets the codec of command and event payloads. Default
+// schema.Avro() (Avro in the Confluent wire format); schema.JSON() is the
+// alternative.
+func WithCodec(codec schema.Codec) Option {
+	return optionFunc(func(c *config) { c.codec = codec })
+}
+
+// WithInstanceID sets this instance's stable ID. It names the processor's
+// transactional ID (so a restarted instance fences its zombie predecessor)
+// and chooses the replies partition its dispatcher reads. Set it from the pod
+// name in Kubernetes. Default: the hostname plus a random suffix, unique per
+// process.
+func WithInstanceID(id string) Option {
+	return optionFunc(func(c *config) { c.instanceID = id })
+}
+
+// WithDataDir makes the embedded Kafka keep its data in dir, so state
+// survives restarts. Ignored when brokers are set. Default: in memory.
+func WithDataDir(dir string) Option {
+	return optionFunc(func(c *config) { c.dataDir = dir })
+}
+
+// WithRoles sets the roles of this instance. Default RoleDispatch|RoleProcess.
+func WithRoles(r Role) Option {
+	return optionFunc(func(c *config) { c.roles = r })
+}
+
+// WithTransactionTimeout sets the Kafka transaction timeout
+// (transaction.timeout.ms) of the processor: how long a crashed processor's
+// open transaction blocks its partitions before the broker aborts it. It
+// must be below the session timeout. Default 10s.
+func WithTransactionTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.transactionTimeout = d })
+}
+
+// WithSessionTimeout sets the processors' group session timeout
+// (session.timeout.ms). Default 45s.
+func WithSessionTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.sessionTimeout = d })
+}
+
+// WithClientOptions adds franz-go options to every Kafka client Interlock
+// creates: TLS (kgo.DialTLSConfig), SASL (kgo.SASL), client ID, and so on.
+func WithClientOptions(opts ...kgo.Opt) Option {
+	return optionFunc(func(c *config) { c.clientOpts = append(c.clientOpts, opts...) })
+}

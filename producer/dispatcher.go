@@ -1,0 +1,257 @@
+package producer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/interlock-go/interlock/aggregate"
+)
+
+// ErrUnknownCommand is returned for a command type no registered aggregate
+// handles.
+var ErrUnknownCommand = errors.New("unknown command type")
+
+// ErrClosed is returned by a Dispatcher that is closing or closed.
+var ErrClosed = errors.New("dispatcher closed")
+
+// DispatcherConfig configures a Dispatcher.
+type DispatcherConfig struct {
+	// ClientOpts are the franz-go options every client starts from: seed
+	// brokers, TLS, SASL.
+	ClientOpts []kgo.Opt
+	// RepliesTopic is the topic processors answer on.
+	RepliesTopic string
+	// InstanceID is this instance's stable ID; it chooses the one replies
+	// partition this dispatcher reads.
+	InstanceID string
+	// Routes are the registered aggregates.
+	Routes []*Route
+	// Logger receives the dispatcher's logs.
+	Logger *slog.Logger
+}
+
+// Dispatcher sends commands and waits for their replies. It reads only its
+// own partition of the replies topic, from the end, so an instance never
+// reads the replies meant for others.
+type Dispatcher struct {
+	log       *slog.Logger
+	routes    map[reflect.Type]*Route
+	producer  *kgo.Client
+	replies   *kgo.Client
+	partition int32
+
+	mu       sync.Mutex
+	closed   bool
+	waiting  map[string]chan *Reply
+	inflight sync.WaitGroup
+	done     chan struct{}
+}
+
+// NewDispatcher connects a Dispatcher and starts reading its replies
+// partition. The replies topic must exist.
+func NewDispatcher(ctx context.Context, cfg DispatcherConfig) (*Dispatcher, error) {
+	d := &Dispatcher{
+		log:     cfg.Logger,
+		routes:  map[reflect.Type]*Route{},
+		waiting: map[string]chan *Reply{},
+		done:    make(chan struct{}),
+	}
+	if d.log == nil {
+		d.log = slog.Default()
+	}
+	for _, r := range cfg.Routes {
+		for _, c := range r.Type.Commands() {
+			d.routes[c.Type] = r
+		}
+	}
+	var err error
+	d.producer, err = kgo.NewClient(append(append([]kgo.Opt(nil), cfg.ClientOpts...),
+		kgo.ProducerLinger(0),
+		kgo.RecordRetries(10), // bounded, so Send fails instead of blocking forever
+	)...)
+	if err != nil {
+		return nil, fmt.Errorf("dispatcher: %w", err)
+	}
+	adm := kadm.NewClient(d.producer)
+	topics, err := adm.ListTopics(ctx, cfg.RepliesTopic)
+	if err == nil {
+		err = topics.Error()
+	}
+	if err != nil {
+		d.producer.Close()
+		return nil, fmt.Errorf("dispatcher: replies topic %s: %w", cfg.RepliesTopic, err)
+	}
+	n := len(topics[cfg.RepliesTopic].Partitions)
+	if n == 0 {
+		d.producer.Close()
+		return nil, fmt.Errorf("dispatcher: replies topic %s has no partitions", cfg.RepliesTopic)
+	}
+	d.partition = ReplyPartition(cfg.InstanceID, n)
+	ends, err := adm.ListEndOffsets(ctx, cfg.RepliesTopic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		d.producer.Close()
+		return nil, fmt.Errorf("dispatcher: end of replies partition: %w", err)
+	}
+	end, _ := ends.Lookup(cfg.RepliesTopic, d.partition)
+	// Start exactly at the end as it is now: every reply to a command sent
+	// from now on lies after it.
+	d.replies, err = kgo.NewClient(append(append([]kgo.Opt(nil), cfg.ClientOpts...),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
+			cfg.RepliesTopic: {d.partition: kgo.NewOffset().At(end.Offset)},
+		}),
+		kgo.FetchMaxWait(100*time.Millisecond),
+	)...)
+	if err != nil {
+		d.producer.Close()
+		return nil, fmt.Errorf("dispatcher: %w", err)
+	}
+	go d.readReplies()
+	return d, nil
+}
+
+// ReplyPartition is the replies partition of the instance with the given ID.
+func ReplyPartition(instanceID string, partitions int) int32 {
+	h := fnv.New32a()
+	h.Write([]byte(instanceID))
+	return int32(h.Sum32() % uint32(partitions))
+}
+
+func (d *Dispatcher) readReplies() {
+	defer close(d.done)
+	for {
+		fs := d.replies.PollFetches(context.Background())
+		if fs.IsClientClosed() {
+			return
+		}
+		fs.EachError(func(t string, p int32, err error) {
+			d.log.Warn("interlock: reading replies", "topic", t, "partition", p, "err", err)
+		})
+		fs.EachRecord(func(r *kgo.Record) {
+			d.mu.Lock()
+			ch, ok := d.waiting[string(r.Key)]
+			delete(d.waiting, string(r.Key))
+			d.mu.Unlock()
+			if !ok {
+				return // a reply to a caller that gave up, or to an earlier run
+			}
+			rep, err := DecodeReply(r.Value)
+			if err != nil {
+				rep = &Reply{Status: Failed, CommandID: string(r.Key), Reason: err.Error()}
+			}
+			ch <- rep
+		})
+	}
+}
+
+// Dispatch sends cmd (a command value) and waits for its reply. env must be
+// prepared (aggregate ID and command ID set). When ctx ends first, Dispatch
+// returns ctx's error; the command may still be handled.
+func (d *Dispatcher) Dispatch(ctx context.Context, cmd any, env aggregate.Command) (*Reply, error) {
+	key := env.CommandID.String()
+	ch := make(chan *Reply, 1)
+	if err := d.enter(); err != nil {
+		return nil, err
+	}
+	defer d.inflight.Done()
+	d.mu.Lock()
+	d.waiting[key] = ch
+	d.mu.Unlock()
+	forget := func() {
+		d.mu.Lock()
+		delete(d.waiting, key)
+		d.mu.Unlock()
+	}
+	if err := d.produce(ctx, cmd, env, d.partition); err != nil {
+		forget()
+		return nil, err
+	}
+	select {
+	case rep := <-ch:
+		return rep, nil
+	case <-ctx.Done():
+		forget()
+		return nil, fmt.Errorf("waiting for the reply to command %s: %w", key, ctx.Err())
+	case <-d.done:
+		forget()
+		return nil, fmt.Errorf("waiting for the reply to command %s: %w", key, ErrClosed)
+	}
+}
+
+// Send writes cmd to its commands topic and returns once Kafka has it
+// durably (acks from all in-sync replicas). No reply is produced for it.
+func (d *Dispatcher) Send(ctx context.Context, cmd any, env aggregate.Command) error {
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer d.inflight.Done()
+	return d.produce(ctx, cmd, env, -1)
+}
+
+func (d *Dispatcher) enter() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return ErrClosed
+	}
+	d.inflight.Add(1)
+	return nil
+}
+
+func (d *Dispatcher) produce(ctx context.Context, cmd any, env aggregate.Command, replyTo int32) error {
+	route, ok := d.routes[reflect.TypeOf(cmd)]
+	if !ok {
+		return fmt.Errorf("%w %T: register the aggregate that handles it", ErrUnknownCommand, cmd)
+	}
+	msg, _ := route.CommandOf(reflect.TypeOf(cmd))
+	value, err := msg.Serde.Encode(cmd)
+	if err != nil {
+		return fmt.Errorf("encoding command %s: %w", msg.Name, err)
+	}
+	rec := &kgo.Record{
+		Topic:   route.CommandsTopic,
+		Key:     []byte(env.AggregateID.String()),
+		Value:   value,
+		Headers: commandHeaders(msg.Name, route.Type.Name(), route.Codec, env, replyTo, time.Now()),
+	}
+	if err := d.producer.ProduceSync(ctx, rec).FirstErr(); err != nil {
+		return fmt.Errorf("sending command %s: %w", msg.Name, err)
+	}
+	return nil
+}
+
+// Close stops accepting commands, waits (until ctx ends) for the calls in
+// flight to get their replies, and disconnects.
+func (d *Dispatcher) Close(ctx context.Context) error {
+	d.mu.Lock()
+	already := d.closed
+	d.closed = true
+	d.mu.Unlock()
+	if already {
+		return nil
+	}
+	drained := make(chan struct{})
+	go func() { d.inflight.Wait(); close(drained) }()
+	var err error
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		err = fmt.Errorf("dispatcher: closing with calls in flight: %w", ctx.Err())
+	}
+	d.replies.Close()
+	<-d.done
+	d.producer.Close()
+	return err
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The whole test suite: starts the real services (Kafka 4.x, Redis,
+# PostgreSQL) with scripts/services.sh, then runs vet and every test with the
+# race detector against them, and the Kafka tests once more on the embedded
+# Kafka (kfake). A test whose service is missing fails here; it never skips.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "starting services (scripts/services.sh up)"
+scripts/services.sh up
+eval "$(scripts/services.sh env)"
+export INTERLOCK_REQUIRE_SERVICES=1
+
+step "gofmt and go vet"
+unformatted=$(gofmt -l $(git ls-files '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change: $unformatted" >&2
+  exit 1
+fi
+go vet ./...
+
+step "tests against the real services (Kafka at $INTERLOCK_TEST_BROKERS)"
+go test -race -count=1 -timeout 15m "$@" ./...
+
+step "Kafka tests against the embedded Kafka (kfake)"
+INTERLOCK_TEST_BROKERS= INTERLOCK_REQUIRE_SERVICES=0 go test -race -count=1 -timeout 10m "$@" .
+
+step "demo"
+go run ./cmd/interlock demo --brokers "$INTERLOCK_TEST_BROKERS" >/dev/null
+go run ./cmd/interlock demo >/dev/null
+echo "all green" >&2

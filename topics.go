@@ -1,0 +1,81 @@
+package interlock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// ErrTopology is matched by errors about existing topics that break the
+// design's rules (commands and events of an aggregate not co-partitioned).
+var ErrTopology = errors.New("interlock: topic layout")
+
+func ptr(s string) *string { return &s }
+
+// ensureTopics creates the application's topics when missing and checks
+// that the commands and events topics of each aggregate have the same
+// partition count.
+func (a *App) ensureTopics(ctx context.Context, adm *kadm.Client) error {
+	events := map[string]*string{
+		"cleanup.policy":  ptr("delete"),
+		"retention.ms":    ptr("-1"), // the system of record: kept forever
+		"retention.bytes": ptr("-1"),
+	}
+	replies := map[string]*string{"retention.ms": ptr("3600000")}
+	want := map[string]map[string]*string{a.repliesTopic(): replies}
+	for _, r := range a.routes {
+		want[r.CommandsTopic] = nil
+		want[r.EventsTopic] = events
+	}
+	names := make([]string, 0, len(want))
+	for t := range want {
+		names = append(names, t)
+	}
+	// Create without looking first: listing would fill the client's
+	// metadata cache with "unknown topic" for its minimum age.
+	for _, t := range names {
+		resp, err := adm.CreateTopic(ctx, a.cfg.partitions, a.cfg.replicationFactor, want[t], t)
+		if err == nil {
+			err = resp.Err
+		}
+		switch {
+		case err == nil:
+			a.log.Info("interlock: created topic", "topic", t, "partitions", a.cfg.partitions)
+		case !errors.Is(err, kerr.TopicAlreadyExists):
+			return fmt.Errorf("creating topic %s: %w", t, err)
+		}
+	}
+	var existing kadm.TopicDetails
+	var err error
+	// New topics take a moment to appear in every broker's metadata.
+	for wait := 10 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		existing, err = adm.ListTopics(ctx, names...)
+		if err == nil {
+			err = existing.Error()
+		}
+		if err == nil || !errors.Is(err, kerr.UnknownTopicOrPartition) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for new topics: %w", ctx.Err())
+		case <-time.After(wait):
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("describing topics: %w", err)
+	}
+	for _, r := range a.routes {
+		c, e := len(existing[r.CommandsTopic].Partitions), len(existing[r.EventsTopic].Partitions)
+		if c != e {
+			return fmt.Errorf("%w: %s has %d partitions but %s has %d: an aggregate's commands and events must share partition numbers; recreate one of them or add partitions so they match", ErrTopology, r.CommandsTopic, c, r.EventsTopic, e)
+		}
+	}
+	return nil
+}
+
+func (a *App) repliesTopic() string { return a.cfg.name + ".replies" }
