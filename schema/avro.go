@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 
 	"github.com/hamba/avro/v2"
@@ -90,7 +91,8 @@ func (c *avroCodec) Name() string { return "avro" }
 // avroSchemer is implemented by types that bring their own Avro schema.
 type avroSchemer interface{ AvroSchema() string }
 
-// For returns the Serde of struct type t.
+// For returns the Serde of struct type t; a second call for the same type
+// returns the same Serde.
 func (c *avroCodec) For(t reflect.Type) (Serde, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -158,16 +160,28 @@ func (c *avroCodec) build(t reflect.Type) (*avroSerde, error) {
 	s.header[0] = magic
 	binary.BigEndian.PutUint32(s.header[1:], s.id)
 
-	// hamba/avro reports a type that does not fit the schema only when it
-	// encodes one: try the zero value now rather than at the first message.
-	b, err := s.Encode(reflect.Zero(t).Interface())
-	if err == nil {
-		_, err = s.Decode(b)
-	}
-	if err != nil {
+	if err := s.trial(explicit); err != nil {
 		return nil, unsupported(t.String(), "schema does not fit the type: "+err.Error())
 	}
 	return s, nil
+}
+
+// trial encodes and decodes the zero value, because hamba/avro reports a
+// Go type that does not fit the schema only when it meets a value. A
+// derived schema fits every value. An explicit one may reject the zero
+// value for what it is (e.g. "" is not a symbol of an enum): then only
+// hamba/avro's messages for a misfit type count.
+func (s *avroSerde) trial(explicit bool) error {
+	b, err := s.Encode(reflect.Zero(s.t).Interface())
+	if err == nil {
+		_, err = s.Decode(b)
+	}
+	if err != nil && explicit {
+		if msg := err.Error(); !strings.Contains(msg, " is unsupported for ") && !strings.Contains(msg, " is missing required field ") {
+			return nil
+		}
+	}
+	return err
 }
 
 // schemaText returns t's AvroSchema() or the schema derived from t.

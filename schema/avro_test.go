@@ -327,6 +327,18 @@ func (MisfitSchema) AvroSchema() string {
 	return `{"type":"record","name":"M","fields":[{"name":"Missing","type":"string"}]}`
 }
 
+type Level struct{ L string }
+
+func (Level) AvroSchema() string {
+	return `{"type":"record","name":"Level","fields":[{"name":"L","type":{"type":"enum","name":"LevelEnum","symbols":["LOW","HIGH"]}}]}`
+}
+
+type MistypedSchema struct{ A int64 }
+
+func (MistypedSchema) AvroSchema() string {
+	return `{"type":"record","name":"M","fields":[{"name":"A","type":"string"}]}`
+}
+
 func TestAvroSchemaMethod(t *testing.T) {
 	s, err := Avro().For(reflect.TypeFor[Renamed]())
 	if err != nil {
@@ -345,9 +357,25 @@ func TestAvroSchemaMethod(t *testing.T) {
 		t.Errorf("got %v, %v", got, err)
 	}
 
+	// The zero value is not a symbol of the enum: the type fits anyway.
+	s, err = Avro().For(reflect.TypeFor[Level]())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err = s.Encode(Level{"HIGH"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Decode(b); err != nil || got.(*Level).L != "HIGH" {
+		t.Errorf("got %v, %v", got, err)
+	}
+	if _, err := s.Encode(Level{"MEDIUM"}); err == nil {
+		t.Error("encoded a value that is not a symbol")
+	}
+
 	for typ, want := range map[reflect.Type]string{
-		reflect.TypeFor[BadSchema]():    "schema: schema.BadSchema: AvroSchema(): ",
-		reflect.TypeFor[MisfitSchema](): "schema: schema.MisfitSchema: schema does not fit the type",
+		reflect.TypeFor[BadSchema]():      "schema: schema.BadSchema: AvroSchema(): ",
+		reflect.TypeFor[MisfitSchema]():   "schema: schema.MisfitSchema: schema does not fit the type",
+		reflect.TypeFor[MistypedSchema](): "schema: schema.MistypedSchema: schema does not fit the type",
 	} {
 		_, err := Avro().For(typ)
 		if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), want) {

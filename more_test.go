@@ -1,0 +1,156 @@
+package interlock_test
+
+import (
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/interlock-go/interlock"
+	"github.com/interlock-go/interlock/aggregate"
+	"github.com/interlock-go/interlock/examples/bank"
+	"github.com/interlock-go/interlock/internal/kafkatest"
+	"github.com/interlock-go/interlock/producer"
+	"github.com/interlock-go/interlock/schema"
+)
+
+// TestRestoreWaitsForOpenTransaction: a previous owner's transaction is
+// still open on the events partition when a processor takes it over. The
+// restore must wait for it, so the new owner's state includes its events.
+func TestRestoreWaitsForOpenTransaction(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	ctx := ctxT(t)
+	// Create the topics, with no processor running.
+	startApp(t, brokers, name, interlock.WithRoles(interlock.RoleDispatch))
+
+	id := interlock.NewID()
+	serde, err := schema.Avro().For(reflectTypeOf[bank.AccountOpened]())
+	if err != nil {
+		t.Fatal(err)
+	}
+	value, err := serde.Encode(bank.AccountOpened{Owner: "ada"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The events partition of id is the commands partition of id: find it
+	// by sending a command nobody handles yet.
+	gateway := startApp(t, brokers, name, interlock.WithRoles(interlock.RoleDispatch))
+	if _, err := interlock.Send(ctx, gateway, deposit(id, 1)); err != nil {
+		t.Fatal(err)
+	}
+	cmds := kafkatest.ReadAll(t, brokers, name+".bank-account.commands")
+	partition := cmds[len(cmds)-1].Partition
+
+	old, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.TransactionalID(name+"-old-owner"),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.TransactionTimeout(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	if err := old.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	rec := producer.EventRecord(name+".bank-account.events", partition, "avro", aggregate.EventEnvelope{
+		EventID: ulid.Make(), AggregateType: "bank-account", AggregateID: id, Type: "AccountOpened",
+		Version: 1, Time: time.Now(), CommandID: ulid.Make(), CorrelationID: "c",
+	}, value)
+	if err := old.ProduceSync(ctx, rec).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	startApp(t, brokers, name, interlock.WithRoles(interlock.RoleProcess))
+	type outcome struct {
+		res interlock.Result[bank.Balance]
+		err error
+	}
+	got := make(chan outcome, 1)
+	go func() {
+		res, err := interlock.Dispatch(ctx, gateway, deposit(id, 10))
+		got <- outcome{res, err}
+	}()
+	select {
+	case o := <-got:
+		t.Fatalf("a command was handled while the previous owner's transaction was open: %+v, %v", o.res, o.err)
+	case <-time.After(2 * time.Second):
+	}
+	if err := old.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	o := <-got
+	if o.err != nil {
+		t.Fatalf("deposit after the old owner committed: %v", o.err)
+	}
+	// The account was opened by the old owner's event; the sent deposit of
+	// 1 and this one of 10 follow it.
+	if o.res.Value.Balance != 11 || o.res.Version != 3 {
+		t.Fatalf("got %+v, want balance 11 at version 3", o.res)
+	}
+}
+
+func TestEmbeddedDataDirSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ctx := ctxT(t)
+	build := func() *interlock.App {
+		app, err := interlock.NewBuilder(interlock.WithDataDir(dir), interlock.WithLogger(testLogger())).
+			RegisterAggregate(bank.Accounts()).Build()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := app.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return app
+	}
+	first := build()
+	id := open(t, ctx, first)
+	if _, err := interlock.Dispatch(ctx, first, deposit(id, 42)); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	second := build()
+	defer second.Close(ctx)
+	res, err := interlock.Dispatch(ctx, second, deposit(id, 1))
+	if err != nil || res.Value.Balance != 43 || res.Version != 3 {
+		t.Fatalf("after restarting the embedded Kafka on its data dir: %+v, %v; want balance 43 at version 3", res, err)
+	}
+}
+
+func TestJSONCodecAndSend(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	app := startApp(t, brokers, name, interlock.WithCodec(schema.JSON()))
+	ctx := ctxT(t)
+	id := open(t, ctx, app)
+	var ids []string
+	for i := range 5 {
+		cid, err := interlock.Send(ctx, app, deposit(id, int64(i+1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, cid.String())
+	}
+	// Send returns once the command is in the log; Dispatch after it is
+	// handled after it (same aggregate, same partition, in order).
+	res, err := interlock.Dispatch(ctx, app, deposit(id, 100))
+	if err != nil || res.Value.Balance != 115 || res.Version != 7 {
+		t.Fatalf("after 5 sends: %+v, %v; want balance 115 at version 7", res, err)
+	}
+	evs := eventsOf(t, brokers, name+".bank-account.events", id)
+	for i, c := range ids {
+		e := evs[i+1]
+		if header(e, producer.HeaderCommandID) != c || header(e, producer.HeaderCodec) != "json" || header(e, producer.HeaderVersion) != strconv.Itoa(i+2) {
+			t.Fatalf("event %d: headers %v, want command %s, json, version %d", i+1, e.Headers, c, i+2)
+		}
+		if string(e.Value) != `{"amount":`+strconv.Itoa(i+1)+`}` {
+			t.Fatalf("event %d value %s", i+1, e.Value)
+		}
+	}
+}
