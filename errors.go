@@ -22,6 +22,9 @@ var (
 	// ErrUnknownCommand is returned for a command type no registered
 	// aggregate handles.
 	ErrUnknownCommand = producer.ErrUnknownCommand
+	// ErrClosed is returned by Dispatch and Send while the application
+	// closes.
+	ErrClosed = producer.ErrClosed
 	// ErrNotStarted is returned when the application is not running, or
 	// does not play the role the call needs.
 	ErrNotStarted = errors.New("interlock: application not started")

@@ -12,6 +12,7 @@ import (
 
 	"github.com/oklog/ulid/v2"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/interlock-go/interlock/aggregate"
@@ -214,7 +215,11 @@ func (p *Processor) run(ctx context.Context) {
 			p.log.Warn("interlock: fetching commands", "topic", t, "partition", part, "err", err)
 		})
 		if !fs.Empty() {
-			p.batch(fs)
+			if err := p.batch(fs); err != nil {
+				p.log.Error("interlock: processor stopped: another instance with this transactional ID took over (set a unique, stable WithInstanceID per instance)", "transactional_id", p.cfg.TransactionalID, "err", err)
+				p.sess.AllowRebalance()
+				return
+			}
 		}
 		p.sess.AllowRebalance()
 	}
@@ -234,7 +239,16 @@ type pending struct {
 	positions []producer.Position
 }
 
-func (p *Processor) batch(fs kgo.Fetches) {
+// fenced reports whether err means this process's transactional ID is now
+// someone else's: it must stop, as any further write would be refused.
+func fenced(err error) bool {
+	return errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) ||
+		errors.Is(err, kerr.TransactionalIDAuthorizationFailed)
+}
+
+// batch handles one polled batch in one transaction. It returns an error
+// only when the processor must stop.
+func (p *Processor) batch(fs kgo.Fetches) error {
 	// The transaction's own requests must not be cut short by shutdown:
 	// a cancelled End can leave the outcome unknown (see DESIGN.md).
 	ctx := context.Background()
@@ -254,13 +268,13 @@ func (p *Processor) batch(fs kgo.Fetches) {
 		p.log.Error("interlock: restoring partitions; their commands will be retried", "err", err)
 		p.rewind()
 		time.Sleep(time.Second)
-		return
+		return nil
 	}
 	if err := p.sess.Begin(); err != nil {
 		p.log.Error("interlock: beginning transaction", "err", err)
 		p.dropAll()
 		time.Sleep(time.Second)
-		return
+		return nil
 	}
 
 	staged := map[*partition]map[ulid.ULID]*aggregate.Instance{}
@@ -308,6 +322,8 @@ func (p *Processor) batch(fs kgo.Fetches) {
 	}
 	committed, err := p.sess.End(ctx, commit)
 	switch {
+	case fenced(err):
+		return err
 	case err != nil:
 		// The transaction may or may not have committed: trust only the log.
 		p.log.Error("interlock: ending transaction; rebuilding state from the log", "err", err)
@@ -322,6 +338,7 @@ func (p *Processor) batch(fs kgo.Fetches) {
 			}
 		}
 	}
+	return nil
 }
 
 // rewind returns the polled but unhandled records to the partitions, so
@@ -414,6 +431,7 @@ func (p *Processor) handle(ctx context.Context, part *partition, staged map[ulid
 	}
 	records := make([]*kgo.Record, len(out.Events))
 	now := time.Now()
+	canonical := false
 	for i, e := range out.Events {
 		em, ok := route.EventOf(reflect.TypeOf(e))
 		if !ok {
@@ -423,6 +441,7 @@ func (p *Processor) handle(ctx context.Context, part *partition, staged map[ulid
 		if err != nil {
 			return reject(producer.Failed, fmt.Sprintf("encoding event %s: %v", em.Name, err), nil)
 		}
+		canonical = canonical || em.Lossy
 		records[i] = producer.EventRecord(route.EventsTopic, r.Partition, route.Codec, aggregate.EventEnvelope{
 			EventID:       ulid.Make(),
 			AggregateType: route.Type.Name(),
@@ -434,6 +453,21 @@ func (p *Processor) handle(ctx context.Context, part *partition, staged map[ulid
 			CorrelationID: h.Command.CorrelationID,
 			CausationID:   h.Command.CommandID.String(),
 		}, value)
+	}
+	if canonical {
+		// Hold what a replay of the log would build, not what the handler
+		// emitted: they differ when encoding drops detail.
+		work = route.Type.Clone(inst)
+		for _, rec := range records {
+			em, _ := route.Event(producer.TypeOf(rec))
+			ptr, err := em.Serde.Decode(rec.Value)
+			if err == nil {
+				err = route.Type.Apply(work, reflect.ValueOf(ptr).Elem().Interface())
+			}
+			if err != nil {
+				return reject(producer.Failed, fmt.Sprintf("event %s does not survive its own encoding: %v", em.Name, err), nil)
+			}
+		}
 	}
 	staged[id] = work
 	if rep != nil {

@@ -21,7 +21,7 @@ import (
 var ErrUnknownCommand = errors.New("unknown command type")
 
 // ErrClosed is returned by a Dispatcher that is closing or closed.
-var ErrClosed = errors.New("dispatcher closed")
+var ErrClosed = errors.New("interlock: dispatcher closed")
 
 // DispatcherConfig configures a Dispatcher.
 type DispatcherConfig struct {

@@ -101,6 +101,16 @@ func ParseHeaders(r *kgo.Record) (Headers, error) {
 	return h, nil
 }
 
+// TypeOf returns the value of r's type header.
+func TypeOf(r *kgo.Record) string {
+	for _, h := range r.Headers {
+		if h.Key == HeaderType {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
 func header(k, v string) kgo.RecordHeader { return kgo.RecordHeader{Key: k, Value: []byte(v)} }
 
 // commandHeaders returns the headers of a command record.

@@ -3,6 +3,7 @@ package producer
 import (
 	"fmt"
 	"reflect"
+	"time"
 
 	"github.com/interlock-go/interlock/aggregate"
 )
@@ -19,6 +20,35 @@ type Serde interface {
 type Message struct {
 	aggregate.Message
 	Serde Serde
+	// Lossy is set for a type that may not survive encoding unchanged
+	// (times lose their monotonic reading, location, or precision): a
+	// processor applies such events as decoded from their records, so the
+	// state it holds equals the fold of the log.
+	Lossy bool
+}
+
+// lossy reports whether t holds a time.Time or time.Duration.
+func lossy(t reflect.Type, seen map[reflect.Type]bool) bool {
+	if t == reflect.TypeFor[time.Time]() || t == reflect.TypeFor[time.Duration]() {
+		return true
+	}
+	if seen[t] {
+		return false
+	}
+	seen[t] = true
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Slice, reflect.Array:
+		return lossy(t.Elem(), seen)
+	case reflect.Map:
+		return lossy(t.Key(), seen) || lossy(t.Elem(), seen)
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if lossy(t.Field(i).Type, seen) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Route is everything the runtime needs about one aggregate type: its
@@ -50,7 +80,7 @@ func NewRoute(t aggregate.Type, commandsTopic, eventsTopic, codec string, serde 
 			if err != nil {
 				return fmt.Errorf("aggregate %q: no codec for %v: %w", t.Name(), m.Type, err)
 			}
-			msg := &Message{Message: m, Serde: s}
+			msg := &Message{Message: m, Serde: s, Lossy: lossy(m.Type, map[reflect.Type]bool{})}
 			byName[m.Name], byType[m.Type] = msg, msg
 		}
 		return nil

@@ -1,0 +1,133 @@
+package interlock_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/interlock-go/interlock"
+	"github.com/interlock-go/interlock/aggregate"
+	"github.com/interlock-go/interlock/internal/kafkatest"
+)
+
+type counter struct{ N int64 }
+
+type Incr struct{ interlock.CommandOf[int64] }
+
+type Explode struct{ interlock.Command }
+
+type Haunt struct{ interlock.Command }
+
+type Incremented struct{ By int64 }
+
+type Ghost struct{}
+
+func counters() *aggregate.Definition[counter] {
+	return aggregate.Define[counter]("counter",
+		aggregate.HandleResult(func(a *aggregate.Root[counter], c Incr) (int64, error) {
+			a.Emit(Incremented{By: 1})
+			return a.State().N, nil
+		}),
+		aggregate.Handle(func(a *aggregate.Root[counter], c Explode) error {
+			a.Emit(Incremented{By: 1000})
+			panic("kaboom")
+		}),
+		aggregate.Handle(func(a *aggregate.Root[counter], c Haunt) error {
+			a.Emit(Ghost{})
+			return nil
+		}),
+		aggregate.Apply(func(s *counter, e Incremented) { s.N += e.By }),
+	)
+}
+
+func startCounters(t *testing.T, opts ...interlock.Option) (*interlock.App, []string, string) {
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	app := startWith(t, interlock.NewBuilder(append([]interlock.Option{interlock.WithBrokers(brokers...), interlock.WithName(name),
+		interlock.WithPartitions(2), interlock.WithLogger(testLogger())}, opts...)...).RegisterAggregate(counters()))
+	return app, brokers, name
+}
+
+// TestHandlerFailures: a panicking handler and an event without applier
+// fail the command (ErrFailed, no event); the partition keeps going and the
+// state is untouched by what the failed handler emitted.
+func TestHandlerFailures(t *testing.T) {
+	t.Parallel()
+	app, brokers, name := startCounters(t)
+	ctx := ctxT(t)
+	id := interlock.NewID()
+	if r, err := interlock.Dispatch(ctx, app, Incr{interlock.ToResult[int64](id)}); err != nil || r.Value != 1 {
+		t.Fatalf("incr: %v, %v", r, err)
+	}
+	_, err := interlock.Dispatch(ctx, app, Explode{interlock.To(id)})
+	if !errors.Is(err, interlock.ErrFailed) || errors.Is(err, interlock.ErrRejected) || !strings.Contains(err.Error(), "kaboom") {
+		t.Fatalf("panicking handler: %v, want ErrFailed mentioning the panic", err)
+	}
+	_, err = interlock.Dispatch(ctx, app, Haunt{interlock.To(id)})
+	if !errors.Is(err, interlock.ErrFailed) || !strings.Contains(err.Error(), "Ghost has no applier") {
+		t.Fatalf("event without applier: %v", err)
+	}
+	r, err := interlock.Dispatch(ctx, app, Incr{interlock.ToResult[int64](id)})
+	if err != nil || r.Value != 2 || r.Version != 2 {
+		t.Fatalf("after failures: %+v, %v; want 2 at version 2", r, err)
+	}
+	if n := len(eventsOf(t, brokers, name+".counter.events", id)); n != 2 {
+		t.Fatalf("%d events, want 2", n)
+	}
+}
+
+// TestCloseDrainsInFlight: Close waits for the commands already dispatched;
+// every accepted Dispatch gets its outcome, later ones get ErrNotStarted or
+// the dispatcher's closed error, and none hangs.
+func TestCloseDrainsInFlight(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	app, err := interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithLogger(testLogger())).
+		RegisterAggregate(counters()).Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t)
+	if err := app.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	id := interlock.NewID()
+	if _, err := interlock.Dispatch(ctx, app, Incr{interlock.ToResult[int64](id)}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var ok, refused int
+	for range 50 {
+		wg.Go(func() {
+			_, err := interlock.Dispatch(ctx, app, Incr{interlock.ToResult[int64](id)})
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				ok++
+			case errors.Is(err, interlock.ErrNotStarted), errors.Is(err, interlock.ErrClosed):
+				refused++
+			default:
+				t.Errorf("dispatch during close: %v", err)
+			}
+		})
+	}
+	time.Sleep(5 * time.Millisecond)
+	closeCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := app.Close(closeCtx); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	wg.Wait()
+	if ok+refused != 50 {
+		t.Fatalf("%d ok + %d refused, want 50", ok, refused)
+	}
+	if n := len(eventsOf(t, brokers, name+".counter.events", id)); n != ok+1 {
+		t.Fatalf("%d events for %d applied commands", n, ok+1)
+	}
+}
