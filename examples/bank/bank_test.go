@@ -70,6 +70,7 @@ func TestWithdraw(t *testing.T) {
 	s.Given(opened...).
 		When(bank.WithdrawMoney{Amount: 500}).
 		ThenRejected("insufficient funds: balance 100, withdrawal 500").
+		ThenError(bank.ErrInsufficientFunds).
 		ThenState(bank.Account{Owner: "ada", Balance: 100, Open: true}).
 		ThenVersion(2)
 	s.Given(opened...).
