@@ -1,5 +1,6 @@
-// Command interlock runs Interlock's tools. Today: demo, the bank example on
-// an embedded Kafka (or a real one with --brokers).
+// Command interlock runs Interlock's tools: demo, the bank example on an
+// embedded Kafka (or a real one with --brokers), and serve, the example
+// domains as a long-running service.
 package main
 
 import (
@@ -15,6 +16,7 @@ const usage = `usage: interlock <command> [flags]
 commands:
   demo    run the bank example: commands, a rejection and a concurrent burst
           (on an embedded Kafka unless --brokers is given)
+  serve   run the example domains as a service until SIGINT or SIGTERM
 
 Run 'interlock <command> -h' for a command's flags.
 `
@@ -30,6 +32,8 @@ func main() {
 	switch os.Args[1] {
 	case "demo":
 		err = demo(ctx, os.Stdout, os.Args[2:])
+	case "serve":
+		err = serve(ctx, os.Args[2:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/interlock-go/interlock"
+	"github.com/interlock-go/interlock/examples/bank"
+)
+
+// serve runs the example domains as a service until SIGINT or SIGTERM.
+func serve(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	brokers := fs.String("brokers", os.Getenv("INTERLOCK_BROKERS"), "comma-separated Kafka seed brokers (env INTERLOCK_BROKERS; empty: an embedded Kafka)")
+	name := fs.String("name", envOr("INTERLOCK_NAME", "interlock"), "application name: the topic prefix (env INTERLOCK_NAME)")
+	instance := fs.String("instance-id", os.Getenv("INTERLOCK_INSTANCE_ID"), "stable instance ID, e.g. the pod name (env INTERLOCK_INSTANCE_ID; default: hostname and a random suffix)")
+	roles := fs.String("roles", envOr("INTERLOCK_ROLES", "dispatch,process"), "roles of this instance: dispatch, process (env INTERLOCK_ROLES)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	opts := []interlock.Option{
+		interlock.WithName(*name),
+		interlock.WithLogger(slog.New(slog.NewJSONHandler(os.Stderr, nil))),
+	}
+	if *brokers != "" {
+		opts = append(opts, interlock.WithBrokers(strings.Split(*brokers, ",")...))
+	}
+	if *instance != "" {
+		opts = append(opts, interlock.WithInstanceID(*instance))
+	}
+	var r interlock.Role
+	for _, s := range strings.Split(*roles, ",") {
+		switch strings.TrimSpace(s) {
+		case "dispatch":
+			r |= interlock.RoleDispatch
+		case "process":
+			r |= interlock.RoleProcess
+		default:
+			return fmt.Errorf("serve: unknown role %q (use dispatch, process)", s)
+		}
+	}
+	opts = append(opts, interlock.WithRoles(r))
+	app, err := interlock.NewBuilder(opts...).RegisterAggregate(bank.Accounts()).Build()
+	if err != nil {
+		return err
+	}
+	return app.Run(ctx)
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
