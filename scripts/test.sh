@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: starts the real services (Kafka 4.x, Redis,
-# PostgreSQL) with scripts/services.sh, then runs vet and every test with the
+# The whole test suite: starts the real services (Kafka 4.x, a three-node
+# Kafka cluster for failover tests, Redis, PostgreSQL) with
+# scripts/services.sh, then runs vet and every test with the
 # race detector against them, and the Kafka tests once more on the embedded
 # Kafka (kfake). A test whose service is missing fails here; it never skips.
 set -euo pipefail
@@ -8,9 +9,11 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
-step "starting services (scripts/services.sh up)"
-scripts/services.sh up
+step "starting services (scripts/services.sh up --cluster)"
+scripts/services.sh up --cluster
 eval "$(scripts/services.sh env)"
+echo "Kafka ${INTERLOCK_TEST_KAFKA_VERSION:-?} at $INTERLOCK_TEST_BROKERS, three-node cluster at $INTERLOCK_TEST_CLUSTER_BROKERS" >&2
+echo "Redis at $INTERLOCK_TEST_REDIS_URL, PostgreSQL at ${INTERLOCK_TEST_POSTGRES_DSN%%\?*}" >&2
 export INTERLOCK_REQUIRE_SERVICES=1
 
 step "gofmt and go vet"

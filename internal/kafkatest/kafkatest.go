@@ -17,17 +17,19 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/interlock-go/interlock/internal/services"
 )
 
 // Brokers returns the seed brokers of a Kafka for t: the real one from
 // INTERLOCK_TEST_BROKERS, or a new embedded cluster closed when t ends.
 func Brokers(t testing.TB) []string {
 	t.Helper()
-	if env := os.Getenv("INTERLOCK_TEST_BROKERS"); env != "" {
+	if env := os.Getenv(services.EnvBrokers); env != "" {
 		return strings.Split(env, ",")
 	}
-	if os.Getenv("INTERLOCK_REQUIRE_SERVICES") == "1" {
-		t.Fatal("INTERLOCK_REQUIRE_SERVICES=1 but INTERLOCK_TEST_BROKERS is not set: start Kafka with scripts/services.sh up and eval \"$(scripts/services.sh env)\"")
+	if services.Required() {
+		t.Fatalf("%s=1 but %s is not set: start Kafka with scripts/services.sh up and eval \"$(scripts/services.sh env)\"", services.EnvRequire, services.EnvBrokers)
 	}
 	c, err := kfake.NewCluster(kfake.NumBrokers(1))
 	if err != nil {
@@ -38,7 +40,15 @@ func Brokers(t testing.TB) []string {
 }
 
 // Real reports whether tests run against a real Kafka.
-func Real() bool { return os.Getenv("INTERLOCK_TEST_BROKERS") != "" }
+func Real() bool { return os.Getenv(services.EnvBrokers) != "" }
+
+// Cluster returns the seed brokers of the three-node cluster
+// (scripts/services.sh up --cluster), for failover tests; it skips or fails
+// like every missing service.
+func Cluster(t testing.TB) []string {
+	t.Helper()
+	return strings.Split(services.Lookup(t, services.EnvClusterBrokers, "the three-node Kafka cluster"), ",")
+}
 
 var seq atomic.Int64
 
