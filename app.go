@@ -20,10 +20,10 @@ import (
 
 // App is a built application. Start it, use Dispatch and Send, Close it.
 type App struct {
-	cfg    config
-	log    *slog.Logger
-	routes []*producer.Route
-	hooks  []Hook
+	cfg   config
+	log   *slog.Logger
+	aggs  []consumer.Aggregate
+	hooks []Hook
 
 	mu         sync.Mutex
 	state      int // 0 built, 1 started, 2 closed
@@ -102,7 +102,11 @@ func (a *App) Start(ctx context.Context) (err error) {
 			TransactionTimeout: a.cfg.transactionTimeout,
 			SessionTimeout:     a.cfg.sessionTimeout,
 			RepliesTopic:       a.repliesTopic(),
-			Routes:             a.routes,
+			Aggregates:         a.aggs,
+			Store:              a.cfg.store,
+			MaxCached:          a.cfg.maxCached,
+			MaxCachedBytes:     a.cfg.maxCachedBytes,
+			FlushInterval:      a.cfg.flushInterval,
 			Logger:             a.log,
 		})
 		if err != nil {
@@ -114,14 +118,14 @@ func (a *App) Start(ctx context.Context) (err error) {
 			ClientOpts:   clientOpts,
 			RepliesTopic: a.repliesTopic(),
 			InstanceID:   a.cfg.instanceID,
-			Routes:       a.routes,
+			Routes:       a.routes(),
 			Logger:       a.log,
 		})
 		if err != nil {
 			return fmt.Errorf("interlock: %w", err)
 		}
 	}
-	a.log.Info("interlock: started", "name", a.cfg.name, "instance", a.cfg.instanceID, "aggregates", len(a.routes))
+	a.log.Info("interlock: started", "name", a.cfg.name, "instance", a.cfg.instanceID, "aggregates", len(a.aggs))
 	return nil
 }
 
@@ -183,4 +187,28 @@ func (a *App) dispatcherFor() (*producer.Dispatcher, error) {
 		return nil, ErrNotStarted
 	}
 	return a.dispatcher, nil
+}
+
+func (a *App) routes() []*producer.Route {
+	rs := make([]*producer.Route, len(a.aggs))
+	for i, g := range a.aggs {
+		rs[i] = g.Route
+	}
+	return rs
+}
+
+// ProcessorStats are a processor's counters: commands by outcome, restores
+// and replayed events, snapshot store traffic and errors, cache size.
+type ProcessorStats = consumer.Stats
+
+// Stats returns the processor's counters (zero when the instance does not
+// process commands).
+func (a *App) Stats() ProcessorStats {
+	a.mu.Lock()
+	p := a.processor
+	a.mu.Unlock()
+	if p == nil {
+		return ProcessorStats{}
+	}
+	return p.Stats()
 }

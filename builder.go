@@ -8,7 +8,9 @@ import (
 	"regexp"
 
 	"github.com/interlock-go/interlock/aggregate"
+	"github.com/interlock-go/interlock/consumer"
 	"github.com/interlock-go/interlock/producer"
+	"github.com/interlock-go/interlock/snapshot"
 )
 
 // ErrInvalid is matched (errors.Is) by every error Build returns.
@@ -32,8 +34,27 @@ type Hook struct {
 // Builder assembles an application: its options, aggregates and hooks.
 type Builder struct {
 	opts  []Option
-	aggs  []aggregate.Type
+	aggs  []registered
 	hooks []Hook
+}
+
+type registered struct {
+	t         aggregate.Type
+	snapshots snapshot.Strategy
+}
+
+// AggregateOption configures one registered aggregate type.
+type AggregateOption interface{ applyAggregate(*registered) }
+
+type aggregateOptionFunc func(*registered)
+
+func (f aggregateOptionFunc) applyAggregate(r *registered) { f(r) }
+
+// Snapshots sets when the aggregate type's state is written to the
+// snapshot store: snapshot.EveryN(n), snapshot.After(d) or
+// snapshot.Never(). Default: at the flush interval (WithFlushInterval).
+func Snapshots(s snapshot.Strategy) AggregateOption {
+	return aggregateOptionFunc(func(r *registered) { r.snapshots = s })
 }
 
 // NewBuilder starts building an application with the given options.
@@ -42,8 +63,12 @@ func NewBuilder(opts ...Option) *Builder {
 }
 
 // RegisterAggregate registers an aggregate type (an *aggregate.Definition).
-func (b *Builder) RegisterAggregate(t aggregate.Type) *Builder {
-	b.aggs = append(b.aggs, t)
+func (b *Builder) RegisterAggregate(t aggregate.Type, opts ...AggregateOption) *Builder {
+	r := registered{t: t}
+	for _, o := range opts {
+		o.applyAggregate(&r)
+	}
+	b.aggs = append(b.aggs, r)
 	return b
 }
 
@@ -71,8 +96,9 @@ func (b *Builder) Build() (*App, error) {
 	}
 	names := map[string]bool{}
 	handledBy := map[reflect.Type]string{}
-	var routes []*producer.Route
-	for _, t := range b.aggs {
+	var aggs []consumer.Aggregate
+	for _, reg := range b.aggs {
+		t := reg.t
 		if err := t.Validate(); err != nil {
 			errs = append(errs, err)
 			continue
@@ -95,7 +121,15 @@ func (b *Builder) Build() (*App, error) {
 			errs = append(errs, err)
 			continue
 		}
-		routes = append(routes, r)
+		agg := consumer.Aggregate{Route: r, Snapshots: reg.snapshots}
+		if !reg.snapshots.IsNever() {
+			if agg.State, err = cfg.codec.For(t.StateType()); err != nil {
+				errs = append(errs, fmt.Errorf("aggregate %q: state %v cannot be encoded for snapshots (or register it with interlock.Snapshots(snapshot.Never())): %w", t.Name(), t.StateType(), err))
+				continue
+			}
+			agg.Fingerprint = snapshot.Fingerprint(t.StateType(), cfg.codec.Name())
+		}
+		aggs = append(aggs, agg)
 	}
 	for i, h := range b.hooks {
 		if h.Name == "" {
@@ -105,5 +139,8 @@ func (b *Builder) Build() (*App, error) {
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
 	}
-	return &App{cfg: cfg, log: cfg.logger, routes: routes, hooks: b.hooks}, nil
+	if cfg.store == nil {
+		cfg.store = snapshot.NewMemory()
+	}
+	return &App{cfg: cfg, log: cfg.logger, aggs: aggs, hooks: b.hooks}, nil
 }

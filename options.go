@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/interlock-go/interlock/schema"
+	"github.com/interlock-go/interlock/snapshot"
 )
 
 // Option configures an application. Each option's doc states its default.
@@ -43,6 +44,10 @@ type config struct {
 	transactionTimeout time.Duration
 	sessionTimeout     time.Duration
 	clientOpts         []kgo.Opt
+	store              snapshot.Store
+	maxCached          int
+	maxCachedBytes     int64
+	flushInterval      time.Duration
 }
 
 func defaults() config {
@@ -60,6 +65,9 @@ func defaults() config {
 		roles:              RoleDispatch | RoleProcess,
 		transactionTimeout: 10 * time.Second,
 		sessionTimeout:     45 * time.Second,
+		maxCached:          100_000,
+		maxCachedBytes:     1 << 30,
+		flushInterval:      5 * time.Second,
 	}
 }
 
@@ -77,6 +85,10 @@ func (c *config) validate() error {
 		return fmt.Errorf("no role: use RoleDispatch, RoleProcess or both")
 	case c.transactionTimeout >= c.sessionTimeout:
 		return fmt.Errorf("transaction timeout %v must be below the session timeout %v", c.transactionTimeout, c.sessionTimeout)
+	case c.maxCached < 1 || c.maxCachedBytes < 1:
+		return fmt.Errorf("cache bounds %d aggregates, %d bytes: both must be positive", c.maxCached, c.maxCachedBytes)
+	case c.flushInterval <= 0:
+		return fmt.Errorf("flush interval %v must be positive", c.flushInterval)
 	}
 	return nil
 }
@@ -158,4 +170,28 @@ func WithSessionTimeout(d time.Duration) Option {
 // creates: TLS (kgo.DialTLSConfig), SASL (kgo.SASL), client ID, and so on.
 func WithClientOptions(opts ...kgo.Opt) Option {
 	return optionFunc(func(c *config) { c.clientOpts = append(c.clientOpts, opts...) })
+}
+
+// WithSnapshotStore sets where processors keep snapshots and watermarks:
+// snapshot.NewRedis for production. Default: an in-process
+// snapshot.NewMemory(), which speeds up partitions moving between
+// processors of one process only; a restarted process replays the log.
+func WithSnapshotStore(s snapshot.Store) Option {
+	return optionFunc(func(c *config) { c.store = s })
+}
+
+// WithCache bounds the aggregates a processor holds in memory, by count and
+// by the size of their encoded snapshots. Only aggregates safe in the
+// snapshot store are evicted, so while the store is down (or for aggregate
+// types that never snapshot) memory can exceed the bounds. Default 100 000
+// aggregates and 1 GiB.
+func WithCache(maxAggregates int, maxBytes int64) Option {
+	return optionFunc(func(c *config) { c.maxCached, c.maxCachedBytes = maxAggregates, maxBytes })
+}
+
+// WithFlushInterval sets the longest a changed aggregate waits for its
+// snapshot, whatever its strategy. It bounds how far a partition's
+// watermark lags, and so how many events a new owner replays. Default 5s.
+func WithFlushInterval(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.flushInterval = d })
 }

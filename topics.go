@@ -27,7 +27,7 @@ func (a *App) ensureTopics(ctx context.Context, adm *kadm.Client) error {
 	}
 	replies := map[string]*string{"retention.ms": ptr("3600000")}
 	want := map[string]map[string]*string{a.repliesTopic(): replies}
-	for _, r := range a.routes {
+	for _, r := range a.routes() {
 		want[r.CommandsTopic] = nil
 		want[r.EventsTopic] = events
 	}
@@ -69,7 +69,7 @@ func (a *App) ensureTopics(ctx context.Context, adm *kadm.Client) error {
 	if err != nil {
 		return fmt.Errorf("describing topics: %w", err)
 	}
-	for _, r := range a.routes {
+	for _, r := range a.routes() {
 		c, e := len(existing[r.CommandsTopic].Partitions), len(existing[r.EventsTopic].Partitions)
 		if c != e {
 			return fmt.Errorf("%w: %s has %d partitions but %s has %d: an aggregate's commands and events must share partition numbers; recreate one of them or add partitions so they match", ErrTopology, r.CommandsTopic, c, r.EventsTopic, e)

@@ -136,6 +136,19 @@ func Apply[S, E any](f func(*S, E)) Option[S] {
 // Name is the aggregate type's name.
 func (d *Definition[S]) Name() string { return d.name }
 
+// StateType is the type of the aggregate's state, S.
+func (d *Definition[S]) StateType() reflect.Type { return reflect.TypeFor[S]() }
+
+// Restore returns the instance of an aggregate at version from its state
+// (a *S, as a snapshot decodes it).
+func (d *Definition[S]) Restore(id ulid.ULID, version int64, state any) (*Instance, error) {
+	s, ok := state.(*S)
+	if !ok {
+		return nil, fmt.Errorf("aggregate %q: state is %T, want %T", d.name, state, s)
+	}
+	return &Instance{ID: id, Version: version, State: s}, nil
+}
+
 // Commands lists the command types the aggregate handles, in registration
 // order.
 func (d *Definition[S]) Commands() []Message { return d.commands }
@@ -233,6 +246,8 @@ func (d *Definition[S]) Apply(inst *Instance, event any) error {
 // *Definition[S] implements it for every S.
 type Type interface {
 	Name() string
+	StateType() reflect.Type
+	Restore(id ulid.ULID, version int64, state any) (*Instance, error)
 	Commands() []Message
 	Events() []Message
 	Validate() error

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"reflect"
 	"sync"
 	"time"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/interlock-go/interlock/aggregate"
 	"github.com/interlock-go/interlock/producer"
+	"github.com/interlock-go/interlock/snapshot"
 )
 
 // Config configures a Processor.
@@ -35,8 +37,23 @@ type Config struct {
 	SessionTimeout time.Duration
 	// RepliesTopic is where replies go.
 	RepliesTopic string
-	// Routes are the aggregates this processor handles.
-	Routes []*producer.Route
+	// Aggregates are the aggregate types this processor handles.
+	Aggregates []Aggregate
+	// Store keeps snapshots and watermarks. Nil: no snapshots, every
+	// restore replays the whole events partition and every aggregate of
+	// an owned partition stays in memory.
+	Store snapshot.Store
+	// MaxCached and MaxCachedBytes bound the aggregates held in memory
+	// (bytes as their encoded snapshots weigh). Only aggregates whose
+	// state is safe in the store are evicted: while the store is down, or
+	// for aggregate types that never snapshot, memory can exceed the
+	// bounds. Defaults 100 000 and 1 GiB.
+	MaxCached      int
+	MaxCachedBytes int64
+	// FlushInterval is the longest a dirty aggregate waits for its
+	// snapshot, whatever its strategy: it bounds how far the watermark lags
+	// and so how much a new owner replays. Default 5s.
+	FlushInterval time.Duration
 	// MaxPollRecords bounds the commands in one transaction. Default 1000.
 	MaxPollRecords int
 	// Logger receives the processor's logs.
@@ -53,21 +70,52 @@ func (c *Config) defaults() {
 	if c.MaxPollRecords == 0 {
 		c.MaxPollRecords = 1000
 	}
+	if c.MaxCached == 0 {
+		c.MaxCached = 100_000
+	}
+	if c.MaxCachedBytes == 0 {
+		c.MaxCachedBytes = 1 << 30
+	}
+	if c.FlushInterval == 0 {
+		c.FlushInterval = 5 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+}
+
+// Aggregate is one aggregate type as the processor runs it.
+type Aggregate struct {
+	Route *producer.Route
+	// State encodes the aggregate's state for snapshots; nil when
+	// Snapshots is snapshot.Never().
+	State producer.Serde
+	// Fingerprint identifies the state's type and codec in snapshots.
+	Fingerprint uint64
+	// Snapshots says when the state is written to the store.
+	Snapshots snapshot.Strategy
 }
 
 // Processor owns command partitions and handles their commands.
 type Processor struct {
 	cfg     Config
 	log     *slog.Logger
-	routes  map[string]*producer.Route // by commands topic
+	aggs    map[string]*Aggregate // by commands topic
 	sess    *kgo.GroupTransactSession
 	replies int32 // partition count of the replies topic
+	cache   *cache
+	stats   counters
 
-	mu    sync.Mutex
-	parts map[topicPartition]*partition
+	// storeDown and lastFlush are the loop's: a failing store is left
+	// alone until storeRetry, and errors are logged once per burst.
+	storeDown  bool
+	storeRetry time.Time
+	storeWait  time.Duration
+	lastFlush  time.Time
+
+	mu      sync.Mutex
+	parts   map[topicPartition]*partition
+	dropped []*partition // revoked, their entries still in the cache
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -78,18 +126,50 @@ type topicPartition struct {
 	partition int32
 }
 
-// partition is the state of one owned commands partition. Only the
-// processing loop reads or writes its fields; rebalance callbacks only add
-// and remove partitions from Processor.parts.
+// partition is the state of one owned commands partition (and of the
+// events partition with the same number). Only the processing loop reads or
+// writes its fields; rebalance callbacks only add and remove partitions
+// from Processor.parts.
 type partition struct {
-	route    *producer.Route
-	id       int32
-	restored bool
-	aggs     map[ulid.ULID]*aggregate.Instance
+	agg   *Aggregate
+	route *producer.Route
+	id    int32
+	sp    snapshot.Partition
+	// restored is set once the aggregates are rebuilt from the store and
+	// the log; full makes the next restore ignore the store's watermark.
+	restored, full bool
+	// token is this owner's claim on the partition in the store. Zero
+	// means no claim: then every aggregate of the partition is in memory
+	// (it was replayed from offset 0 and nothing was evicted), so an
+	// aggregate not in entries has no events. Non-zero: an aggregate not in
+	// entries is loaded from the store.
+	token   int64
+	entries map[ulid.ULID]*entry
+	dirty   map[ulid.ULID]*entry
 	// broken holds aggregates whose events could not be replayed: their
 	// commands are rejected with the reason instead of running on wrong
-	// state, and the rest of the partition goes on.
+	// state, and the rest of the partition goes on. floor is the offset of
+	// their first event: the watermark must not pass it.
 	broken map[ulid.ULID]error
+	floor  int64
+	// position is the offset after the last event of the partition known
+	// to this owner; savedW is the watermark last stored.
+	position, savedW int64
+}
+
+func (p *Processor) newPartition(topic string, id int32) *partition {
+	agg := p.aggs[topic]
+	return &partition{
+		agg: agg, route: agg.Route, id: id,
+		sp:      snapshot.Partition{Topic: agg.Route.EventsTopic, ID: id},
+		entries: map[ulid.ULID]*entry{}, dirty: map[ulid.ULID]*entry{},
+		broken: map[ulid.ULID]error{}, floor: math.MaxInt64,
+	}
+}
+
+// snapshots reports whether the partition's aggregates go to the store.
+func (p *Processor) snapshots(part *partition) bool {
+	return p.cfg.Store != nil && !part.agg.Snapshots.IsNever()
 }
 
 // New joins the processors' group and starts processing in the
@@ -100,16 +180,19 @@ func New(ctx context.Context, cfg Config) (*Processor, error) {
 		return nil, fmt.Errorf("processor: transaction timeout %v must be below the session timeout %v", cfg.TransactionTimeout, cfg.SessionTimeout)
 	}
 	p := &Processor{
-		cfg:    cfg,
-		log:    cfg.Logger,
-		routes: map[string]*producer.Route{},
-		parts:  map[topicPartition]*partition{},
-		done:   make(chan struct{}),
+		cfg:       cfg,
+		log:       cfg.Logger,
+		aggs:      map[string]*Aggregate{},
+		parts:     map[topicPartition]*partition{},
+		cache:     newCache(),
+		lastFlush: time.Now(),
+		done:      make(chan struct{}),
 	}
-	topics := make([]string, 0, len(cfg.Routes))
-	for _, r := range cfg.Routes {
-		p.routes[r.CommandsTopic] = r
-		topics = append(topics, r.CommandsTopic)
+	topics := make([]string, 0, len(cfg.Aggregates))
+	for i := range cfg.Aggregates {
+		a := &cfg.Aggregates[i]
+		p.aggs[a.Route.CommandsTopic] = a
+		topics = append(topics, a.Route.CommandsTopic)
 	}
 	sess, err := kgo.NewGroupTransactSession(append(append([]kgo.Opt(nil), cfg.ClientOpts...),
 		kgo.ConsumerGroup(cfg.Group),
@@ -150,7 +233,11 @@ func (p *Processor) assigned(_ context.Context, _ *kgo.Client, m map[string][]in
 	defer p.mu.Unlock()
 	for t, ps := range m {
 		for _, id := range ps {
-			p.parts[topicPartition{t, id}] = &partition{route: p.routes[t], id: id}
+			k := topicPartition{t, id}
+			if old, ok := p.parts[k]; ok {
+				p.dropped = append(p.dropped, old)
+			}
+			p.parts[k] = p.newPartition(t, id)
 		}
 		p.log.Info("interlock: partitions assigned", "topic", t, "partitions", ps)
 	}
@@ -161,7 +248,11 @@ func (p *Processor) revoked(_ context.Context, _ *kgo.Client, m map[string][]int
 	defer p.mu.Unlock()
 	for t, ps := range m {
 		for _, id := range ps {
-			delete(p.parts, topicPartition{t, id})
+			k := topicPartition{t, id}
+			if old, ok := p.parts[k]; ok {
+				p.dropped = append(p.dropped, old)
+				delete(p.parts, k)
+			}
 		}
 		p.log.Info("interlock: partitions revoked", "topic", t, "partitions", ps)
 	}
@@ -174,8 +265,37 @@ func (p *Processor) dropAll() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for k, part := range p.parts {
-		p.parts[k] = &partition{route: part.route, id: part.id}
+		p.dropped = append(p.dropped, part)
+		p.parts[k] = p.newPartition(k.topic, k.partition)
 	}
+}
+
+// rebuild replaces part with a fresh partition that the next restore
+// builds from the whole log, ignoring the store's watermark: the answer to
+// a store that cannot be trusted for it.
+func (p *Processor) rebuild(part *partition) *partition {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k := topicPartition{part.route.CommandsTopic, part.id}
+	fresh := p.newPartition(k.topic, k.partition)
+	fresh.full = true
+	p.dropped = append(p.dropped, part)
+	if p.parts[k] == part {
+		p.parts[k] = fresh
+	}
+	return fresh
+}
+
+// forgetDropped removes the entries of dropped partitions from the cache.
+func (p *Processor) forgetDropped() {
+	p.mu.Lock()
+	dropped := p.dropped
+	p.dropped = nil
+	p.mu.Unlock()
+	for _, part := range dropped {
+		p.cache.dropPartition(part)
+	}
+	p.stats.cached.Store(int64(p.cache.len()))
 }
 
 func (p *Processor) partitionOf(topic string, id int32) *partition {
@@ -184,10 +304,21 @@ func (p *Processor) partitionOf(topic string, id int32) *partition {
 	k := topicPartition{topic, id}
 	part, ok := p.parts[k]
 	if !ok { // records can only come from owned partitions; be safe anyway
-		part = &partition{route: p.routes[topic], id: id}
+		part = p.newPartition(topic, id)
 		p.parts[k] = part
 	}
 	return part
+}
+
+// owned returns the partitions owned now.
+func (p *Processor) owned() []*partition {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]*partition, 0, len(p.parts))
+	for _, part := range p.parts {
+		out = append(out, part)
+	}
+	return out
 }
 
 // Close stops polling, lets the batch in progress commit or abort, and
@@ -206,21 +337,33 @@ func (p *Processor) Close(ctx context.Context) error {
 func (p *Processor) run(ctx context.Context) {
 	defer close(p.done)
 	for {
-		fs := p.sess.PollRecords(ctx, p.cfg.MaxPollRecords)
+		// Wake at least once per flush interval, commands or not.
+		pollCtx, cancel := context.WithTimeout(ctx, p.cfg.FlushInterval)
+		fs := p.sess.PollRecords(pollCtx, p.cfg.MaxPollRecords)
+		cancel()
 		if fs.IsClientClosed() || ctx.Err() != nil {
+			// Leave the next owner as little to replay as possible.
+			p.forgetDropped()
+			p.flushAll(context.WithoutCancel(ctx))
 			p.sess.AllowRebalance()
 			return
 		}
 		fs.EachError(func(t string, part int32, err error) {
-			p.log.Warn("interlock: fetching commands", "topic", t, "partition", part, "err", err)
+			if !errors.Is(err, context.DeadlineExceeded) {
+				p.log.Warn("interlock: fetching commands", "topic", t, "partition", part, "err", err)
+			}
 		})
+		// Rebalance callbacks run only while the loop polls, so the cache
+		// is the loop's alone from here to AllowRebalance.
+		p.forgetDropped()
 		if !fs.Empty() {
-			if err := p.batch(fs); err != nil {
+			if err := p.batch(ctx, fs); err != nil {
 				p.log.Error("interlock: processor stopped: another instance with this transactional ID took over (set a unique, stable WithInstanceID per instance)", "transactional_id", p.cfg.TransactionalID, "err", err)
 				p.sess.AllowRebalance()
 				return
 			}
 		}
+		p.housekeep(ctx)
 		p.sess.AllowRebalance()
 	}
 }
@@ -239,6 +382,13 @@ type pending struct {
 	positions []producer.Position
 }
 
+// staged is an aggregate changed by the batch: its new instance and the
+// records of its new events (their offsets are known once written).
+type staged struct {
+	inst    *aggregate.Instance
+	records []*kgo.Record
+}
+
 // fenced reports whether err means this process's transactional ID is now
 // someone else's: it must stop, as any further write would be refused.
 func fenced(err error) bool {
@@ -248,27 +398,23 @@ func fenced(err error) bool {
 
 // batch handles one polled batch in one transaction. It returns an error
 // only when the processor must stop.
-func (p *Processor) batch(fs kgo.Fetches) error {
+func (p *Processor) batch(loopCtx context.Context, fs kgo.Fetches) error {
 	// The transaction's own requests must not be cut short by shutdown:
 	// a cancelled End can leave the outcome unknown (see DESIGN.md).
-	ctx := context.Background()
-	var works []work
-	var restore []*partition
+	ctx := context.WithoutCancel(loopCtx)
+	var works []*work
 	fs.EachPartition(func(ftp kgo.FetchTopicPartition) {
-		if len(ftp.Records) == 0 {
-			return
+		if len(ftp.Records) > 0 {
+			works = append(works, &work{part: p.partitionOf(ftp.Topic, ftp.Partition), records: ftp.Records})
 		}
-		part := p.partitionOf(ftp.Topic, ftp.Partition)
-		if !part.restored {
-			restore = append(restore, part)
-		}
-		works = append(works, work{part: part, records: ftp.Records})
 	})
-	if err := p.restore(ctx, restore); err != nil {
-		p.log.Error("interlock: restoring partitions; their commands will be retried", "err", err)
-		p.rewind()
-		time.Sleep(time.Second)
-		return nil
+	for _, w := range works {
+		if err := p.prepare(ctx, w); err != nil {
+			p.log.Error("interlock: restoring partitions; their commands will be retried", "err", err)
+			p.rewind()
+			time.Sleep(time.Second)
+			return nil
+		}
 	}
 	if err := p.sess.Begin(); err != nil {
 		p.log.Error("interlock: beginning transaction", "err", err)
@@ -277,22 +423,31 @@ func (p *Processor) batch(fs kgo.Fetches) error {
 		return nil
 	}
 
-	staged := map[*partition]map[ulid.ULID]*aggregate.Instance{}
+	changed := map[*partition]map[ulid.ULID]*staged{}
 	var replies []*pending
 	var produceErr error
 	var errMu sync.Mutex
+	var applied, rejected, failed int64
 	for _, w := range works {
-		st := staged[w.part]
+		st := changed[w.part]
 		if st == nil {
-			st = map[ulid.ULID]*aggregate.Instance{}
-			staged[w.part] = st
+			st = map[ulid.ULID]*staged{}
+			changed[w.part] = st
 		}
 		for _, r := range w.records {
-			rep := p.handle(ctx, w.part, st, r, func(err error) {
+			rep, status := p.handle(ctx, w.part, st, r, func(err error) {
 				errMu.Lock()
 				produceErr = errors.Join(produceErr, err)
 				errMu.Unlock()
 			})
+			switch status {
+			case producer.Applied:
+				applied++
+			case producer.Rejected:
+				rejected++
+			default:
+				failed++
+			}
 			if rep != nil {
 				replies = append(replies, rep)
 			}
@@ -303,7 +458,10 @@ func (p *Processor) batch(fs kgo.Fetches) error {
 	if err := p.sess.Client().Flush(ctx); err != nil {
 		produceErr = errors.Join(produceErr, err)
 	}
-	if produceErr == nil {
+	errMu.Lock()
+	ok := produceErr == nil
+	errMu.Unlock()
+	if ok {
 		for _, rep := range replies {
 			rep.reply.Positions = rep.positions
 			p.sess.Produce(ctx, &kgo.Record{
@@ -313,14 +471,10 @@ func (p *Processor) batch(fs kgo.Fetches) error {
 				Value:     producer.EncodeReply(rep.reply),
 			}, nil)
 		}
-	}
-	errMu.Lock()
-	commit := kgo.TransactionEndTry(produceErr == nil)
-	errMu.Unlock()
-	if produceErr != nil {
+	} else {
 		p.log.Error("interlock: writing events failed; aborting the batch", "err", produceErr)
 	}
-	committed, err := p.sess.End(ctx, commit)
+	committed, err := p.sess.End(ctx, kgo.TransactionEndTry(ok))
 	switch {
 	case fenced(err):
 		return err
@@ -332,13 +486,52 @@ func (p *Processor) batch(fs kgo.Fetches) error {
 		// Aborted (a rebalance, a failed write): the batch comes back.
 		p.log.Info("interlock: transaction aborted; its commands will be handled again")
 	default:
-		for part, st := range staged {
-			for id, inst := range st {
-				part.aggs[id] = inst
-			}
-		}
+		p.stats.applied.Add(applied)
+		p.stats.rejected.Add(rejected)
+		p.stats.failed.Add(failed)
+		p.promote(ctx, changed)
 	}
 	return nil
+}
+
+// promote makes the committed batch's states the live ones and writes the
+// snapshots their strategies say are due.
+func (p *Processor) promote(ctx context.Context, changed map[*partition]map[ulid.ULID]*staged) {
+	now := time.Now()
+	for part, st := range changed {
+		var due []*entry
+		for id, s := range st {
+			e := part.entries[id]
+			if e == nil {
+				e = &entry{part: part, last: -1, dirtyFrom: -1}
+				part.entries[id] = e
+			}
+			e.inst = s.inst
+			p.cache.put(e)
+			if len(s.records) == 0 {
+				continue
+			}
+			p.markDirty(part, e, s.records[0].Offset, s.records[len(s.records)-1].Offset, int64(len(s.records)), now)
+			part.position = max(part.position, e.last+1)
+			if part.agg.Snapshots.Due(e.pending, e.since, now) {
+				due = append(due, e)
+			}
+		}
+		if len(due) > 0 {
+			p.flush(ctx, part, due)
+		}
+	}
+	p.stats.cached.Store(int64(p.cache.len()))
+}
+
+// markDirty records that e's state gained events first..last (offsets).
+func (p *Processor) markDirty(part *partition, e *entry, first, last, n int64, now time.Time) {
+	if !e.dirty() {
+		e.dirtyFrom, e.since = first, now
+		part.dirty[e.inst.ID] = e
+	}
+	e.last = last
+	e.pending += n
 }
 
 // rewind returns the polled but unhandled records to the partitions, so
@@ -356,8 +549,8 @@ func (p *Processor) rewind() {
 }
 
 // handle runs one command record and returns its reply (nil when none is
-// wanted). Events are produced into the open transaction.
-func (p *Processor) handle(ctx context.Context, part *partition, staged map[ulid.ULID]*aggregate.Instance, r *kgo.Record, onErr func(error)) *pending {
+// wanted) and its outcome. Events are produced into the open transaction.
+func (p *Processor) handle(ctx context.Context, part *partition, st map[ulid.ULID]*staged, r *kgo.Record, onErr func(error)) (*pending, producer.Status) {
 	route := part.route
 	h, err := producer.ParseHeaders(r)
 	var rep *pending
@@ -370,14 +563,14 @@ func (p *Processor) handle(ctx context.Context, part *partition, staged map[ulid
 	} else if h.ReplyTo >= p.replies {
 		p.log.Warn("interlock: command asks for a reply on a partition that does not exist", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "reply_to", h.ReplyTo)
 	}
-	reject := func(status producer.Status, reason string, conflict *producer.Conflict) *pending {
+	reject := func(status producer.Status, reason string, conflict *producer.Conflict) (*pending, producer.Status) {
 		if rep == nil {
-			return nil
+			return nil, status
 		}
 		rep.reply.Status, rep.reply.Reason, rep.reply.Conflict = status, reason, conflict
-		return rep
+		return rep, status
 	}
-	bad := func(reason string) *pending {
+	bad := func(reason string) (*pending, producer.Status) {
 		p.log.Warn("interlock: bad command record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "reason", reason)
 		return reject(producer.Rejected, reason, nil)
 	}
@@ -402,11 +595,14 @@ func (p *Processor) handle(ctx context.Context, part *partition, staged map[ulid
 	if err := part.broken[id]; err != nil {
 		return reject(producer.Failed, fmt.Sprintf("aggregate %s cannot be rebuilt from its events: %v", id, err), nil)
 	}
-	inst, ok := staged[id]
-	if !ok {
-		if inst, ok = part.aggs[id]; !ok {
-			inst = route.Type.New(id)
-		}
+	var inst *aggregate.Instance
+	if s, ok := st[id]; ok {
+		inst = s.inst
+	} else if e, ok := part.entries[id]; ok {
+		inst = e.inst
+		p.cache.put(e)
+	} else {
+		inst = route.Type.New(id)
 	}
 	work := route.Type.Clone(inst)
 	out, err := route.Type.Execute(work, cmd)
@@ -469,7 +665,12 @@ func (p *Processor) handle(ctx context.Context, part *partition, staged map[ulid
 			}
 		}
 	}
-	staged[id] = work
+	prev := st[id]
+	s := &staged{inst: work, records: records}
+	if prev != nil {
+		s.records = append(prev.records, records...)
+	}
+	st[id] = s
 	if rep != nil {
 		rep.reply.Status, rep.reply.Version, rep.reply.Result = producer.Applied, work.Version, result
 		rep.positions = make([]producer.Position, len(records))
@@ -485,5 +686,5 @@ func (p *Processor) handle(ctx context.Context, part *partition, staged map[ulid
 			}
 		})
 	}
-	return rep
+	return rep, producer.Applied
 }

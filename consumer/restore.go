@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"time"
@@ -10,148 +11,316 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/interlock-go/interlock/aggregate"
 	"github.com/interlock-go/interlock/producer"
+	"github.com/interlock-go/interlock/snapshot"
 )
 
-// restore rebuilds the aggregates of the given partitions from their events
-// partitions: every committed event up to the end the partition had when the
-// restore began. A previous owner's open transaction below that end makes
-// the restore wait until the transaction commits or aborts.
-func (p *Processor) restore(ctx context.Context, parts []*partition) error {
-	if len(parts) == 0 {
-		return nil
+// errUntrusted says the snapshot store's view of a partition disagrees
+// with the log (a missing, stale or unreadable snapshot below the
+// watermark): the partition must be rebuilt from the whole log.
+var errUntrusted = errors.New("snapshot store inconsistent with the log")
+
+// prepare makes w's partition ready for its records: restored, and every
+// aggregate they address in memory (or known to be new).
+func (p *Processor) prepare(ctx context.Context, w *work) error {
+	for range 3 {
+		part := w.part
+		if !part.restored {
+			if err := p.restore(ctx, part); err != nil {
+				return err
+			}
+		}
+		if part.token == 0 {
+			return nil // the whole partition is in memory
+		}
+		var missing []ulid.ULID
+		seen := map[ulid.ULID]bool{}
+		for _, r := range w.records {
+			id, err := ulid.ParseStrict(string(r.Key))
+			if err != nil || seen[id] || part.entries[id] != nil || part.broken[id] != nil {
+				continue
+			}
+			seen[id] = true
+			missing = append(missing, id)
+		}
+		if len(missing) == 0 || p.load(ctx, part, missing) {
+			return nil
+		}
+		w.part = p.rebuild(part)
 	}
+	return fmt.Errorf("partition %s: cannot rebuild its aggregates", w.part.sp)
+}
+
+// claim makes this processor the owner of part in the store.
+func (p *Processor) claim(ctx context.Context, part *partition) (snapshot.Mark, bool) {
+	if !p.snapshots(part) || !p.storeOK() {
+		return snapshot.Mark{}, false
+	}
+	sctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	mark, err := p.cfg.Store.Claim(sctx, part.sp)
+	cancel()
+	p.storeResult("claim", err)
+	if err != nil {
+		return snapshot.Mark{}, false
+	}
+	part.token = mark.Token
+	return mark, true
+}
+
+// load reads the snapshots of ids into part. It reports false when the
+// store cannot be trusted for part (unreachable, lost its data, another
+// owner, an unusable snapshot): the caller rebuilds part from the log.
+func (p *Processor) load(ctx context.Context, part *partition, ids []ulid.ULID) bool {
+	if !p.storeOK() {
+		return false
+	}
+	sctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	snaps, mark, err := p.cfg.Store.Load(sctx, part.sp, ids)
+	cancel()
+	p.storeResult("load", err)
+	if err != nil {
+		return false
+	}
+	if mark.Token != part.token {
+		p.log.Warn("interlock: the snapshot store lost this partition's data or gave it to another owner; rebuilding it from the log", "partition", part.sp.String())
+		return false
+	}
+	for id, s := range snaps {
+		e, err := p.fromSnapshot(part, s)
+		if err != nil {
+			p.stats.ignored.Add(1)
+			p.log.Warn("interlock: ignoring a snapshot; rebuilding the partition from the log", "partition", part.sp.String(), "aggregate_id", id, "err", err)
+			return false
+		}
+		part.entries[id] = e
+		p.cache.put(e)
+		p.stats.loaded.Add(1)
+	}
+	return true
+}
+
+// fromSnapshot returns the clean cache entry of a stored snapshot.
+func (p *Processor) fromSnapshot(part *partition, s snapshot.Snapshot) (*entry, error) {
+	if s.Fingerprint != part.agg.Fingerprint {
+		return nil, fmt.Errorf("snapshot of another state type (fingerprint %x, want %x)", s.Fingerprint, part.agg.Fingerprint)
+	}
+	if s.Version < 1 || s.Offset < 0 {
+		return nil, fmt.Errorf("snapshot at version %d, offset %d", s.Version, s.Offset)
+	}
+	ptr, err := part.agg.State.Decode(s.State)
+	if err != nil {
+		return nil, err
+	}
+	inst, err := part.route.Type.Restore(s.AggregateID, s.Version, ptr)
+	if err != nil {
+		return nil, err
+	}
+	return &entry{part: part, inst: inst, last: s.Offset, dirtyFrom: -1, size: len(s.State), stored: true}, nil
+}
+
+// restore rebuilds part: it claims the partition in the store, replays its
+// events partition from the store's watermark (from the start when there
+// is none, or when the store proves inconsistent) up to the end the
+// partition has now, loading the snapshots of the aggregates it meets. A
+// previous owner's open transaction makes it wait until that transaction
+// ends.
+func (p *Processor) restore(ctx context.Context, part *partition) error {
 	started := time.Now()
-	topics := map[string]bool{}
-	for _, part := range parts {
-		topics[part.route.EventsTopic] = true
+	p.stats.restores.Add(1)
+	from := int64(0)
+	if mark, ok := p.claim(ctx, part); ok && mark.HasWatermark && !part.full {
+		from, part.savedW = mark.Watermark, mark.Watermark
 	}
-	names := make([]string, 0, len(topics))
-	for t := range topics {
-		names = append(names, t)
-	}
-	ends, err := kadm.NewClient(p.sess.Client()).ListEndOffsets(ctx, names...)
+	ends, err := kadm.NewClient(p.sess.Client()).ListEndOffsets(ctx, part.sp.Topic)
 	if err == nil {
 		err = ends.Error()
 	}
 	if err != nil {
-		return fmt.Errorf("listing the end of events partitions: %w", err)
+		return fmt.Errorf("listing the end of %s: %w", part.sp.Topic, err)
 	}
+	end, _ := ends.Lookup(part.sp.Topic, part.id)
+	if from > end.Offset {
+		p.log.Warn("interlock: the snapshot watermark is past the end of the events partition (was the topic recreated?); replaying it all", "partition", part.sp.String(), "watermark", from, "end", end.Offset)
+		from = 0
+	}
+	replayed := p.stats.replayed.Load()
+	err = p.replay(ctx, part, from, end.Offset)
+	if errors.Is(err, errUntrusted) && from > 0 {
+		p.stats.ignored.Add(1)
+		p.log.Warn("interlock: snapshots disagree with the log; replaying the partition from its start", "partition", part.sp.String(), "err", err)
+		p.cache.dropPartition(part)
+		clear(part.entries)
+		clear(part.dirty)
+		clear(part.broken)
+		part.savedW, from = 0, 0
+		err = p.replay(ctx, part, 0, end.Offset)
+	}
+	if err != nil {
+		return err
+	}
+	if from == 0 {
+		p.stats.fullReplays.Add(1)
+	}
+	part.position = max(part.position, end.Offset)
+	part.restored = true
+	p.stats.cached.Store(int64(p.cache.len()))
+	p.log.Info("interlock: partition restored", "partition", part.sp.String(), "from", from, "end", end.Offset,
+		"events", p.stats.replayed.Load()-replayed, "aggregates", len(part.entries), "took", time.Since(started).Round(time.Millisecond))
+	return nil
+}
 
-	type target struct {
-		part *partition
-		end  int64
-		aggs map[ulid.ULID]*aggregate.Instance
-		bad  map[ulid.ULID]error
-		n    int
+// replay folds the committed events of part in [from, end) into its
+// entries. From a watermark (from > 0), the aggregates it meets start from
+// their snapshots.
+func (p *Processor) replay(ctx context.Context, part *partition, from, end int64) error {
+	if end <= from {
+		return nil
 	}
-	targets := map[topicPartition]*target{}
-	consume := map[string]map[int32]kgo.Offset{}
-	for _, part := range parts {
-		end, _ := ends.Lookup(part.route.EventsTopic, part.id)
-		t := &target{part: part, end: end.Offset, aggs: map[ulid.ULID]*aggregate.Instance{}, bad: map[ulid.ULID]error{}}
-		if end.Offset > 0 {
-			targets[topicPartition{part.route.EventsTopic, part.id}] = t
-			if consume[part.route.EventsTopic] == nil {
-				consume[part.route.EventsTopic] = map[int32]kgo.Offset{}
+	cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), p.cfg.ClientOpts...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{part.sp.Topic: {part.id: kgo.NewOffset().At(from)}}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(), // to see where the partition ends
+		kgo.FetchMaxWait(200*time.Millisecond),
+	)...)
+	if err != nil {
+		return fmt.Errorf("replay client: %w", err)
+	}
+	defer cl.Close()
+	stall := p.cfg.TransactionTimeout * 3
+	lastProgress := time.Now()
+	for next := from; next < end; {
+		pollCtx, cancel := context.WithTimeout(ctx, time.Second)
+		fs := cl.PollFetches(pollCtx)
+		cancel()
+		fs.EachError(func(t string, id int32, err error) {
+			if !errors.Is(err, context.DeadlineExceeded) {
+				p.log.Warn("interlock: replaying events", "topic", t, "partition", id, "err", err)
 			}
-			consume[part.route.EventsTopic][part.id] = kgo.NewOffset().AtStart()
-		}
-		part.aggs, part.broken = t.aggs, t.bad
-	}
-	if len(targets) > 0 {
-		cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), p.cfg.ClientOpts...),
-			kgo.ConsumePartitions(consume),
-			kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-			kgo.KeepControlRecords(), // to see where a partition ends
-			kgo.FetchMaxWait(200*time.Millisecond),
-		)...)
-		if err != nil {
-			return fmt.Errorf("replay client: %w", err)
-		}
-		defer cl.Close()
-		stall := p.cfg.TransactionTimeout * 3
-		lastProgress := time.Now()
-		for len(targets) > 0 {
-			pollCtx, cancel := context.WithTimeout(ctx, time.Second)
-			fs := cl.PollFetches(pollCtx)
-			cancel()
-			progressed := false
-			fs.EachError(func(t string, part int32, err error) {
-				if err != context.DeadlineExceeded {
-					p.log.Warn("interlock: replaying events", "topic", t, "partition", part, "err", err)
-				}
-			})
-			fs.EachRecord(func(r *kgo.Record) {
-				t := targets[topicPartition{r.Topic, r.Partition}]
-				if t == nil || r.Offset >= t.end {
-					return
-				}
-				progressed = true
+		})
+		var batch []*kgo.Record
+		fs.EachRecord(func(r *kgo.Record) {
+			if r.Offset >= next && r.Offset < end {
+				next = r.Offset + 1
 				if !r.Attrs.IsControl() {
-					t.n++
-					p.replay(t.part.route, r, t.aggs, t.bad)
-				}
-				if r.Offset+1 >= t.end {
-					delete(targets, topicPartition{r.Topic, r.Partition})
-				}
-			})
-			if progressed {
-				lastProgress = time.Now()
-			} else if time.Since(lastProgress) > stall {
-				for k, t := range targets {
-					return fmt.Errorf("events %s/%d: no progress past the committed records for %v (end %d): is a transaction of a previous owner still open?", k.topic, k.partition, stall, t.end)
+					batch = append(batch, r)
 				}
 			}
+		})
+		if len(batch) == 0 && next < end {
+			if time.Since(lastProgress) > stall {
+				return fmt.Errorf("events %s: no progress past offset %d (end %d) for %v: is a transaction of a previous owner still open?", part.sp, next, end, stall)
+			}
+			continue
 		}
-	}
-	for _, part := range parts {
-		part.restored = true
-		p.log.Info("interlock: partition restored", "aggregate", part.route.Type.Name(), "partition", part.id, "aggregates", len(part.aggs), "took", time.Since(started).Round(time.Millisecond))
+		lastProgress = time.Now()
+		// Aggregates met past their first event and not in memory have
+		// their state in the store: below the watermark, or evicted
+		// earlier in this replay after being written.
+		if part.token != 0 {
+			var missing []ulid.ULID
+			seen := map[ulid.ULID]bool{} // missing, or created by its first event in this batch
+			for _, r := range batch {
+				id, err := ulid.ParseStrict(string(r.Key))
+				if err != nil || seen[id] || part.entries[id] != nil || part.broken[id] != nil {
+					continue
+				}
+				seen[id] = true
+				if !firstEvent(r) {
+					missing = append(missing, id)
+				}
+			}
+			if len(missing) > 0 && !p.load(ctx, part, missing) {
+				return errUntrusted
+			}
+		}
+		now := time.Now()
+		for _, r := range batch {
+			if err := p.replayOne(part, r, now); err != nil {
+				return err
+			}
+		}
+		p.stats.replayed.Add(int64(len(batch)))
+		if p.cache.over(p.cfg.MaxCached, p.cfg.MaxCachedBytes) {
+			part.position = max(part.position, next)
+			es := make([]*entry, 0, len(part.dirty))
+			for _, e := range part.dirty {
+				es = append(es, e)
+			}
+			p.flush(ctx, part, es)
+			p.stats.evictions.Add(int64(p.cache.evict(p.cfg.MaxCached, p.cfg.MaxCachedBytes, part)))
+		}
 	}
 	return nil
 }
 
-// replay folds one event record into the aggregates being rebuilt. An event
-// that cannot be decoded or applied marks its aggregate broken rather than
-// leaving it with a state that is not the fold of its events.
-func (p *Processor) replay(route *producer.Route, r *kgo.Record, aggs map[ulid.ULID]*aggregate.Instance, bad map[ulid.ULID]error) {
+// firstEvent reports whether r is an aggregate's first event.
+func firstEvent(r *kgo.Record) bool {
+	for _, h := range r.Headers {
+		if h.Key == producer.HeaderVersion {
+			return string(h.Value) == "1"
+		}
+	}
+	return false
+}
+
+// replayOne folds one event record into part. An event that cannot be
+// decoded or applied marks its aggregate broken rather than leaving it with
+// a state that is not the fold of its events. An aggregate restored from a
+// snapshot skips the events the snapshot has; one that should have come
+// from the store but is missing, or whose next event does not follow its
+// snapshot, means the store cannot be trusted (errUntrusted).
+func (p *Processor) replayOne(part *partition, r *kgo.Record, now time.Time) error {
+	route := part.route
 	h, err := producer.ParseHeaders(r)
 	if err != nil {
 		p.log.Error("interlock: unreadable event record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
-		return
+		return nil
 	}
 	id := h.Command.AggregateID
-	if bad[id] != nil {
-		return
+	if part.broken[id] != nil {
+		return nil
 	}
-	fail := func(err error) {
+	fail := func(err error) error {
 		err = fmt.Errorf("event at %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
 		p.log.Error("interlock: aggregate cannot be rebuilt; its commands will be rejected", "aggregate", route.Type.Name(), "aggregate_id", id, "err", err)
-		bad[id] = err
-		delete(aggs, id)
+		part.broken[id] = err
+		part.floor = min(part.floor, r.Offset)
+		if e := part.entries[id]; e != nil {
+			p.cache.remove(e)
+			delete(part.entries, id)
+			delete(part.dirty, id)
+		}
+		return nil
 	}
-	inst, ok := aggs[id]
-	if !ok {
-		inst = route.Type.New(id)
-		aggs[id] = inst
+	e := part.entries[id]
+	if e == nil {
+		if h.Version != 1 && part.token != 0 {
+			return fmt.Errorf("%w: aggregate %s has no snapshot but its event at offset %d has version %d", errUntrusted, id, r.Offset, h.Version)
+		}
+		e = &entry{part: part, inst: route.Type.New(id), last: -1, dirtyFrom: -1}
+		part.entries[id] = e
+		p.cache.put(e)
 	}
-	if h.Version != inst.Version+1 {
-		fail(fmt.Errorf("version %d follows version %d", h.Version, inst.Version))
-		return
+	if h.Version != e.inst.Version+1 {
+		switch {
+		case e.stored && h.Version <= e.inst.Version:
+			return nil // the snapshot has it
+		case e.stored:
+			return fmt.Errorf("%w: aggregate %s: event version %d follows snapshot version %d", errUntrusted, id, h.Version, e.inst.Version)
+		}
+		return fail(fmt.Errorf("version %d follows version %d", h.Version, e.inst.Version))
 	}
 	msg, ok := route.Event(h.Type)
 	if !ok {
-		fail(fmt.Errorf("unknown event type %q", h.Type))
-		return
+		return fail(fmt.Errorf("unknown event type %q", h.Type))
 	}
 	ptr, err := msg.Serde.Decode(r.Value)
 	if err != nil {
-		fail(err)
-		return
+		return fail(err)
 	}
-	if err := route.Type.Apply(inst, reflect.ValueOf(ptr).Elem().Interface()); err != nil {
-		fail(err)
+	if err := route.Type.Apply(e.inst, reflect.ValueOf(ptr).Elem().Interface()); err != nil {
+		return fail(err)
 	}
+	p.markDirty(part, e, r.Offset, r.Offset, 1, now)
+	return nil
 }

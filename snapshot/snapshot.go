@@ -34,10 +34,12 @@ type Partition struct {
 	ID int32
 }
 
+// String returns "topic/id".
 func (p Partition) String() string { return fmt.Sprintf("%s/%d", p.Topic, p.ID) }
 
 // Snapshot is one aggregate's state as of one of its versions.
 type Snapshot struct {
+	// AggregateID is the aggregate whose state this is.
 	AggregateID ulid.ULID
 	// Version is the aggregate version the state reflects.
 	Version int64
@@ -58,7 +60,10 @@ type Mark struct {
 	Token int64
 	// Watermark is W(p): every snapshot reflects all its aggregate's events
 	// below this offset. Valid when HasWatermark.
-	Watermark    int64
+	Watermark int64
+	// HasWatermark reports whether the store holds a watermark for the
+	// partition: false until the first Save after a claim, and after the
+	// store lost its data.
 	HasWatermark bool
 }
 
@@ -81,9 +86,11 @@ type Store interface {
 	Load(ctx context.Context, p Partition, ids []ulid.ULID) (map[ulid.ULID]Snapshot, Mark, error)
 	// Save stores snaps, then advances W(p) to watermark if that is higher
 	// than the stored one (it never moves back). Each snapshot replaces the
-	// stored one only if its version is higher; an older or equal one is
-	// skipped without error. Nothing is written, and ErrFenced is returned,
-	// unless token is p's current token.
+	// stored one unless that has a higher version; an older one is skipped
+	// without error. An equal version replaces: it is the same state,
+	// unless the stored one is corrupt or of another state type, which the
+	// owner's rewrite repairs. Nothing is written, and ErrFenced is
+	// returned, unless token is p's current token.
 	Save(ctx context.Context, p Partition, token int64, snaps []Snapshot, watermark int64) error
 }
 
@@ -124,6 +131,7 @@ func (s Strategy) Due(events int64, first, now time.Time) bool {
 	return false
 }
 
+// String describes the strategy, for logs.
 func (s Strategy) String() string {
 	switch {
 	case s.never:
