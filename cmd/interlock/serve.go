@@ -10,6 +10,7 @@ import (
 
 	"github.com/interlock-go/interlock"
 	"github.com/interlock-go/interlock/examples/bank"
+	"github.com/interlock-go/interlock/snapshot"
 )
 
 // serve runs the example domains as a service until SIGINT or SIGTERM.
@@ -19,8 +20,12 @@ func serve(ctx context.Context, args []string) error {
 	name := fs.String("name", envOr("INTERLOCK_NAME", "interlock"), "application name: the topic prefix (env INTERLOCK_NAME)")
 	instance := fs.String("instance-id", os.Getenv("INTERLOCK_INSTANCE_ID"), "stable instance ID, e.g. the pod name (env INTERLOCK_INSTANCE_ID; default: hostname and a random suffix)")
 	roles := fs.String("roles", envOr("INTERLOCK_ROLES", "dispatch,process"), "roles of this instance: dispatch, process (env INTERLOCK_ROLES)")
+	redisURL := fs.String("redis", "", "Redis URL of the snapshot store, redis://[user@]host:port/db (env INTERLOCK_REDIS_URL; its password from INTERLOCK_REDIS_PASSWORD; default: in-process snapshots)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *redisURL == "" {
+		*redisURL = os.Getenv("INTERLOCK_REDIS_URL")
 	}
 	opts := []interlock.Option{
 		interlock.WithName(*name),
@@ -44,6 +49,14 @@ func serve(ctx context.Context, args []string) error {
 		}
 	}
 	opts = append(opts, interlock.WithRoles(r))
+	if *redisURL != "" {
+		store, err := snapshot.NewRedis(ctx, snapshot.RedisConfig{URL: *redisURL, Password: os.Getenv("INTERLOCK_REDIS_PASSWORD")})
+		if err != nil {
+			return fmt.Errorf("serve: snapshot store: %w", err)
+		}
+		defer store.Close()
+		opts = append(opts, interlock.WithSnapshotStore(store))
+	}
 	app, err := interlock.NewBuilder(opts...).RegisterAggregate(bank.Accounts()).Build()
 	if err != nil {
 		return err
