@@ -444,6 +444,8 @@ func TestBuildErrors(t *testing.T) {
 			interlock.NewBuilder().RegisterAggregate(aggregate.Define[S]("a", aggregate.Handle(ping))).
 				RegisterAggregate(aggregate.Define[S]("b", aggregate.Handle(ping))),
 			`handled by two aggregates: "a" and "b"`},
+		{"event without applier", interlock.NewBuilder().RegisterAggregate(aggregate.Define[S]("a", aggregate.Handle(ping), aggregate.Emits[S, Pong]())),
+			"event interlock_test.Pong has no applier"},
 		{"two appliers", interlock.NewBuilder().RegisterAggregate(aggregate.Define[S]("a", aggregate.Handle(ping), aggregate.Apply(pong), aggregate.Apply(pong))),
 			"has two appliers"},
 		{"no codec", interlock.NewBuilder().RegisterAggregate(aggregate.Define[S]("a",

@@ -120,6 +120,8 @@ func TestValidate(t *testing.T) {
 		{"state not struct", aggregate.Define[int]("n", aggregate.Handle(func(*aggregate.Root[int], add) error { return nil })), "must be a struct"},
 		{"pointer envelope", aggregate.Define[cart]("p", aggregate.Handle(func(*aggregate.Root[cart], ptrCmd) error { return nil })), "by pointer"},
 		{"bad name", aggregate.Define[cart]("9lives", aggregate.Handle(func(*aggregate.Root[cart], add) error { return nil })), "lowercase"},
+		{"declared event without applier", aggregate.Define[cart]("c", aggregate.Handle(func(*aggregate.Root[cart], add) error { return nil }),
+			aggregate.Emits[cart, ghost]()), "event aggregate_test.ghost has no applier"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

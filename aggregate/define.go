@@ -14,6 +14,7 @@ import (
 // event appliers. Create one with Define and register it on the application
 // builder. A Definition is immutable once built and safe for concurrent use.
 type Definition[S any] struct {
+	declared []reflect.Type
 	name     string
 	handlers map[reflect.Type]handler[S]
 	appliers map[reflect.Type]applier[S]
@@ -133,6 +134,14 @@ func Apply[S, E any](f func(*S, E)) Option[S] {
 	})
 }
 
+// Emits declares that the aggregate emits events of type E. Appliers
+// declare their event types already; declare the others so that Validate
+// (and so the application builder) fails when one has no applier, instead
+// of the first command that emits it.
+func Emits[S, E any]() Option[S] {
+	return optionFunc[S](func(d *Definition[S]) { d.declared = append(d.declared, reflect.TypeFor[E]()) })
+}
+
 // Name is the aggregate type's name.
 func (d *Definition[S]) Name() string { return d.name }
 
@@ -161,6 +170,11 @@ func (d *Definition[S]) Validate() error {
 	errs := append([]error(nil), d.errs...)
 	if len(d.handlers) == 0 {
 		errs = append(errs, fmt.Errorf("aggregate %q handles no command (register one with aggregate.Handle)", d.name))
+	}
+	for _, t := range d.declared {
+		if _, ok := d.appliers[t]; !ok {
+			errs = append(errs, fmt.Errorf("aggregate %q: event %v has no applier (register one with aggregate.Apply)", d.name, t))
+		}
 	}
 	seen := map[string]reflect.Type{}
 	for _, m := range append(append([]Message(nil), d.commands...), d.events...) {
