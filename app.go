@@ -107,6 +107,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 			MaxCached:          a.cfg.maxCached,
 			MaxCachedBytes:     a.cfg.maxCachedBytes,
 			FlushInterval:      a.cfg.flushInterval,
+			IdempotencyWindow:  a.cfg.idempotencyWindow,
 			Logger:             a.log,
 		})
 		if err != nil {

@@ -48,6 +48,7 @@ type config struct {
 	maxCached          int
 	maxCachedBytes     int64
 	flushInterval      time.Duration
+	idempotencyWindow  int
 }
 
 func defaults() config {
@@ -68,6 +69,7 @@ func defaults() config {
 		maxCached:          100_000,
 		maxCachedBytes:     1 << 30,
 		flushInterval:      5 * time.Second,
+		idempotencyWindow:  20,
 	}
 }
 
@@ -89,6 +91,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("cache bounds %d aggregates, %d bytes: both must be positive", c.maxCached, c.maxCachedBytes)
 	case c.flushInterval <= 0:
 		return fmt.Errorf("flush interval %v must be positive", c.flushInterval)
+	case c.idempotencyWindow < 1:
+		return fmt.Errorf("idempotency window %d: must be at least 1", c.idempotencyWindow)
 	}
 	return nil
 }
@@ -194,4 +198,16 @@ func WithCache(maxAggregates int, maxBytes int64) Option {
 // watermark lags, and so how many events a new owner replays. Default 5s.
 func WithFlushInterval(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.flushInterval = d })
+}
+
+// WithIdempotencyWindow sets how many of each aggregate's last commands
+// (those that emitted events) are remembered by command ID, so that a retry
+// with the same ID gets the first outcome instead of being applied again.
+// The record lives with the aggregate: in memory, in its snapshot, and in
+// the log (each event names its command, the last one carries the result),
+// so it survives restarts and the loss of the snapshot store. A retry after
+// more than n other commands changed the aggregate is applied again.
+// Default 20.
+func WithIdempotencyWindow(n int) Option {
+	return optionFunc(func(c *config) { c.idempotencyWindow = n })
 }

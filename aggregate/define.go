@@ -187,11 +187,50 @@ func (d *Definition[S]) Validate() error {
 }
 
 // Instance is one aggregate as the runtime holds it: ID, version and state
-// (a *S).
+// (a *S), and the commands that last changed it.
 type Instance struct {
 	ID      ulid.ULID
 	Version int64
 	State   any
+	// Recent are the last commands that emitted events, oldest first, kept
+	// by the runtime so that a retried command is applied at most once.
+	Recent []Applied
+}
+
+// Applied is a command that emitted events, as recorded for idempotency.
+type Applied struct {
+	CommandID ulid.ULID
+	// Version is the aggregate's version after the command.
+	Version int64
+	// Offset is the events-partition offset of the command's first event;
+	// its Events events follow it.
+	Offset int64
+	Events int
+	// Result is the handler's result as JSON, nil when it has none.
+	Result []byte
+}
+
+// Remember returns recent with a appended, keeping at most the last window
+// records. It never writes into recent's array, which clones share.
+func Remember(recent []Applied, a Applied, window int) []Applied {
+	if window <= 0 {
+		return nil
+	}
+	out := make([]Applied, 0, min(len(recent)+1, window))
+	if len(recent)+1 > window {
+		recent = recent[len(recent)+1-window:]
+	}
+	return append(append(out, recent...), a)
+}
+
+// Find returns the record of command id among recent.
+func Find(recent []Applied, id ulid.ULID) (Applied, bool) {
+	for i := len(recent) - 1; i >= 0; i-- {
+		if recent[i].CommandID == id {
+			return recent[i], true
+		}
+	}
+	return Applied{}, false
 }
 
 // Outcome is what a successful handler produced.
@@ -210,7 +249,7 @@ func (d *Definition[S]) New(id ulid.ULID) *Instance {
 // Clone returns a deep copy of inst, so a handler can run against it and the
 // copy be discarded if the command is rejected or its transaction aborted.
 func (d *Definition[S]) Clone(inst *Instance) *Instance {
-	return &Instance{ID: inst.ID, Version: inst.Version, State: d.clone(inst.State.(*S))}
+	return &Instance{ID: inst.ID, Version: inst.Version, State: d.clone(inst.State.(*S)), Recent: inst.Recent}
 }
 
 // Execute runs the handler of cmd (a command value) against inst, which it

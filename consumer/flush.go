@@ -68,6 +68,7 @@ func (p *Processor) flush(ctx context.Context, part *partition, es []*entry) {
 			p.log.Error("interlock: cannot encode state for a snapshot", "aggregate", part.route.Type.Name(), "aggregate_id", e.inst.ID, "err", err)
 			continue
 		}
+		b = encodeFrame(b, e.inst.Recent)
 		snaps = append(snaps, snapshot.Snapshot{
 			AggregateID: e.inst.ID, Version: e.inst.Version, Offset: e.last,
 			Fingerprint: part.agg.Fingerprint, State: b,

@@ -54,6 +54,12 @@ type Config struct {
 	// snapshot, whatever its strategy: it bounds how far the watermark lags
 	// and so how much a new owner replays. Default 5s.
 	FlushInterval time.Duration
+	// IdempotencyWindow is how many of each aggregate's last commands that
+	// emitted events are remembered (in memory, in snapshots, and in the
+	// log, whence a replay rebuilds them): a retry with the same command ID
+	// within the window gets the first outcome instead of running again.
+	// Default 20.
+	IdempotencyWindow int
 	// MaxPollRecords bounds the commands in one transaction. Default 1000.
 	MaxPollRecords int
 	// Logger receives the processor's logs.
@@ -78,6 +84,9 @@ func (c *Config) defaults() {
 	}
 	if c.FlushInterval == 0 {
 		c.FlushInterval = 5 * time.Second
+	}
+	if c.IdempotencyWindow == 0 {
+		c.IdempotencyWindow = 20
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -379,14 +388,18 @@ type pending struct {
 	reply     *producer.Reply
 	partition int32
 	key       []byte
-	positions []producer.Position
+	// records are the events the reply's positions point at, known once
+	// the batch is written.
+	records []*kgo.Record
 }
 
 // staged is an aggregate changed by the batch: its new instance and the
-// records of its new events (their offsets are known once written).
+// records of its new events (their offsets are known once written), also
+// by command.
 type staged struct {
-	inst    *aggregate.Instance
-	records []*kgo.Record
+	inst      *aggregate.Instance
+	records   []*kgo.Record
+	byCommand map[ulid.ULID][]*kgo.Record
 }
 
 // fenced reports whether err means this process's transactional ID is now
@@ -463,7 +476,9 @@ func (p *Processor) batch(loopCtx context.Context, fs kgo.Fetches) error {
 	errMu.Unlock()
 	if ok {
 		for _, rep := range replies {
-			rep.reply.Positions = rep.positions
+			for _, rec := range rep.records {
+				rep.reply.Positions = append(rep.reply.Positions, producer.Position{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset})
+			}
 			p.sess.Produce(ctx, &kgo.Record{
 				Topic:     p.cfg.RepliesTopic,
 				Partition: rep.partition,
@@ -510,6 +525,11 @@ func (p *Processor) promote(ctx context.Context, changed map[*partition]map[ulid
 			p.cache.put(e)
 			if len(s.records) == 0 {
 				continue
+			}
+			for i := range e.inst.Recent {
+				if r := &e.inst.Recent[i]; r.Offset < 0 {
+					r.Offset = s.byCommand[r.CommandID][0].Offset
+				}
 			}
 			p.markDirty(part, e, s.records[0].Offset, s.records[len(s.records)-1].Offset, int64(len(s.records)), now)
 			part.position = max(part.position, e.last+1)
@@ -596,13 +616,31 @@ func (p *Processor) handle(ctx context.Context, part *partition, st map[ulid.ULI
 		return reject(producer.Failed, fmt.Sprintf("aggregate %s cannot be rebuilt from its events: %v", id, err), nil)
 	}
 	var inst *aggregate.Instance
-	if s, ok := st[id]; ok {
-		inst = s.inst
+	prev := st[id]
+	if prev != nil {
+		inst = prev.inst
 	} else if e, ok := part.entries[id]; ok {
 		inst = e.inst
 		p.cache.put(e)
 	} else {
 		inst = route.Type.New(id)
+	}
+	if done, ok := aggregate.Find(inst.Recent, h.Command.CommandID); ok {
+		// A retry of a command already applied: its first outcome again.
+		p.stats.duplicates.Add(1)
+		p.log.Debug("interlock: command already applied; replying with its outcome", "type", h.Type, "aggregate_id", id, "command_id", h.Command.CommandID)
+		if rep == nil {
+			return nil, producer.Applied
+		}
+		rep.reply.Status, rep.reply.Version, rep.reply.Result = producer.Applied, done.Version, done.Result
+		if done.Offset >= 0 {
+			for o := range int64(done.Events) {
+				rep.reply.Positions = append(rep.reply.Positions, producer.Position{Topic: route.EventsTopic, Partition: r.Partition, Offset: done.Offset + o})
+			}
+		} else {
+			rep.records = prev.byCommand[h.Command.CommandID] // applied earlier in this batch
+		}
+		return rep, producer.Applied
 	}
 	work := route.Type.Clone(inst)
 	out, err := route.Type.Execute(work, cmd)
@@ -620,7 +658,7 @@ func (p *Processor) handle(ctx context.Context, part *partition, st map[ulid.ULI
 		return reject(producer.Failed, err.Error(), nil)
 	}
 	var result json.RawMessage
-	if _, none := out.Result.(aggregate.None); !none && rep != nil {
+	if _, none := out.Result.(aggregate.None); !none {
 		if result, err = json.Marshal(out.Result); err != nil {
 			return reject(producer.Failed, fmt.Sprintf("encoding the result of %s: %v", h.Type, err), nil)
 		}
@@ -665,24 +703,32 @@ func (p *Processor) handle(ctx context.Context, part *partition, st map[ulid.ULI
 			}
 		}
 	}
-	prev := st[id]
-	s := &staged{inst: work, records: records}
+	s := &staged{inst: work, records: records, byCommand: map[ulid.ULID][]*kgo.Record{}}
 	if prev != nil {
 		s.records = append(prev.records, records...)
+		s.byCommand = prev.byCommand
+	}
+	if len(records) > 0 {
+		// The result rides on the command's last event, so a replay can
+		// answer a retry as the first run did.
+		if result != nil {
+			last := records[len(records)-1]
+			last.Headers = append(last.Headers, kgo.RecordHeader{Key: producer.HeaderResult, Value: result})
+		}
+		work.Recent = aggregate.Remember(work.Recent, aggregate.Applied{
+			CommandID: h.Command.CommandID, Version: work.Version, Offset: -1, Events: len(records), Result: result,
+		}, p.cfg.IdempotencyWindow)
+		s.byCommand[h.Command.CommandID] = records
 	}
 	st[id] = s
 	if rep != nil {
 		rep.reply.Status, rep.reply.Version, rep.reply.Result = producer.Applied, work.Version, result
-		rep.positions = make([]producer.Position, len(records))
+		rep.records = records
 	}
-	for i, rec := range records {
+	for _, rec := range records {
 		p.sess.Produce(ctx, rec, func(rec *kgo.Record, err error) {
 			if err != nil {
 				onErr(fmt.Errorf("producing event to %s/%d: %w", rec.Topic, rec.Partition, err))
-				return
-			}
-			if rep != nil {
-				rep.positions[i] = producer.Position{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset}
 			}
 		})
 	}

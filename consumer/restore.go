@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/interlock-go/interlock/aggregate"
 	"github.com/interlock-go/interlock/producer"
 	"github.com/interlock-go/interlock/snapshot"
 )
@@ -107,7 +108,11 @@ func (p *Processor) fromSnapshot(part *partition, s snapshot.Snapshot) (*entry, 
 	if s.Version < 1 || s.Offset < 0 {
 		return nil, fmt.Errorf("snapshot at version %d, offset %d", s.Version, s.Offset)
 	}
-	ptr, err := part.agg.State.Decode(s.State)
+	state, recent, err := decodeFrame(s.State)
+	if err != nil {
+		return nil, err
+	}
+	ptr, err := part.agg.State.Decode(state)
 	if err != nil {
 		return nil, err
 	}
@@ -115,6 +120,7 @@ func (p *Processor) fromSnapshot(part *partition, s snapshot.Snapshot) (*entry, 
 	if err != nil {
 		return nil, err
 	}
+	inst.Recent = recent
 	return &entry{part: part, inst: inst, last: s.Offset, dirtyFrom: -1, size: len(s.State), stored: true}, nil
 }
 
@@ -321,6 +327,35 @@ func (p *Processor) replayOne(part *partition, r *kgo.Record, now time.Time) err
 	if err := route.Type.Apply(e.inst, reflect.ValueOf(ptr).Elem().Interface()); err != nil {
 		return fail(err)
 	}
+	p.remember(e.inst, h.Command.CommandID, r)
 	p.markDirty(part, e, r.Offset, r.Offset, 1, now)
 	return nil
+}
+
+// remember records event r of command id in inst's recent commands. The
+// replay owns inst, so it updates the slice in place.
+func (p *Processor) remember(inst *aggregate.Instance, id ulid.ULID, r *kgo.Record) {
+	var result []byte
+	for _, h := range r.Headers {
+		if h.Key == producer.HeaderResult {
+			result = h.Value
+		}
+	}
+	recent := inst.Recent
+	if n := len(recent); n > 0 && recent[n-1].CommandID == id {
+		last := &recent[n-1]
+		last.Version, last.Events = inst.Version, last.Events+1
+		if result != nil {
+			last.Result = result
+		}
+		return
+	}
+	a := aggregate.Applied{CommandID: id, Version: inst.Version, Offset: r.Offset, Events: 1, Result: result}
+	if w := p.cfg.IdempotencyWindow; len(recent) >= w {
+		copy(recent, recent[len(recent)-w+1:])
+		recent = append(recent[:w-1], a)
+	} else {
+		recent = append(recent, a)
+	}
+	inst.Recent = recent
 }

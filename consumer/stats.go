@@ -5,8 +5,9 @@ import "sync/atomic"
 // Stats are the processor's counters since it started.
 type Stats struct {
 	// CommandsApplied, CommandsRejected and CommandsFailed count handled
-	// commands by outcome (bad records count as rejected).
-	CommandsApplied, CommandsRejected, CommandsFailed int64
+	// commands by outcome (bad records count as rejected); Duplicates
+	// counts retries answered with their first outcome.
+	CommandsApplied, CommandsRejected, CommandsFailed, Duplicates int64
 	// EventsReplayed counts events read back from the log on restores.
 	EventsReplayed int64
 	// Restores counts partition restores; FullReplays those that read the
@@ -26,6 +27,7 @@ type Stats struct {
 
 type counters struct {
 	applied, rejected, failed        atomic.Int64
+	duplicates                       atomic.Int64
 	replayed, restores, fullReplays  atomic.Int64
 	loaded, written, ignored, errors atomic.Int64
 	cached, evictions                atomic.Int64
@@ -35,7 +37,7 @@ type counters struct {
 func (p *Processor) Stats() Stats {
 	c := &p.stats
 	return Stats{
-		CommandsApplied: c.applied.Load(), CommandsRejected: c.rejected.Load(), CommandsFailed: c.failed.Load(),
+		CommandsApplied: c.applied.Load(), CommandsRejected: c.rejected.Load(), CommandsFailed: c.failed.Load(), Duplicates: c.duplicates.Load(),
 		EventsReplayed: c.replayed.Load(), Restores: c.restores.Load(), FullReplays: c.fullReplays.Load(),
 		SnapshotsLoaded: c.loaded.Load(), SnapshotsWritten: c.written.Load(), SnapshotsIgnored: c.ignored.Load(),
 		StoreErrors: c.errors.Load(), Cached: c.cached.Load(), Evictions: c.evictions.Load(),

@@ -25,6 +25,9 @@ const (
 	HeaderReplyTo         = "interlock-reply-to"
 	HeaderTime            = "interlock-time"
 	HeaderCodec           = "interlock-codec"
+	// HeaderResult is on the last event of a command whose handler
+	// returned a result: the result as JSON.
+	HeaderResult = "interlock-result"
 )
 
 // Headers is the decoded envelope of a command or event record.

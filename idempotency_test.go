@@ -1,0 +1,124 @@
+package interlock_test
+
+import (
+	"context"
+	"reflect"
+	"testing"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/interlock-go/interlock"
+	"github.com/interlock-go/interlock/examples/bank"
+	"github.com/interlock-go/interlock/internal/kafkatest"
+	"github.com/interlock-go/interlock/internal/redistest"
+)
+
+// TestRetryIsAppliedOnce (invariant 3): a command retried with the same
+// command ID is applied once and the retry gets the first outcome: at
+// once, after a restart (the record comes from the snapshot), and after
+// the snapshot store lost everything (the record comes from the log).
+func TestRetryIsAppliedOnce(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	client, _ := redistest.Client(t)
+	store, prefix := redisStore(t, redistest.URL(t))
+	name := kafkatest.Name(t)
+	ctx := ctxT(t)
+	build := func() *interlock.App {
+		app, err := interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithPartitions(2),
+			interlock.WithLogger(testLogger()), interlock.WithSnapshotStore(store)).RegisterAggregate(bank.Accounts()).Build()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := app.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return app
+	}
+	app := build()
+	id := open(t, ctx, app)
+	retried := deposit(id, 40).WithID(ulid.Make())
+	cmd := bank.DepositMoney{CommandOf: retried, Amount: 40}
+	first, err := interlock.Dispatch(ctx, app, cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := interlock.Dispatch(ctx, app, deposit(id, 2)); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string, app *interlock.App) {
+		t.Helper()
+		again, err := interlock.Dispatch(ctx, app, cmd)
+		if err != nil {
+			t.Fatalf("retry %s: %v", when, err)
+		}
+		if !reflect.DeepEqual(again, first) {
+			t.Fatalf("retry %s: %+v, want the first outcome %+v", when, again, first)
+		}
+	}
+	check("at once", app)
+	if err := app.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	app = build()
+	check("after a restart", app)
+	if st := app.Stats(); st.FullReplays != 0 || st.SnapshotsLoaded == 0 || st.Duplicates != 1 {
+		t.Fatalf("the restart should answer from the snapshot: %+v", st)
+	}
+	if err := app.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	keys, err := client.Keys(ctx, prefix+"*").Result()
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("no snapshot keys: %v", err)
+	}
+	client.Del(ctx, keys...)
+	app = build()
+	defer app.Close(context.Background())
+	check("after the snapshot store lost everything", app)
+	if st := app.Stats(); st.FullReplays == 0 {
+		t.Fatalf("the record should come from a replay of the log: %+v", st)
+	}
+	res, err := interlock.Dispatch(ctx, app, deposit(id, 1))
+	if err != nil || res.Value.Balance != 43 || res.Version != 4 {
+		t.Fatalf("after three retries: %+v, %v; want balance 43 at version 4 (each deposit once)", res, err)
+	}
+	n := 0
+	for _, e := range eventsOf(t, brokers, name+".bank-account.events", id) {
+		if header(e, "interlock-command-id") == cmd.CommandID.String() {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("the retried command has %d events, want 1", n)
+	}
+}
+
+// TestRetryWindow: the record of a command lasts for the window's number
+// of later commands on its aggregate; an older retry is applied again, as
+// documented.
+func TestRetryWindow(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, kafkatest.Brokers(t), kafkatest.Name(t), interlock.WithIdempotencyWindow(3))
+	ctx := ctxT(t)
+	id := open(t, ctx, app)
+	cmd := bank.DepositMoney{CommandOf: deposit(id, 5).WithID(ulid.Make()), Amount: 5}
+	if _, err := interlock.Dispatch(ctx, app, cmd); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		again, err := interlock.Dispatch(ctx, app, cmd)
+		if err != nil || again.Version != 2 {
+			t.Fatalf("retry within the window after %d commands: %+v, %v; want version 2", i, again, err)
+		}
+		if _, err := interlock.Dispatch(ctx, app, deposit(id, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	late, err := interlock.Dispatch(ctx, app, cmd)
+	if err != nil || late.Version != 6 {
+		t.Fatalf("retry beyond the window: %+v, %v; want it applied again at version 6", late, err)
+	}
+}
