@@ -2,8 +2,11 @@ package interlock_test
 
 import (
 	"context"
+	"errors"
 	"reflect"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/oklog/ulid/v2"
 
@@ -120,5 +123,65 @@ func TestRetryWindow(t *testing.T) {
 	late, err := interlock.Dispatch(ctx, app, cmd)
 	if err != nil || late.Version != 6 {
 		t.Fatalf("retry beyond the window: %+v, %v; want it applied again at version 6", late, err)
+	}
+}
+
+// TestLateCommandIsNotExecuted: a command whose caller's deadline passed
+// before a processor got to it is rejected, not executed late.
+func TestLateCommandIsNotExecuted(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	ctx := ctxT(t)
+	gateway := startApp(t, brokers, name, interlock.WithRoles(interlock.RoleDispatch))
+	id := interlock.NewID()
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if _, err := interlock.Dispatch(short, gateway, bank.OpenAccount{Command: interlock.To(id), Owner: "late"}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("with no processor running: %v, want a deadline error", err)
+	}
+	processor := startApp(t, brokers, name, interlock.WithRoles(interlock.RoleProcess))
+	// The next command on the same aggregate is handled after the late one.
+	_, err := interlock.Dispatch(ctx, gateway, deposit(id, 1))
+	if !errors.Is(err, interlock.ErrRejected) || !strings.Contains(err.Error(), "account not open") {
+		t.Fatalf("deposit after the late open: %v, want a rejection (the open was not executed)", err)
+	}
+	// Counters move just after the commit the reply reports.
+	for deadline := time.Now().Add(5 * time.Second); processor.Stats().CommandsRejected < 2 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := processor.Stats(); st.CommandsRejected != 2 || st.CommandsApplied != 0 {
+		t.Fatalf("stats %+v: both commands rejected, none applied", st)
+	}
+	if evs := eventsOf(t, brokers, name+".bank-account.events", id); len(evs) != 0 {
+		t.Fatalf("%d events for a command handled after its deadline", len(evs))
+	}
+}
+
+// TestEnvelopeFlowsToEvents: an event's correlation ID is its command's,
+// its causation ID the command's ID.
+func TestEnvelopeFlowsToEvents(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	app := startApp(t, brokers, name)
+	ctx := ctxT(t)
+	id := open(t, ctx, app)
+	c := deposit(id, 3)
+	c.CorrelationID, c.CausationID = "flow-42", "upstream-7"
+	res, err := interlock.Dispatch(ctx, app, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := eventsOf(t, brokers, name+".bank-account.events", id)
+	e := evs[len(evs)-1]
+	if got := header(e, "interlock-correlation-id"); got != "flow-42" {
+		t.Errorf("correlation ID %q, want the command's", got)
+	}
+	if got := header(e, "interlock-causation-id"); got != res.CommandID.String() {
+		t.Errorf("causation ID %q, want the command ID %s", got, res.CommandID)
+	}
+	if got := header(e, "interlock-command-id"); got != res.CommandID.String() {
+		t.Errorf("command ID %q, want %s", got, res.CommandID)
 	}
 }

@@ -597,6 +597,10 @@ func (p *Processor) handle(ctx context.Context, part *partition, st map[ulid.ULI
 	if err != nil {
 		return bad(err.Error())
 	}
+	if !h.Deadline.IsZero() && time.Now().After(h.Deadline) {
+		p.log.Debug("interlock: command past its deadline", "type", h.Type, "command_id", h.Command.CommandID, "deadline", h.Deadline)
+		return reject(producer.Rejected, fmt.Sprintf("deadline %s passed before the command was handled", h.Deadline.Format(time.RFC3339Nano)), nil)
+	}
 	msg, ok := route.Command(h.Type)
 	if !ok {
 		return bad(fmt.Sprintf("unknown command type %q for aggregate %q", h.Type, route.Type.Name()))

@@ -220,11 +220,15 @@ func (d *Dispatcher) produce(ctx context.Context, cmd any, env aggregate.Command
 	if err != nil {
 		return fmt.Errorf("encoding command %s: %w", msg.Name, err)
 	}
+	var deadline time.Time
+	if replyTo >= 0 {
+		deadline, _ = ctx.Deadline() // the caller stops waiting then
+	}
 	rec := &kgo.Record{
 		Topic:   route.CommandsTopic,
 		Key:     []byte(env.AggregateID.String()),
 		Value:   value,
-		Headers: commandHeaders(msg.Name, route.Type.Name(), route.Codec, env, replyTo, time.Now()),
+		Headers: commandHeaders(msg.Name, route.Type.Name(), route.Codec, env, replyTo, time.Now(), deadline),
 	}
 	if err := d.producer.ProduceSync(ctx, rec).FirstErr(); err != nil {
 		return fmt.Errorf("sending command %s: %w", msg.Name, err)

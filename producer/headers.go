@@ -23,6 +23,7 @@ const (
 	HeaderCausationID     = "interlock-causation-id"
 	HeaderExpectedVersion = "interlock-expected-version"
 	HeaderReplyTo         = "interlock-reply-to"
+	HeaderDeadline        = "interlock-deadline"
 	HeaderTime            = "interlock-time"
 	HeaderCodec           = "interlock-codec"
 	// HeaderResult is on the last event of a command whose handler
@@ -44,6 +45,9 @@ type Headers struct {
 	// ReplyTo is the replies partition a command's dispatcher reads, or -1
 	// when no reply is wanted.
 	ReplyTo int32
+	// Deadline, when set, is when the command's caller stops waiting: a
+	// processor that gets the command later rejects it.
+	Deadline time.Time
 }
 
 // ParseHeaders decodes the Interlock headers and the key (the aggregate ID)
@@ -70,6 +74,10 @@ func ParseHeaders(r *kgo.Record) (Headers, error) {
 			h.Command.CausationID = v
 		case HeaderTime:
 			if h.Time, err = time.Parse(time.RFC3339Nano, v); err != nil {
+				return h, fmt.Errorf("header %s: %w", kv.Key, err)
+			}
+		case HeaderDeadline:
+			if h.Deadline, err = time.Parse(time.RFC3339Nano, v); err != nil {
 				return h, fmt.Errorf("header %s: %w", kv.Key, err)
 			}
 		case HeaderCommandID:
@@ -117,8 +125,8 @@ func TypeOf(r *kgo.Record) string {
 func header(k, v string) kgo.RecordHeader { return kgo.RecordHeader{Key: k, Value: []byte(v)} }
 
 // commandHeaders returns the headers of a command record.
-func commandHeaders(name, aggType, codec string, c aggregate.Command, replyTo int32, now time.Time) []kgo.RecordHeader {
-	hs := make([]kgo.RecordHeader, 0, 9)
+func commandHeaders(name, aggType, codec string, c aggregate.Command, replyTo int32, now, deadline time.Time) []kgo.RecordHeader {
+	hs := make([]kgo.RecordHeader, 0, 10)
 	hs = append(hs,
 		header(HeaderType, name),
 		header(HeaderAggregateType, aggType),
@@ -135,6 +143,9 @@ func commandHeaders(name, aggType, codec string, c aggregate.Command, replyTo in
 	}
 	if replyTo >= 0 {
 		hs = append(hs, header(HeaderReplyTo, strconv.FormatInt(int64(replyTo), 10)))
+	}
+	if !deadline.IsZero() {
+		hs = append(hs, header(HeaderDeadline, deadline.UTC().Format(time.RFC3339Nano)))
 	}
 	return hs
 }

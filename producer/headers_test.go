@@ -15,18 +15,19 @@ func TestCommandHeadersRoundTrip(t *testing.T) {
 	c := aggregate.To(ulid.Make()).Expect(7)
 	c.CommandID, c.CorrelationID, c.CausationID = ulid.Make(), "corr", "cause"
 	now := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
-	r := &kgo.Record{Key: []byte(c.AggregateID.String()), Headers: commandHeaders("Deposit", "account", "avro", c, 3, now)}
+	r := &kgo.Record{Key: []byte(c.AggregateID.String()), Headers: commandHeaders("Deposit", "account", "avro", c, 3, now, now.Add(time.Second))}
 	h, err := ParseHeaders(r)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if h.Type != "Deposit" || h.AggregateType != "account" || h.Codec != "avro" || h.ReplyTo != 3 || !h.Time.Equal(now) ||
 		h.Command.AggregateID != c.AggregateID || h.Command.CommandID != c.CommandID || h.Command.CorrelationID != "corr" ||
-		h.Command.CausationID != "cause" || h.Command.ExpectedVersion == nil || *h.Command.ExpectedVersion != 7 {
+		h.Command.CausationID != "cause" || h.Command.ExpectedVersion == nil || *h.Command.ExpectedVersion != 7 ||
+		!h.Deadline.Equal(now.Add(time.Second)) {
 		t.Fatalf("parsed %+v from %+v", h, c)
 	}
-	r.Headers = commandHeaders("Deposit", "account", "avro", aggregate.Command{AggregateID: c.AggregateID, CommandID: c.CommandID}, -1, now)
-	if h, err := ParseHeaders(r); err != nil || h.ReplyTo != -1 || h.Command.ExpectedVersion != nil {
+	r.Headers = commandHeaders("Deposit", "account", "avro", aggregate.Command{AggregateID: c.AggregateID, CommandID: c.CommandID}, -1, now, time.Time{})
+	if h, err := ParseHeaders(r); err != nil || h.ReplyTo != -1 || h.Command.ExpectedVersion != nil || !h.Deadline.IsZero() {
 		t.Fatalf("no reply, no expectation: %+v, %v", h, err)
 	}
 }
@@ -46,6 +47,7 @@ func TestParseHeadersErrors(t *testing.T) {
 		{"negative expected version", id, map[string]string{HeaderType: "X", HeaderExpectedVersion: "-1"}, `"-1" is not a version`},
 		{"bad reply partition", id, map[string]string{HeaderType: "X", HeaderReplyTo: "p"}, "is not a partition"},
 		{"bad time", id, map[string]string{HeaderType: "X", HeaderTime: "yesterday"}, "header interlock-time"},
+		{"bad deadline", id, map[string]string{HeaderType: "X", HeaderDeadline: "soon"}, "header interlock-deadline"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
