@@ -17,6 +17,7 @@ commands:
   demo    run the bank example: commands, a rejection and a concurrent burst
           (on an embedded Kafka unless --brokers is given)
   serve   run the example domains as a service until SIGINT or SIGTERM
+  bench   measure commands, latency and restores against the broker's own limit
 
 Run 'interlock <command> -h' for a command's flags.
 `
@@ -32,6 +33,8 @@ func main() {
 	switch os.Args[1] {
 	case "demo":
 		err = demo(ctx, os.Stdout, os.Args[2:])
+	case "bench":
+		err = bench(ctx, os.Stdout, os.Stderr, os.Args[2:])
 	case "serve":
 		err = serve(ctx, os.Args[2:])
 	case "-h", "--help", "help":
