@@ -44,7 +44,8 @@ func startApp(t *testing.T, brokers []string, name string, opts ...interlock.Opt
 	}, opts...)...).RegisterAggregate(bank.Accounts()))
 }
 
-func startWith(t *testing.T, b *interlock.Builder) *interlock.App {
+// launch builds and starts an application; the caller closes it.
+func launch(t *testing.T, b *interlock.Builder) *interlock.App {
 	t.Helper()
 	app, err := b.Build()
 	if err != nil {
@@ -55,6 +56,13 @@ func startWith(t *testing.T, b *interlock.Builder) *interlock.App {
 	if err := app.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
+	return app
+}
+
+// startWith launches an application that is closed when the test ends.
+func startWith(t *testing.T, b *interlock.Builder) *interlock.App {
+	t.Helper()
+	app := launch(t, b)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -231,14 +239,8 @@ func TestRestartRestoresState(t *testing.T) {
 	name := kafkatest.Name(t)
 	ctx := ctxT(t)
 
-	first, err := interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name),
-		interlock.WithPartitions(3), interlock.WithLogger(testLogger())).RegisterAggregate(bank.Accounts()).Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := first.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	first := launch(t, interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name),
+		interlock.WithPartitions(3), interlock.WithLogger(testLogger())).RegisterAggregate(bank.Accounts()))
 	id := open(t, ctx, first)
 	for range 3 {
 		if _, err := interlock.Dispatch(ctx, first, deposit(id, 10)); err != nil {

@@ -39,15 +39,8 @@ func TestStateIsTheFoldOfTheLog(t *testing.T) {
 	name := kafkatest.Name(t)
 	ctx := ctxT(t)
 	build := func() *interlock.App {
-		app, err := interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithLogger(testLogger())).
-			RegisterAggregate(clocks()).Build()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := app.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		return app
+		return launch(t, interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithLogger(testLogger())).
+			RegisterAggregate(clocks()))
 	}
 	id := interlock.NewID()
 	first := build()

@@ -28,15 +28,8 @@ func TestRetryIsAppliedOnce(t *testing.T) {
 	name := kafkatest.Name(t)
 	ctx := ctxT(t)
 	build := func() *interlock.App {
-		app, err := interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithPartitions(2),
-			interlock.WithLogger(testLogger()), interlock.WithSnapshotStore(store)).RegisterAggregate(bank.Accounts()).Build()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := app.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		return app
+		return launch(t, interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithPartitions(2),
+			interlock.WithLogger(testLogger()), interlock.WithSnapshotStore(store)).RegisterAggregate(bank.Accounts()))
 	}
 	app := build()
 	id := open(t, ctx, app)

@@ -96,15 +96,8 @@ func TestEmbeddedDataDirSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	ctx := ctxT(t)
 	build := func() *interlock.App {
-		app, err := interlock.NewBuilder(interlock.WithDataDir(dir), interlock.WithLogger(testLogger())).
-			RegisterAggregate(bank.Accounts()).Build()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := app.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		return app
+		return launch(t, interlock.NewBuilder(interlock.WithDataDir(dir), interlock.WithLogger(testLogger())).
+			RegisterAggregate(bank.Accounts()))
 	}
 	first := build()
 	id := open(t, ctx, first)

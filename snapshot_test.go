@@ -58,15 +58,9 @@ func TestRestartReplaysOnlySinceTheLastFlush(t *testing.T) {
 	ctx := ctxT(t)
 	opts := []interlock.Option{interlock.WithSnapshotStore(store), interlock.WithFlushInterval(time.Hour)}
 
-	first, err := interlock.NewBuilder(append([]interlock.Option{interlock.WithBrokers(brokers...), interlock.WithName(name),
+	first := launch(t, interlock.NewBuilder(append([]interlock.Option{interlock.WithBrokers(brokers...), interlock.WithName(name),
 		interlock.WithPartitions(2), interlock.WithLogger(testLogger())}, opts...)...).
-		RegisterAggregate(bank.Accounts(), interlock.Snapshots(snapshot.EveryN(5))).Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := first.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+		RegisterAggregate(bank.Accounts(), interlock.Snapshots(snapshot.EveryN(5))))
 	ids := make([]ulid.ULID, 10)
 	for i := range ids {
 		ids[i] = open(t, ctx, first)
@@ -255,16 +249,9 @@ func TestCorruptSnapshotsIgnored(t *testing.T) {
 	name := kafkatest.Name(t)
 	ctx := ctxT(t)
 	build := func() *interlock.App {
-		app, err := interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithPartitions(1),
+		return launch(t, interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithPartitions(1),
 			interlock.WithLogger(testLogger()), interlock.WithSnapshotStore(store)).
-			RegisterAggregate(bank.Accounts(), interlock.Snapshots(snapshot.EveryN(1))).Build()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := app.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		return app
+			RegisterAggregate(bank.Accounts(), interlock.Snapshots(snapshot.EveryN(1))))
 	}
 	first := build()
 	a, b := open(t, ctx, first), open(t, ctx, first)
