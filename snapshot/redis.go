@@ -145,7 +145,32 @@ func NewRedis(ctx context.Context, cfg RedisConfig) (*Redis, error) {
 		}
 		return nil, fmt.Errorf("snapshot: redis at %s does not answer: %w", r.addr, err)
 	}
+	// Managed Redis often forbids CONFIG: then the policy is the operator's
+	// to get right, as the README says.
+	if cfg, err := r.c.ConfigGet(ctx, "maxmemory-policy").Result(); err == nil {
+		if err := checkPolicy(cfg["maxmemory-policy"]); err != nil {
+			if r.own {
+				r.c.Close()
+			}
+			return nil, fmt.Errorf("snapshot: redis at %s: %w", r.addr, err)
+		}
+	}
 	return r, nil
+}
+
+// ErrEvictionPolicy is returned by NewRedis for a server whose
+// maxmemory-policy may evict keys without a TTL.
+var ErrEvictionPolicy = errors.New("maxmemory-policy may evict snapshots")
+
+// checkPolicy refuses the allkeys-* eviction policies: a snapshot evicted
+// below the watermark cannot be told from an aggregate that has no events.
+// Snapshot keys have no TTL, so noeviction and the volatile-* policies
+// never touch them.
+func checkPolicy(policy string) error {
+	if strings.HasPrefix(policy, "allkeys-") {
+		return fmt.Errorf("%w: it is %s; use noeviction (or a volatile-* policy)", ErrEvictionPolicy, policy)
+	}
+	return nil
 }
 
 func redisOptions(cfg RedisConfig) (*redis.Options, error) {
