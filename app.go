@@ -213,3 +213,15 @@ func (a *App) Stats() ProcessorStats {
 	}
 	return p.Stats()
 }
+
+// Ready reports whether the application serves: started, and, when it
+// processes commands, joined to its group with every partition it owns
+// restored. Use it for readiness probes.
+func (a *App) Ready() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.state != 1 {
+		return false
+	}
+	return a.processor == nil || a.processor.Ready()
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/interlock-go/interlock"
 	"github.com/interlock-go/interlock/aggregate"
+	"github.com/interlock-go/interlock/examples/bank"
 	"github.com/interlock-go/interlock/internal/kafkatest"
 )
 
@@ -129,5 +130,35 @@ func TestCloseDrainsInFlight(t *testing.T) {
 	}
 	if n := len(eventsOf(t, brokers, name+".counter.events", id)); n != ok+1 {
 		t.Fatalf("%d events for %d applied commands", n, ok+1)
+	}
+}
+
+// TestReady: an application is ready once its processor joined the group
+// and restored every partition it owns, with or without commands.
+func TestReady(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	ctx := ctxT(t)
+	seed := startApp(t, brokers, name)
+	id := open(t, ctx, seed)
+	if _, err := interlock.Dispatch(ctx, seed, deposit(id, 1)); err != nil {
+		t.Fatal(err)
+	}
+	// A second processor with its own store restores by replaying the log.
+	app := launch(t, interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithPartitions(3),
+		interlock.WithLogger(testLogger()), interlock.WithFlushInterval(100*time.Millisecond)).RegisterAggregate(bank.Accounts()))
+	defer app.Close(ctx)
+	for !app.Ready() && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !app.Ready() {
+		t.Fatal("never ready")
+	}
+	if err := app.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if app.Ready() {
+		t.Fatal("ready after Close")
 	}
 }

@@ -125,6 +125,7 @@ type Processor struct {
 	mu      sync.Mutex
 	parts   map[topicPartition]*partition
 	dropped []*partition // revoked, their entries still in the cache
+	joined  bool         // a first assignment happened
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -240,6 +241,7 @@ func New(ctx context.Context, cfg Config) (*Processor, error) {
 func (p *Processor) assigned(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.joined = true
 	for t, ps := range m {
 		for _, id := range ps {
 			k := topicPartition{t, id}
@@ -372,9 +374,40 @@ func (p *Processor) run(ctx context.Context) {
 				return
 			}
 		}
+		p.restoreIdle(ctx)
 		p.housekeep(ctx)
 		p.sess.AllowRebalance()
 	}
+}
+
+// restoreIdle restores the owned partitions no command has reached yet, so
+// the first command after an assignment does not wait for a replay and
+// readiness can say every partition is restored.
+func (p *Processor) restoreIdle(ctx context.Context) {
+	for _, part := range p.owned() {
+		if part.restored || ctx.Err() != nil {
+			continue
+		}
+		if err := p.restore(context.WithoutCancel(ctx), part); err != nil {
+			p.log.Warn("interlock: restoring an idle partition; will retry", "partition", part.sp.String(), "err", err)
+		}
+	}
+}
+
+// Ready reports whether the processor joined its group and restored every
+// partition it owns.
+func (p *Processor) Ready() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.joined {
+		return false
+	}
+	for _, part := range p.parts {
+		if !part.restored {
+			return false
+		}
+	}
+	return true
 }
 
 // work is one partition's share of a polled batch.
