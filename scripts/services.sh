@@ -214,6 +214,10 @@ transaction.state.log.num.partitions=10
 share.coordinator.state.topic.replication.factor=$rf
 share.coordinator.state.topic.min.isr=$isr
 group.initial.rebalance.delay.ms=0
+# A produce into a partition whose previous transaction's markers are not yet
+# written waits this long (default 20 ms); processors begin their next
+# transaction right after a commit, so it sets command latency (BENCHMARKS.md).
+add.partitions.to.txn.retry.backoff.ms=1
 unclean.leader.election.enable=false
 num.network.threads=2
 num.io.threads=4
