@@ -36,3 +36,13 @@ func FuzzDecodeFrame(f *testing.F) {
 		}
 	})
 }
+
+func TestAppendRecentKeepsTheWindow(t *testing.T) {
+	var recent []aggregate.Applied
+	for v := range int64(5) {
+		recent = appendRecent(recent, aggregate.Applied{Version: v + 1}, 3)
+	}
+	if len(recent) != 3 || recent[0].Version != 3 || recent[2].Version != 5 {
+		t.Fatalf("window of 3 after 5: %+v", recent)
+	}
+}

@@ -433,6 +433,9 @@ type staged struct {
 	inst      *aggregate.Instance
 	records   []*kgo.Record
 	byCommand map[ulid.ULID][]*kgo.Record
+	// ownRecent is set once inst.Recent is an array made in this batch,
+	// which no committed instance shares.
+	ownRecent bool
 }
 
 // fenced reports whether err means this process's transactional ID is now
@@ -740,10 +743,13 @@ func (p *Processor) handle(ctx context.Context, part *partition, st map[ulid.ULI
 			}
 		}
 	}
-	s := &staged{inst: work, records: records, byCommand: map[ulid.ULID][]*kgo.Record{}}
+	s := &staged{inst: work, records: records}
 	if prev != nil {
 		s.records = append(prev.records, records...)
-		s.byCommand = prev.byCommand
+		s.byCommand, s.ownRecent = prev.byCommand, prev.ownRecent
+	}
+	if s.byCommand == nil {
+		s.byCommand = map[ulid.ULID][]*kgo.Record{}
 	}
 	if len(records) > 0 {
 		// The result rides on the command's last event, so a replay can
@@ -752,9 +758,15 @@ func (p *Processor) handle(ctx context.Context, part *partition, st map[ulid.ULI
 			last := records[len(records)-1]
 			last.Headers = append(last.Headers, kgo.RecordHeader{Key: producer.HeaderResult, Value: result})
 		}
-		work.Recent = aggregate.Remember(work.Recent, aggregate.Applied{
-			CommandID: h.Command.CommandID, Version: work.Version, Offset: -1, Events: len(records), Result: result,
-		}, p.cfg.IdempotencyWindow)
+		a := aggregate.Applied{CommandID: h.Command.CommandID, Version: work.Version, Offset: -1, Events: len(records), Result: result}
+		if s.ownRecent {
+			// The array was made in this batch and work supersedes the
+			// instance sharing it: no copy.
+			work.Recent = appendRecent(work.Recent, a, p.cfg.IdempotencyWindow)
+		} else {
+			work.Recent = aggregate.Remember(work.Recent, a, p.cfg.IdempotencyWindow)
+			s.ownRecent = true
+		}
 		s.byCommand[h.Command.CommandID] = records
 	}
 	st[id] = s

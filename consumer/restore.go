@@ -350,12 +350,15 @@ func (p *Processor) remember(inst *aggregate.Instance, id ulid.ULID, r *kgo.Reco
 		}
 		return
 	}
-	a := aggregate.Applied{CommandID: id, Version: inst.Version, Offset: r.Offset, Events: 1, Result: result}
-	if w := p.cfg.IdempotencyWindow; len(recent) >= w {
-		copy(recent, recent[len(recent)-w+1:])
-		recent = append(recent[:w-1], a)
-	} else {
-		recent = append(recent, a)
+	inst.Recent = appendRecent(recent, aggregate.Applied{CommandID: id, Version: inst.Version, Offset: r.Offset, Events: 1, Result: result}, p.cfg.IdempotencyWindow)
+}
+
+// appendRecent adds a to recent, keeping the last window records, in
+// place: only for an array no other instance sees.
+func appendRecent(recent []aggregate.Applied, a aggregate.Applied, window int) []aggregate.Applied {
+	if len(recent) < window {
+		return append(recent, a)
 	}
-	inst.Recent = recent
+	copy(recent, recent[len(recent)-window+1:])
+	return append(recent[:window-1], a)
 }
