@@ -164,7 +164,7 @@ func (p *Processor) restore(ctx context.Context, part *partition) error {
 	if err != nil {
 		return err
 	}
-	if from == 0 {
+	if from == 0 && end.Offset > 0 {
 		p.stats.fullReplays.Add(1)
 	}
 	part.position = max(part.position, end.Offset)

@@ -10,9 +10,9 @@ type Stats struct {
 	CommandsApplied, CommandsRejected, CommandsFailed, Duplicates int64
 	// EventsReplayed counts events read back from the log on restores.
 	EventsReplayed int64
-	// Restores counts partition restores; FullReplays those that read the
-	// log from its start (no watermark, or the snapshot store could not be
-	// trusted).
+	// Restores counts partition restores; FullReplays those that read a
+	// non-empty log from its start (no watermark, or the snapshot store
+	// could not be trusted).
 	Restores, FullReplays int64
 	// SnapshotsLoaded and SnapshotsWritten count snapshot store traffic;
 	// SnapshotsIgnored counts snapshots rejected as corrupt, of another
