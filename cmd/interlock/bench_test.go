@@ -46,14 +46,14 @@ func TestBench(t *testing.T) {
 		"quick":                              true,
 	}
 	want := map[string][]string{
-		"":                  {"broker", "app", "partitions", "snapshots", "go", "gomaxprocs", "quick", "txn_backoff_ms"},
+		"":                  {"broker", "app", "partitions", "snapshots", "go", "gomaxprocs", "quick"},
 		"raw_txn_produce":   {"records", "seconds", "per_sec", "transactions", "batch_size", "warmup_records"},
-		"raw_consume":       {"records", "seconds", "per_sec"},
+		"raw_consume":       {"records", "seconds", "per_sec", "runs"},
 		"commands_async":    {"commands", "senders", "accounts", "seconds", "per_sec", "send_per_sec", "transactions", "mean_batch"},
 		"commands_sync":     {"max_rate", "max_rate_dispatchers", "offered_rate", "dispatches", "seconds", "p50_ms", "p99_ms", "p999_ms", "max_ms", "launch_lag_max_ms", "errors"},
 		"restore_full":      {"events", "seconds", "per_sec", "restores", "full_replays", "snapshots_loaded"},
 		"restore_watermark": {"events", "seconds", "per_sec", "restores", "full_replays", "snapshots_loaded"},
-		"memory":            {"peak_heap_inuse_bytes", "cache_max_aggregates", "cache_max_bytes", "cached_at_end", "evictions"},
+		"memory":            {"peak_heap_inuse_bytes", "cache_max_aggregates", "cache_max_bytes", "cached_peak", "cached_at_end", "evictions"},
 		"ratios":            {"commands_async_vs_raw_txn_produce", "restore_full_vs_raw_consume"},
 		"targets":           {"async_ge_50pct_raw_txn_produce", "sync_p99_le_25ms_at_half_max", "restore_ge_70pct_raw_consume", "cache_within_bounds"},
 	}
