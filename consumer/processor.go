@@ -126,6 +126,9 @@ type Processor struct {
 	parts   map[topicPartition]*partition
 	dropped []*partition // revoked, their entries still in the cache
 	joined  bool         // a first assignment happened
+	// wake ends the poll in progress, so new partitions are restored at
+	// once rather than at the next flush interval.
+	wake context.CancelFunc
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -242,6 +245,9 @@ func (p *Processor) assigned(_ context.Context, _ *kgo.Client, m map[string][]in
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.joined = true
+	if p.wake != nil {
+		p.wake()
+	}
 	for t, ps := range m {
 		for _, id := range ps {
 			k := topicPartition{t, id}
@@ -350,6 +356,9 @@ func (p *Processor) run(ctx context.Context) {
 	for {
 		// Wake at least once per flush interval, commands or not.
 		pollCtx, cancel := context.WithTimeout(ctx, p.cfg.FlushInterval)
+		p.mu.Lock()
+		p.wake = cancel
+		p.mu.Unlock()
 		fs := p.sess.PollRecords(pollCtx, p.cfg.MaxPollRecords)
 		cancel()
 		if fs.IsClientClosed() || ctx.Err() != nil {
@@ -360,7 +369,7 @@ func (p *Processor) run(ctx context.Context) {
 			return
 		}
 		fs.EachError(func(t string, part int32, err error) {
-			if !errors.Is(err, context.DeadlineExceeded) {
+			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 				p.log.Warn("interlock: fetching commands", "topic", t, "partition", part, "err", err)
 			}
 		})
