@@ -132,6 +132,7 @@ type Processor struct {
 
 	cancel context.CancelFunc
 	done   chan struct{}
+	topics []string
 }
 
 type topicPartition struct {
@@ -207,21 +208,8 @@ func New(ctx context.Context, cfg Config) (*Processor, error) {
 		p.aggs[a.Route.CommandsTopic] = a
 		topics = append(topics, a.Route.CommandsTopic)
 	}
-	sess, err := kgo.NewGroupTransactSession(append(append([]kgo.Opt(nil), cfg.ClientOpts...),
-		kgo.ConsumerGroup(cfg.Group),
-		kgo.ConsumeTopics(topics...),
-		kgo.TransactionalID(cfg.TransactionalID),
-		kgo.TransactionTimeout(cfg.TransactionTimeout),
-		kgo.SessionTimeout(cfg.SessionTimeout),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.RequireStableFetchOffsets(),
-		kgo.BlockRebalanceOnPoll(),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.ProducerLinger(0),
-		kgo.OnPartitionsAssigned(p.assigned),
-		kgo.OnPartitionsRevoked(p.revoked),
-		kgo.OnPartitionsLost(p.revoked),
-	)...)
+	p.topics = topics
+	sess, err := p.newSession()
 	if err != nil {
 		return nil, fmt.Errorf("processor: %w", err)
 	}
@@ -239,6 +227,48 @@ func New(ctx context.Context, cfg Config) (*Processor, error) {
 	p.cancel = cancel
 	go p.run(loopCtx)
 	return p, nil
+}
+
+// newSession joins the processors' group with a transactional session.
+func (p *Processor) newSession() (*kgo.GroupTransactSession, error) {
+	cfg := p.cfg
+	return kgo.NewGroupTransactSession(append(append([]kgo.Opt(nil), cfg.ClientOpts...),
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeTopics(p.topics...),
+		kgo.TransactionalID(cfg.TransactionalID),
+		kgo.TransactionTimeout(cfg.TransactionTimeout),
+		kgo.SessionTimeout(cfg.SessionTimeout),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RequireStableFetchOffsets(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerLinger(0),
+		kgo.OnPartitionsAssigned(p.assigned),
+		kgo.OnPartitionsRevoked(p.revoked),
+		kgo.OnPartitionsLost(p.revoked),
+	)...)
+}
+
+// reset replaces the transactional session after an error that may leave
+// the old one unusable (franz-go: no End error is retryable): the new
+// session's producer ID fences whatever the old one left open, its group
+// membership starts afresh, and every partition is rebuilt from the log.
+func (p *Processor) reset(ctx context.Context, cause error) {
+	p.log.Error("interlock: transactional session failed; starting a new one and rebuilding state from the log", "err", cause)
+	p.sess.CloseAllowingRebalance()
+	p.dropAll()
+	for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
+		sess, err := p.newSession()
+		if err == nil {
+			p.sess = sess
+			return
+		}
+		p.log.Error("interlock: starting a new transactional session", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+	}
 }
 
 func (p *Processor) assigned(_ context.Context, _ *kgo.Client, m map[string][]int32) {
@@ -469,15 +499,13 @@ func (p *Processor) batch(loopCtx context.Context, fs kgo.Fetches) error {
 	for _, w := range works {
 		if err := p.prepare(ctx, w); err != nil {
 			p.log.Error("interlock: restoring partitions; their commands will be retried", "err", err)
-			p.rewind()
+			p.rewind(loopCtx)
 			time.Sleep(time.Second)
 			return nil
 		}
 	}
 	if err := p.sess.Begin(); err != nil {
-		p.log.Error("interlock: beginning transaction", "err", err)
-		p.dropAll()
-		time.Sleep(time.Second)
+		p.reset(loopCtx, fmt.Errorf("beginning a transaction: %w", err))
 		return nil
 	}
 
@@ -539,9 +567,9 @@ func (p *Processor) batch(loopCtx context.Context, fs kgo.Fetches) error {
 	case fenced(err):
 		return err
 	case err != nil:
-		// The transaction may or may not have committed: trust only the log.
-		p.log.Error("interlock: ending transaction; rebuilding state from the log", "err", err)
-		p.dropAll()
+		// The transaction may or may not have committed: trust only the
+		// log, and a new session.
+		p.reset(loopCtx, fmt.Errorf("ending a transaction: %w", err))
 	case !committed:
 		// Aborted (a rebalance, a failed write): the batch comes back.
 		p.log.Info("interlock: transaction aborted; its commands will be handled again")
@@ -602,14 +630,13 @@ func (p *Processor) markDirty(part *partition, e *entry, first, last, n int64, n
 // rewind returns the polled but unhandled records to the partitions, so
 // they are polled again: an empty aborted transaction resets the consumer
 // to the committed offsets.
-func (p *Processor) rewind() {
+func (p *Processor) rewind(ctx context.Context) {
 	if err := p.sess.Begin(); err != nil {
-		p.dropAll()
+		p.reset(ctx, fmt.Errorf("rewinding: %w", err))
 		return
 	}
-	if _, err := p.sess.End(context.Background(), kgo.TryAbort); err != nil {
-		p.log.Error("interlock: rewinding", "err", err)
-		p.dropAll()
+	if _, err := p.sess.End(context.WithoutCancel(ctx), kgo.TryAbort); err != nil {
+		p.reset(ctx, fmt.Errorf("rewinding: %w", err))
 	}
 }
 

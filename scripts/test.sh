@@ -28,7 +28,7 @@ step "tests against the real services (Kafka at $INTERLOCK_TEST_BROKERS)"
 go test -race -count=1 -timeout 15m "$@" ./...
 
 step "Kafka tests against the embedded Kafka (kfake)"
-INTERLOCK_TEST_BROKERS= INTERLOCK_REQUIRE_SERVICES=0 go test -race -count=1 -timeout 10m "$@" .
+INTERLOCK_TEST_BROKERS= INTERLOCK_TEST_CLUSTER_BROKERS= INTERLOCK_REQUIRE_SERVICES=0 go test -race -count=1 -timeout 10m "$@" .
 
 step "demo"
 go run ./cmd/interlock demo --brokers "$INTERLOCK_TEST_BROKERS" >/dev/null
