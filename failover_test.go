@@ -2,8 +2,10 @@ package interlock_test
 
 import (
 	"context"
+	"log/slog"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,6 +19,25 @@ import (
 	"github.com/interlock-go/interlock/internal/kafkatest"
 	"github.com/interlock-go/interlock/producer"
 )
+
+// syncBuffer collects log lines from many goroutines.
+type syncBuffer struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.lines = append(b.lines, string(p))
+	return len(p), nil
+}
+
+func (b *syncBuffer) tail(n int) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Join(b.lines[max(0, len(b.lines)-n):], "")
+}
 
 func services(t *testing.T, args ...string) {
 	t.Helper()
@@ -50,7 +71,14 @@ func TestBrokerFailover(t *testing.T) {
 	name := kafkatest.Name(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	app := startApp(t, brokers, name, interlock.WithPartitions(1), interlock.WithReplicationFactor(3))
+	logs := &syncBuffer{}
+	defer func() {
+		if t.Failed() {
+			t.Logf("application log:\n%s", logs.tail(80))
+		}
+	}()
+	app := startApp(t, brokers, name, interlock.WithPartitions(1), interlock.WithReplicationFactor(3),
+		interlock.WithLogger(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))))
 	id := open(t, ctx, app)
 	events := name + ".bank-account.events"
 

@@ -508,6 +508,12 @@ func (p *Processor) batch(loopCtx context.Context, fs kgo.Fetches) error {
 		p.reset(loopCtx, fmt.Errorf("beginning a transaction: %w", err))
 		return nil
 	}
+	// A transaction that cannot finish within the session timeout (a
+	// produce stuck on a dead leader, a coordinator gone) is given up:
+	// End then fails, and reset starts a new session, whose producer ID
+	// fences what is left, and rebuilds the state from the log.
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.SessionTimeout)
+	defer cancel()
 
 	changed := map[*partition]map[ulid.ULID]*staged{}
 	var replies []*pending
