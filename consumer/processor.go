@@ -260,7 +260,15 @@ func (p *Processor) reset(ctx context.Context, cause error) {
 	for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
 		sess, err := p.newSession()
 		if err == nil {
+			// Take the producer ID now: it aborts what the old session
+			// left open, which restores would otherwise wait for.
+			pctx, cancel := context.WithTimeout(ctx, p.cfg.SessionTimeout)
+			_, _, err = sess.Client().ProducerID(pctx)
+			cancel()
 			p.sess = sess
+			if err != nil {
+				p.log.Warn("interlock: new session has no producer ID yet", "err", err)
+			}
 			return
 		}
 		p.log.Error("interlock: starting a new transactional session", "err", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"time"
 
@@ -133,6 +134,7 @@ func (p *Processor) fromSnapshot(part *partition, s snapshot.Snapshot) (*entry, 
 func (p *Processor) restore(ctx context.Context, part *partition) error {
 	started := time.Now()
 	p.stats.restores.Add(1)
+	p.clearPartition(part) // a failed earlier attempt may have left state
 	from := int64(0)
 	if mark, ok := p.claim(ctx, part); ok && mark.HasWatermark && !part.full {
 		from, part.savedW = mark.Watermark, mark.Watermark
@@ -154,11 +156,8 @@ func (p *Processor) restore(ctx context.Context, part *partition) error {
 	if errors.Is(err, errUntrusted) && from > 0 {
 		p.stats.ignored.Add(1)
 		p.log.Warn("interlock: snapshots disagree with the log; replaying the partition from its start", "partition", part.sp.String(), "err", err)
-		p.cache.dropPartition(part)
-		clear(part.entries)
-		clear(part.dirty)
-		clear(part.broken)
-		part.savedW, from = 0, 0
+		p.clearPartition(part)
+		from = 0
 		err = p.replay(ctx, part, 0, end.Offset)
 	}
 	if err != nil {
@@ -173,6 +172,15 @@ func (p *Processor) restore(ctx context.Context, part *partition) error {
 	p.log.Info("interlock: partition restored", "partition", part.sp.String(), "from", from, "end", end.Offset,
 		"events", p.stats.replayed.Load()-replayed, "aggregates", len(part.entries), "took", time.Since(started).Round(time.Millisecond))
 	return nil
+}
+
+// clearPartition forgets every aggregate of part, before it is rebuilt.
+func (p *Processor) clearPartition(part *partition) {
+	p.cache.dropPartition(part)
+	clear(part.entries)
+	clear(part.dirty)
+	clear(part.broken)
+	part.floor, part.savedW, part.position = math.MaxInt64, 0, 0
 }
 
 // replay folds the committed events of part in [from, end) into its
