@@ -274,6 +274,7 @@ func (p *Processor) reset(ctx context.Context, cause error) {
 		p.log.Error("interlock: starting a new transactional session", "err", err)
 		select {
 		case <-ctx.Done():
+			return // closing: the loop ends with the old, closed session
 		case <-time.After(wait):
 		}
 	}
