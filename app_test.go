@@ -105,12 +105,8 @@ func eventsOf(t *testing.T, brokers []string, topic string, id ulid.ULID) []*kgo
 }
 
 func header(r *kgo.Record, k string) string {
-	for _, h := range r.Headers {
-		if h.Key == k {
-			return string(h.Value)
-		}
-	}
-	return ""
+	v, _ := producer.Header(r, k)
+	return string(v)
 }
 
 func TestDispatchResultAndRejection(t *testing.T) {

@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/interlock-go/interlock"
 	"github.com/interlock-go/interlock/internal/kafkatest"
@@ -45,22 +43,6 @@ func services(t *testing.T, args ...string) {
 	if err != nil {
 		t.Fatalf("scripts/services.sh %v: %v\n%s", args, err, out)
 	}
-}
-
-func leaderOf(t *testing.T, brokers []string, topic string) int32 {
-	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	topics, err := kadm.NewClient(cl).ListTopics(ctx, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return topics[topic].Partitions[0].Leader
 }
 
 // TestBrokerFailover runs on the three-node cluster: the broker leading the
@@ -117,7 +99,7 @@ func TestBrokerFailover(t *testing.T) {
 		}
 	}
 	waitAcks(50)
-	leader := leaderOf(t, brokers, events)
+	leader := kafkatest.Leader(t, brokers, events)
 	node := strconv.Itoa(int(leader))
 	t.Cleanup(func() { services(t, "start-node", node) })
 	services(t, "kill-node", node)
@@ -128,7 +110,7 @@ func TestBrokerFailover(t *testing.T) {
 	if ctx.Err() != nil {
 		t.Fatalf("commands stopped flowing after broker %s was killed: %d acknowledged before, %d after", node, before, ackedCount())
 	}
-	if now := leaderOf(t, brokers, events); now == leader {
+	if now := kafkatest.Leader(t, brokers, events); now == leader {
 		t.Fatalf("leader of %s is still broker %d", events, now)
 	}
 	t.Logf("broker %d killed: %d commands acknowledged before, %d in all, %d dispatches failed", leader, before, len(acked), failed.Load())

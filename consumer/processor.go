@@ -755,6 +755,7 @@ func (p *Processor) handle(ctx context.Context, part *partition, st map[ulid.ULI
 		}
 	}
 	records := make([]*kgo.Record, len(out.Events))
+	types := make([]*producer.Message, len(out.Events))
 	now := time.Now()
 	canonical := false
 	for i, e := range out.Events {
@@ -767,6 +768,7 @@ func (p *Processor) handle(ctx context.Context, part *partition, st map[ulid.ULI
 			return reject(producer.Failed, fmt.Sprintf("encoding event %s: %v", em.Name, err), nil)
 		}
 		canonical = canonical || em.Lossy
+		types[i] = em
 		records[i] = producer.EventRecord(route.EventsTopic, r.Partition, route.Codec, aggregate.EventEnvelope{
 			EventID:       ulid.Make(),
 			AggregateType: route.Type.Name(),
@@ -783,8 +785,8 @@ func (p *Processor) handle(ctx context.Context, part *partition, st map[ulid.ULI
 		// Hold what a replay of the log would build, not what the handler
 		// emitted: they differ when encoding drops detail.
 		work = route.Type.Clone(inst)
-		for _, rec := range records {
-			em, _ := route.Event(producer.TypeOf(rec))
+		for i, rec := range records {
+			em := types[i]
 			ptr, err := em.Serde.Decode(rec.Value)
 			if err == nil {
 				err = route.Type.Apply(work, reflect.ValueOf(ptr).Elem().Interface())

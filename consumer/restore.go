@@ -269,12 +269,8 @@ func (p *Processor) replay(ctx context.Context, part *partition, from, end int64
 
 // firstEvent reports whether r is an aggregate's first event.
 func firstEvent(r *kgo.Record) bool {
-	for _, h := range r.Headers {
-		if h.Key == producer.HeaderVersion {
-			return string(h.Value) == "1"
-		}
-	}
-	return false
+	v, _ := producer.Header(r, producer.HeaderVersion)
+	return string(v) == "1"
 }
 
 // replayOne folds one event record into part. An event that cannot be
@@ -335,20 +331,15 @@ func (p *Processor) replayOne(part *partition, r *kgo.Record, now time.Time) err
 	if err := route.Type.Apply(e.inst, reflect.ValueOf(ptr).Elem().Interface()); err != nil {
 		return fail(err)
 	}
-	p.remember(e.inst, h.Command.CommandID, r)
+	p.remember(e.inst, h, r.Offset)
 	p.markDirty(part, e, r.Offset, r.Offset, 1, now)
 	return nil
 }
 
-// remember records event r of command id in inst's recent commands. The
-// replay owns inst, so it updates the slice in place.
-func (p *Processor) remember(inst *aggregate.Instance, id ulid.ULID, r *kgo.Record) {
-	var result []byte
-	for _, h := range r.Headers {
-		if h.Key == producer.HeaderResult {
-			result = h.Value
-		}
-	}
+// remember records the event with headers h at offset in inst's recent
+// commands. The replay owns inst, so it updates the slice in place.
+func (p *Processor) remember(inst *aggregate.Instance, h producer.Headers, offset int64) {
+	id, result := h.Command.CommandID, h.Result
 	recent := inst.Recent
 	if n := len(recent); n > 0 && recent[n-1].CommandID == id {
 		last := &recent[n-1]
@@ -358,7 +349,7 @@ func (p *Processor) remember(inst *aggregate.Instance, id ulid.ULID, r *kgo.Reco
 		}
 		return
 	}
-	inst.Recent = appendRecent(recent, aggregate.Applied{CommandID: id, Version: inst.Version, Offset: r.Offset, Events: 1, Result: result}, p.cfg.IdempotencyWindow)
+	inst.Recent = appendRecent(recent, aggregate.Applied{CommandID: id, Version: inst.Version, Offset: offset, Events: 1, Result: result}, p.cfg.IdempotencyWindow)
 }
 
 // appendRecent adds a to recent, keeping the last window records, in

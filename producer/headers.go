@@ -48,6 +48,9 @@ type Headers struct {
 	// Deadline, when set, is when the command's caller stops waiting: a
 	// processor that gets the command later rejects it.
 	Deadline time.Time
+	// Result is the handler's result as JSON, on the last event of a
+	// command that returned one.
+	Result []byte
 }
 
 // ParseHeaders decodes the Interlock headers and the key (the aggregate ID)
@@ -68,6 +71,8 @@ func ParseHeaders(r *kgo.Record) (Headers, error) {
 			h.AggregateType = v
 		case HeaderCodec:
 			h.Codec = v
+		case HeaderResult:
+			h.Result = kv.Value
 		case HeaderCorrelationID:
 			h.Command.CorrelationID = v
 		case HeaderCausationID:
@@ -112,14 +117,14 @@ func ParseHeaders(r *kgo.Record) (Headers, error) {
 	return h, nil
 }
 
-// TypeOf returns the value of r's type header.
-func TypeOf(r *kgo.Record) string {
+// Header returns the value of r's header key, without parsing the others.
+func Header(r *kgo.Record, key string) ([]byte, bool) {
 	for _, h := range r.Headers {
-		if h.Key == HeaderType {
-			return string(h.Value)
+		if h.Key == key {
+			return h.Value, true
 		}
 	}
-	return ""
+	return nil, false
 }
 
 func header(k, v string) kgo.RecordHeader { return kgo.RecordHeader{Key: k, Value: []byte(v)} }

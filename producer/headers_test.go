@@ -62,6 +62,21 @@ func TestParseHeadersErrors(t *testing.T) {
 	}
 }
 
+func TestHeaderLookupAndResult(t *testing.T) {
+	r := &kgo.Record{Key: []byte(ulid.Make().String()), Headers: []kgo.RecordHeader{
+		{Key: HeaderType, Value: []byte("Deposited")}, {Key: HeaderResult, Value: []byte(`{"balance":3}`)},
+	}}
+	if v, ok := Header(r, HeaderType); !ok || string(v) != "Deposited" {
+		t.Fatalf("Header(type) = %q, %v", v, ok)
+	}
+	if _, ok := Header(r, HeaderVersion); ok {
+		t.Fatal("Header found a header that is not there")
+	}
+	if h, err := ParseHeaders(r); err != nil || string(h.Result) != `{"balance":3}` {
+		t.Fatalf("ParseHeaders result = %q, %v", h.Result, err)
+	}
+}
+
 func TestReplyPartitionIsStable(t *testing.T) {
 	a, b := ReplyPartition("pod-1", 12), ReplyPartition("pod-1", 12)
 	if a != b || a < 0 || a >= 12 {

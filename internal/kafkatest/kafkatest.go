@@ -135,16 +135,38 @@ func ReadAll(t testing.TB, brokers []string, topic string) []*kgo.Record {
 	return all
 }
 
-// Produce writes raw records (for tests of hostile input).
-func Produce(t testing.TB, brokers []string, rs ...*kgo.Record) {
+// client returns a plain client of brokers, closed when t ends, and a
+// context bounding what t does with it.
+func client(t testing.TB, brokers []string) (*kgo.Client, context.Context) {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
+	t.Cleanup(cl.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
+	return cl, ctx
+}
+
+// Leader returns the broker leading partition 0 of topic.
+func Leader(t testing.TB, brokers []string, topic string) int32 {
+	t.Helper()
+	cl, ctx := client(t, brokers)
+	topics, err := kadm.NewClient(cl).ListTopics(ctx, topic)
+	if err == nil {
+		err = topics.Error()
+	}
+	if err != nil {
+		t.Fatalf("describing %s: %v", topic, err)
+	}
+	return topics[topic].Partitions[0].Leader
+}
+
+// Produce writes raw records (for tests of hostile input).
+func Produce(t testing.TB, brokers []string, rs ...*kgo.Record) {
+	t.Helper()
+	cl, ctx := client(t, brokers)
 	if err := cl.ProduceSync(ctx, rs...).FirstErr(); err != nil {
 		t.Fatalf("producing: %v", err)
 	}
