@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/interlock-go/interlock/consumer"
+	"github.com/interlock-go/interlock/middleware"
 	"github.com/interlock-go/interlock/producer"
 )
 
@@ -24,6 +25,9 @@ type App struct {
 	log   *slog.Logger
 	aggs  []consumer.Aggregate
 	hooks []Hook
+	// dispatchChain and handleChain are the registered middleware
+	// (handleChain is nil when there is none).
+	dispatchChain, handleChain middleware.Middleware
 
 	mu         sync.Mutex
 	state      int // 0 built, 1 started, 2 closed
@@ -109,6 +113,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 			FlushInterval:      a.cfg.flushInterval,
 			IdempotencyWindow:  a.cfg.idempotencyWindow,
 			Logger:             a.log,
+			Middleware:         a.handleChain,
 		})
 		if err != nil {
 			return fmt.Errorf("interlock: %w", err)

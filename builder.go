@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"reflect"
 	"regexp"
+	"slices"
 
 	"github.com/interlock-go/interlock/aggregate"
 	"github.com/interlock-go/interlock/consumer"
+	"github.com/interlock-go/interlock/middleware"
 	"github.com/interlock-go/interlock/producer"
 	"github.com/interlock-go/interlock/snapshot"
 )
@@ -31,11 +33,14 @@ type Hook struct {
 	Stop func(ctx context.Context) error
 }
 
-// Builder assembles an application: its options, aggregates and hooks.
+// Builder assembles an application: its options, aggregates, hooks and
+// middleware.
 type Builder struct {
-	opts  []Option
-	aggs  []registered
-	hooks []Hook
+	opts     []Option
+	aggs     []registered
+	hooks    []Hook
+	dispatch []middleware.Middleware
+	handle   []middleware.Middleware
 }
 
 type registered struct {
@@ -75,6 +80,31 @@ func (b *Builder) RegisterAggregate(t aggregate.Type, opts ...AggregateOption) *
 // RegisterHook registers a lifecycle hook.
 func (b *Builder) RegisterHook(h Hook) *Builder {
 	b.hooks = append(b.hooks, h)
+	return b
+}
+
+// Use registers middleware on both sides: around Dispatch and Send, and
+// around the handler in the processor. The first registered is the
+// outermost on each side. See package middleware.
+func (b *Builder) Use(mws ...middleware.Middleware) *Builder {
+	return b.UseDispatch(mws...).UseHandle(mws...)
+}
+
+// UseDispatch registers middleware around Dispatch and Send, in the
+// caller's process: the place to add metadata, refuse a command before it
+// is sent, or retry one (middleware.RetryConflicts).
+func (b *Builder) UseDispatch(mws ...middleware.Middleware) *Builder {
+	b.dispatch = append(b.dispatch, mws...)
+	return b
+}
+
+// UseHandle registers middleware around the aggregates' handlers in the
+// processor, inside each command's transaction: the place for checks that
+// need the processor's view, and for what should happen once per handled
+// command. Keep it fast and deterministic: it runs while the partition
+// waits.
+func (b *Builder) UseHandle(mws ...middleware.Middleware) *Builder {
+	b.handle = append(b.handle, mws...)
 	return b
 }
 
@@ -142,5 +172,9 @@ func (b *Builder) Build() (*App, error) {
 	if cfg.store == nil {
 		cfg.store = snapshot.NewMemory()
 	}
-	return &App{cfg: cfg, log: cfg.logger, aggs: aggs, hooks: b.hooks}, nil
+	app := &App{cfg: cfg, log: cfg.logger, aggs: aggs, hooks: b.hooks, dispatchChain: middleware.Chain(slices.Clone(b.dispatch)...)}
+	if len(b.handle) > 0 {
+		app.handleChain = middleware.Chain(slices.Clone(b.handle)...)
+	}
+	return app, nil
 }

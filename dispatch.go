@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"reflect"
 
 	"github.com/oklog/ulid/v2"
 
 	"github.com/interlock-go/interlock/aggregate"
+	"github.com/interlock-go/interlock/middleware"
 	"github.com/interlock-go/interlock/producer"
 )
 
@@ -46,54 +48,115 @@ type Result[R any] struct {
 // *RejectedError (errors.Is ErrRejected; ErrConcurrency for a version
 // conflict), an ErrFailed error, or an infrastructure error. If ctx ends
 // first, Dispatch returns ctx's error and the command may still be applied:
-// retry it with the same command ID (CommandOf.WithID).
+// retry it with the same command ID (CommandOf.WithID). ctx's deadline
+// travels with the command: a processor that reaches it later rejects it.
+//
+// The dispatch middleware registered on the builder runs around it.
 func Dispatch[C aggregate.Cmd[R], R any](ctx context.Context, app *App, cmd C) (Result[R], error) {
 	var res Result[R]
-	env, err := prepare(&cmd)
+	var rep *producer.Reply // the last reply the chain got, for its positions
+	m, d, err := app.message(&cmd, false)
 	if err != nil {
 		return res, err
 	}
-	d, err := app.dispatcherFor()
+	out, err := app.dispatchChain(func(ctx context.Context, m *middleware.Message) (middleware.Outcome, error) {
+		cmd, env, err := prepared[C](m)
+		if err != nil {
+			return middleware.Outcome{}, err
+		}
+		if rep, err = d.Dispatch(ctx, cmd, env, m.Metadata); err != nil {
+			return middleware.Outcome{}, err
+		}
+		return outcome[R](cmd, rep)
+	})(ctx, m)
+	res.CommandID = m.Envelope().CommandID
 	if err != nil {
 		return res, err
 	}
-	rep, err := d.Dispatch(ctx, cmd, env)
-	if err != nil {
-		return res, err
+	res.Version = out.Version
+	res.Value, _ = out.Result.(R)
+	if rep != nil {
+		res.Positions = rep.Positions
 	}
-	res.CommandID = env.CommandID
+	return res, nil
+}
+
+// outcome turns a reply into the outcome or the error Dispatch returns.
+func outcome[R any](cmd any, rep *producer.Reply) (middleware.Outcome, error) {
 	switch rep.Status {
 	case producer.Applied:
-		res.Version, res.Positions = rep.Version, rep.Positions
+		var v R
 		if len(rep.Result) > 0 {
-			if err := json.Unmarshal(rep.Result, &res.Value); err != nil {
-				return res, fmt.Errorf("decoding the result of %T: %w", cmd, err)
+			if err := json.Unmarshal(rep.Result, &v); err != nil {
+				return middleware.Outcome{}, fmt.Errorf("decoding the result of %T: %w", cmd, err)
 			}
 		}
-		return res, nil
+		return middleware.Outcome{Version: rep.Version, Result: v}, nil
 	case producer.Rejected:
 		rej := &RejectedError{Reason: rep.Reason}
 		if rep.Conflict != nil {
 			rej.Conflict = &ConcurrencyError{Expected: rep.Conflict.Expected, Actual: rep.Conflict.Actual}
 		}
-		return res, rej
+		return middleware.Outcome{}, rej
 	default:
-		return res, fmt.Errorf("%w: %s", ErrFailed, rep.Reason)
+		return middleware.Outcome{}, fmt.Errorf("%w: %s", ErrFailed, rep.Reason)
 	}
 }
 
 // Send writes cmd to its commands topic and returns its command ID once
 // Kafka has it durably; it does not wait for the command to be handled.
+// The dispatch middleware runs around it, with Message.Async set.
 func Send[C aggregate.Cmd[R], R any](ctx context.Context, app *App, cmd C) (ulid.ULID, error) {
+	m, d, err := app.message(&cmd, true)
+	if err != nil {
+		return ulid.ULID{}, err
+	}
+	_, err = app.dispatchChain(func(ctx context.Context, m *middleware.Message) (middleware.Outcome, error) {
+		cmd, env, err := prepared[C](m)
+		if err != nil {
+			return middleware.Outcome{}, err
+		}
+		return middleware.Outcome{}, d.Send(ctx, cmd, env, m.Metadata)
+	})(ctx, m)
+	return m.Envelope().CommandID, err
+}
+
+// message prepares cmd's envelope and the message the dispatch chain
+// carries.
+func (a *App) message(cmd any, async bool) (*middleware.Message, *producer.Dispatcher, error) {
+	p, ok := cmd.(interface{ Prepare() error })
+	if !ok {
+		return nil, nil, fmt.Errorf("%T does not embed interlock.Command", cmd)
+	}
+	t := reflect.TypeOf(cmd).Elem()
+	if err := p.Prepare(); err != nil {
+		return nil, nil, fmt.Errorf("%v: %w", t, err)
+	}
+	d, err := a.dispatcherFor()
+	if err != nil {
+		return nil, nil, err
+	}
+	route, msg, ok := d.Lookup(t)
+	if !ok {
+		return nil, nil, fmt.Errorf("%w %v: register the aggregate that handles it", ErrUnknownCommand, t)
+	}
+	return &middleware.Message{
+		Side: middleware.Dispatch, Type: msg.Name, Aggregate: route.Type.Name(),
+		Command: reflect.ValueOf(cmd).Elem().Interface(), Async: async, Metadata: middleware.Metadata{},
+	}, d, nil
+}
+
+// prepared returns the command at the end of the dispatch chain, with its
+// envelope's defaults filled in (a middleware may have replaced it).
+func prepared[C any](m *middleware.Message) (C, aggregate.Command, error) {
+	cmd, ok := m.Command.(C)
+	if !ok {
+		var want C
+		return want, aggregate.Command{}, fmt.Errorf("%w: a middleware replaced the %T command with a %T", ErrFailed, want, m.Command)
+	}
 	env, err := prepare(&cmd)
-	if err != nil {
-		return ulid.ULID{}, err
-	}
-	d, err := app.dispatcherFor()
-	if err != nil {
-		return ulid.ULID{}, err
-	}
-	return env.CommandID, d.Send(ctx, cmd, env)
+	m.Command = cmd
+	return cmd, env, err
 }
 
 func prepare[C any](cmd *C) (aggregate.Command, error) {

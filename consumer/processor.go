@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/interlock-go/interlock/aggregate"
+	"github.com/interlock-go/interlock/middleware"
 	"github.com/interlock-go/interlock/producer"
 	"github.com/interlock-go/interlock/snapshot"
 )
@@ -62,6 +63,9 @@ type Config struct {
 	IdempotencyWindow int
 	// MaxPollRecords bounds the commands in one transaction. Default 1000.
 	MaxPollRecords int
+	// Middleware runs around every handler (nil: none). See package
+	// middleware: the Handle side.
+	Middleware middleware.Middleware
 	// Logger receives the processor's logs.
 	Logger *slog.Logger
 }
@@ -733,8 +737,10 @@ func (p *Processor) handle(ctx context.Context, part *partition, st map[ulid.ULI
 		}
 		return rep, producer.Applied
 	}
-	work := route.Type.Clone(inst)
-	out, err := route.Type.Execute(work, cmd)
+	md := producer.Metadata(r)
+	work, out, err := p.execute(ctx, route, inst, &middleware.Message{
+		Side: middleware.Handle, Type: h.Type, Aggregate: route.Type.Name(), Command: cmd, Metadata: md,
+	})
 	if err != nil {
 		var rej *aggregate.RejectedError
 		if errors.As(err, &rej) {
@@ -780,6 +786,9 @@ func (p *Processor) handle(ctx context.Context, part *partition, st map[ulid.ULI
 			CorrelationID: h.Command.CorrelationID,
 			CausationID:   h.Command.CommandID.String(),
 		}, value)
+		if records[i].Headers, err = producer.AppendMetadata(records[i].Headers, md); err != nil {
+			return reject(producer.Failed, fmt.Sprintf("event %s: %v", em.Name, err), nil)
+		}
 	}
 	if canonical {
 		// Hold what a replay of the log would build, not what the handler
@@ -835,4 +844,41 @@ func (p *Processor) handle(ctx context.Context, part *partition, st map[ulid.ULI
 		})
 	}
 	return rep, producer.Applied
+}
+
+// execute runs the command of m against a copy of inst, through the
+// middleware, and returns the copy with the outcome applied. The copy is
+// made afresh each time the chain reaches the handler, so a middleware
+// that calls next twice leaves no trace of the first call. m.Metadata is
+// what the events inherit, so a middleware may set it (trace context).
+func (p *Processor) execute(ctx context.Context, route *producer.Route, inst *aggregate.Instance, m *middleware.Message) (*aggregate.Instance, aggregate.Outcome, error) {
+	if p.cfg.Middleware == nil {
+		work := route.Type.Clone(inst)
+		out, err := route.Type.Execute(work, m.Command)
+		return work, out, err
+	}
+	if m.Metadata == nil {
+		m.Metadata = middleware.Metadata{}
+	}
+	var work *aggregate.Instance
+	var ran aggregate.Outcome
+	var ranErr error
+	out, err := p.cfg.Middleware(func(_ context.Context, m *middleware.Message) (middleware.Outcome, error) {
+		work = route.Type.Clone(inst)
+		ran, ranErr = route.Type.Execute(work, m.Command)
+		if ranErr != nil {
+			return middleware.Outcome{}, ranErr
+		}
+		return middleware.Outcome{Version: work.Version, Result: ran.Result, Events: ran.Events}, nil
+	})(ctx, m)
+	switch {
+	case err != nil:
+		return nil, aggregate.Outcome{}, err
+	case ranErr != nil:
+		return nil, aggregate.Outcome{}, fmt.Errorf("a middleware reported success for a command whose handler failed: %w", ranErr)
+	case work == nil: // a middleware answered without the handler
+		return route.Type.Clone(inst), aggregate.Outcome{Result: out.Result}, nil
+	}
+	// The events are the handler's; the result may be a middleware's.
+	return work, aggregate.Outcome{Events: ran.Events, Result: out.Result}, nil
 }

@@ -156,10 +156,22 @@ func (d *Dispatcher) readReplies() {
 	}
 }
 
-// Dispatch sends cmd (a command value) and waits for its reply. env must be
-// prepared (aggregate ID and command ID set). When ctx ends first, Dispatch
-// returns ctx's error; the command may still be handled.
-func (d *Dispatcher) Dispatch(ctx context.Context, cmd any, env aggregate.Command) (*Reply, error) {
+// Lookup returns the route and message of a command type, or false when no
+// registered aggregate handles it.
+func (d *Dispatcher) Lookup(t reflect.Type) (*Route, *Message, bool) {
+	route, ok := d.routes[t]
+	if !ok {
+		return nil, nil, false
+	}
+	msg, ok := route.CommandOf(t)
+	return route, msg, ok
+}
+
+// Dispatch sends cmd (a command value) with its metadata headers and waits
+// for its reply. env must be prepared (aggregate ID and command ID set).
+// When ctx ends first, Dispatch returns ctx's error; the command may still
+// be handled.
+func (d *Dispatcher) Dispatch(ctx context.Context, cmd any, env aggregate.Command, md map[string]string) (*Reply, error) {
 	key := env.CommandID.String()
 	ch := make(chan *Reply, 1)
 	if err := d.enter(); err != nil {
@@ -174,7 +186,7 @@ func (d *Dispatcher) Dispatch(ctx context.Context, cmd any, env aggregate.Comman
 		delete(d.waiting, key)
 		d.mu.Unlock()
 	}
-	if err := d.produce(ctx, cmd, env, d.partition); err != nil {
+	if err := d.produce(ctx, cmd, env, md, d.partition); err != nil {
 		forget()
 		return nil, err
 	}
@@ -190,14 +202,15 @@ func (d *Dispatcher) Dispatch(ctx context.Context, cmd any, env aggregate.Comman
 	}
 }
 
-// Send writes cmd to its commands topic and returns once Kafka has it
-// durably (acks from all in-sync replicas). No reply is produced for it.
-func (d *Dispatcher) Send(ctx context.Context, cmd any, env aggregate.Command) error {
+// Send writes cmd with its metadata headers to its commands topic and
+// returns once Kafka has it durably (acks from all in-sync replicas). No
+// reply is produced for it.
+func (d *Dispatcher) Send(ctx context.Context, cmd any, env aggregate.Command, md map[string]string) error {
 	if err := d.enter(); err != nil {
 		return err
 	}
 	defer d.inflight.Done()
-	return d.produce(ctx, cmd, env, -1)
+	return d.produce(ctx, cmd, env, md, -1)
 }
 
 func (d *Dispatcher) enter() error {
@@ -210,12 +223,11 @@ func (d *Dispatcher) enter() error {
 	return nil
 }
 
-func (d *Dispatcher) produce(ctx context.Context, cmd any, env aggregate.Command, replyTo int32) error {
-	route, ok := d.routes[reflect.TypeOf(cmd)]
+func (d *Dispatcher) produce(ctx context.Context, cmd any, env aggregate.Command, md map[string]string, replyTo int32) error {
+	route, msg, ok := d.Lookup(reflect.TypeOf(cmd))
 	if !ok {
 		return fmt.Errorf("%w %T: register the aggregate that handles it", ErrUnknownCommand, cmd)
 	}
-	msg, _ := route.CommandOf(reflect.TypeOf(cmd))
 	value, err := msg.Serde.Encode(cmd)
 	if err != nil {
 		return fmt.Errorf("encoding command %s: %w", msg.Name, err)
@@ -229,6 +241,9 @@ func (d *Dispatcher) produce(ctx context.Context, cmd any, env aggregate.Command
 		Key:     []byte(env.AggregateID.String()),
 		Value:   value,
 		Headers: commandHeaders(msg.Name, route.Type.Name(), route.Codec, env, replyTo, time.Now(), deadline),
+	}
+	if rec.Headers, err = AppendMetadata(rec.Headers, md); err != nil {
+		return fmt.Errorf("command %s: %w", msg.Name, err)
 	}
 	if err := d.producer.ProduceSync(ctx, rec).FirstErr(); err != nil {
 		return fmt.Errorf("sending command %s: %w", msg.Name, err)
