@@ -114,6 +114,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 			IdempotencyWindow:  a.cfg.idempotencyWindow,
 			Logger:             a.log,
 			Middleware:         a.handleChain,
+			Observers:          a.cfg.observers,
 		})
 		if err != nil {
 			return fmt.Errorf("interlock: %w", err)
@@ -229,4 +230,30 @@ func (a *App) Ready() bool {
 		return false
 	}
 	return a.processor == nil || a.processor.Ready()
+}
+
+// Live reports whether the application is not stuck: started, and its
+// processor (if any) has made progress recently or is replaying events (see
+// consumer.Processor.Live). A processor stopped because another instance
+// took its transactional ID is not live. Use it for liveness probes.
+func (a *App) Live() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.state != 1 {
+		return false
+	}
+	return a.processor == nil || a.processor.Live()
+}
+
+// Lag returns, per commands topic and partition this instance owns, how
+// many committed commands wait behind the last one it fetched (nil when it
+// does not process commands).
+func (a *App) Lag() map[string]map[int32]int64 {
+	a.mu.Lock()
+	p := a.processor
+	a.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	return p.Lag()
 }

@@ -49,6 +49,7 @@ type config struct {
 	maxCachedBytes     int64
 	flushInterval      time.Duration
 	idempotencyWindow  int
+	observers          []any
 }
 
 func defaults() config {
@@ -210,4 +211,14 @@ func WithFlushInterval(d time.Duration) Option {
 // Default 20.
 func WithIdempotencyWindow(n int) Option {
 	return optionFunc(func(c *config) { c.idempotencyWindow = n })
+}
+
+// WithObserver adds an observer of the processor: a value implementing one
+// or more of consumer.BatchObserver (every transaction: commands by
+// outcome, committed or not, duration) and consumer.RestoreObserver (every
+// partition restore: events replayed, duration). Its methods run on the
+// processor's loop: keep them quick. Package metrics provides one for
+// Prometheus. Default: none.
+func WithObserver(o any) Option {
+	return optionFunc(func(c *config) { c.observers = append(c.observers, o) })
 }

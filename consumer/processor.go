@@ -9,6 +9,7 @@ import (
 	"math"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -66,6 +67,9 @@ type Config struct {
 	// Middleware runs around every handler (nil: none). See package
 	// middleware: the Handle side.
 	Middleware middleware.Middleware
+	// Observers are told what the processor does: each implements some of
+	// BatchObserver and RestoreObserver.
+	Observers []any
 	// Logger receives the processor's logs.
 	Logger *slog.Logger
 }
@@ -137,6 +141,20 @@ type Processor struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	topics []string
+
+	// beat is when the loop last made progress (unix nanoseconds);
+	// stopped is set when it ended for good while not closing. probe
+	// remembers what Live saw last.
+	beat    atomic.Int64
+	stopped atomic.Bool
+	probe   struct {
+		sync.Mutex
+		replayed int64
+		at       time.Time
+	}
+	// lag is each owned partition's distance, in records, from its last
+	// stable offset at the last fetch. Guarded by mu.
+	lag map[topicPartition]int64
 }
 
 type topicPartition struct {
@@ -202,6 +220,7 @@ func New(ctx context.Context, cfg Config) (*Processor, error) {
 		log:       cfg.Logger,
 		aggs:      map[string]*Aggregate{},
 		parts:     map[topicPartition]*partition{},
+		lag:       map[topicPartition]int64{},
 		cache:     newCache(),
 		lastFlush: time.Now(),
 		done:      make(chan struct{}),
@@ -313,6 +332,7 @@ func (p *Processor) revoked(_ context.Context, _ *kgo.Client, m map[string][]int
 				p.dropped = append(p.dropped, old)
 				delete(p.parts, k)
 			}
+			delete(p.lag, k)
 		}
 		p.log.Info("interlock: partitions revoked", "topic", t, "partitions", ps)
 	}
@@ -397,6 +417,7 @@ func (p *Processor) Close(ctx context.Context) error {
 func (p *Processor) run(ctx context.Context) {
 	defer close(p.done)
 	for {
+		p.beat.Store(time.Now().UnixNano())
 		// Wake at least once per flush interval, commands or not.
 		pollCtx, cancel := context.WithTimeout(ctx, p.cfg.FlushInterval)
 		p.mu.Lock()
@@ -404,6 +425,7 @@ func (p *Processor) run(ctx context.Context) {
 		p.mu.Unlock()
 		fs := p.sess.PollRecords(pollCtx, p.cfg.MaxPollRecords)
 		cancel()
+		p.beat.Store(time.Now().UnixNano())
 		if fs.IsClientClosed() || ctx.Err() != nil {
 			// Leave the next owner as little to replay as possible.
 			p.forgetDropped()
@@ -422,6 +444,7 @@ func (p *Processor) run(ctx context.Context) {
 		if !fs.Empty() {
 			if err := p.batch(ctx, fs); err != nil {
 				p.log.Error("interlock: processor stopped: another instance with this transactional ID took over (set a unique, stable WithInstanceID per instance)", "transactional_id", p.cfg.TransactionalID, "err", err)
+				p.stopped.Store(true)
 				p.sess.AllowRebalance()
 				return
 			}
@@ -460,6 +483,45 @@ func (p *Processor) Ready() bool {
 		}
 	}
 	return true
+}
+
+// Live reports whether the processor is not stuck: its loop made progress
+// within twice the session timeout plus the flush interval (a batch and a
+// poll take at most that), or a restore replayed events since the last
+// call. A processor stopped by a fenced transactional ID is not live.
+// Use it for liveness probes: a process that is not live should be
+// restarted.
+func (p *Processor) Live() bool {
+	if p.stopped.Load() {
+		return false
+	}
+	now := time.Now()
+	bound := 2*p.cfg.SessionTimeout + p.cfg.FlushInterval
+	if now.Sub(time.Unix(0, p.beat.Load())) < bound {
+		return true
+	}
+	pr := &p.probe
+	pr.Lock()
+	defer pr.Unlock()
+	if r := p.stats.replayed.Load(); r != pr.replayed {
+		pr.replayed, pr.at = r, now
+	}
+	return now.Sub(pr.at) < bound
+}
+
+// Lag returns, for each owned commands partition, how many committed
+// commands wait behind the last one fetched, as of the last fetch.
+func (p *Processor) Lag() map[string]map[int32]int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[string]map[int32]int64{}
+	for k := range p.parts {
+		if out[k.topic] == nil {
+			out[k.topic] = map[int32]int64{}
+		}
+		out[k.topic][k.partition] = p.lag[k]
+	}
+	return out
 }
 
 // work is one partition's share of a polled batch.
@@ -505,8 +567,11 @@ func (p *Processor) batch(loopCtx context.Context, fs kgo.Fetches) error {
 	ctx := context.WithoutCancel(loopCtx)
 	var works []*work
 	fs.EachPartition(func(ftp kgo.FetchTopicPartition) {
-		if len(ftp.Records) > 0 {
+		if n := len(ftp.Records); n > 0 {
 			works = append(works, &work{part: p.partitionOf(ftp.Topic, ftp.Partition), records: ftp.Records})
+			p.mu.Lock()
+			p.lag[topicPartition{ftp.Topic, ftp.Partition}] = max(0, ftp.LastStableOffset-ftp.Records[n-1].Offset-1)
+			p.mu.Unlock()
 		}
 	})
 	for _, w := range works {
@@ -521,6 +586,7 @@ func (p *Processor) batch(loopCtx context.Context, fs kgo.Fetches) error {
 		p.reset(loopCtx, fmt.Errorf("beginning a transaction: %w", err))
 		return nil
 	}
+	began := time.Now()
 	// A transaction that cannot finish within the session timeout (a
 	// produce stuck on a dead leader, a coordinator gone) is given up:
 	// End then fails, and reset starts a new session, whose producer ID
@@ -582,6 +648,10 @@ func (p *Processor) batch(loopCtx context.Context, fs kgo.Fetches) error {
 		p.log.Error("interlock: writing events failed; aborting the batch", "err", produceErr)
 	}
 	committed, err := p.sess.End(ctx, kgo.TransactionEndTry(ok))
+	p.observeBatch(Batch{
+		Commands: int(applied + rejected + failed), Applied: int(applied), Rejected: int(rejected), Failed: int(failed),
+		Committed: committed && err == nil, Duration: time.Since(began),
+	})
 	switch {
 	case fenced(err):
 		return err

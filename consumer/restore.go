@@ -169,8 +169,10 @@ func (p *Processor) restore(ctx context.Context, part *partition) error {
 	part.position = max(part.position, end.Offset)
 	part.restored = true
 	p.stats.cached.Store(int64(p.cache.len()))
+	took := time.Since(started)
 	p.log.Info("interlock: partition restored", "partition", part.sp.String(), "from", from, "end", end.Offset,
-		"events", p.stats.replayed.Load()-replayed, "aggregates", len(part.entries), "took", time.Since(started).Round(time.Millisecond))
+		"events", p.stats.replayed.Load()-replayed, "aggregates", len(part.entries), "took", took.Round(time.Millisecond))
+	p.observeRestore(Restore{Topic: part.sp.Topic, Partition: part.id, From: from, Events: p.stats.replayed.Load() - replayed, Duration: took})
 	return nil
 }
 
@@ -281,7 +283,7 @@ func firstEvent(r *kgo.Record) bool {
 // snapshot, means the store cannot be trusted (errUntrusted).
 func (p *Processor) replayOne(part *partition, r *kgo.Record, now time.Time) error {
 	route := part.route
-	h, err := producer.ParseHeaders(r)
+	h, err := producer.ParseEventHeaders(r)
 	if err != nil {
 		p.log.Error("interlock: unreadable event record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
 		return nil
