@@ -39,15 +39,19 @@ func TestParseHeadersErrors(t *testing.T) {
 		key     string
 		headers map[string]string
 		want    string
+		// event: ParseEventHeaders reads this header too, and fails alike.
+		event bool
 	}{
-		{"key not a ULID", "nope", map[string]string{HeaderType: "X"}, `record key "nope" is not an aggregate ID`},
-		{"no type", id, nil, "header interlock-type is missing"},
-		{"bad command ID", id, map[string]string{HeaderType: "X", HeaderCommandID: "x"}, "header interlock-command-id"},
-		{"bad version", id, map[string]string{HeaderType: "X", HeaderVersion: "one"}, "header interlock-aggregate-version"},
-		{"negative expected version", id, map[string]string{HeaderType: "X", HeaderExpectedVersion: "-1"}, `"-1" is not a version`},
-		{"bad reply partition", id, map[string]string{HeaderType: "X", HeaderReplyTo: "p"}, "is not a partition"},
-		{"bad time", id, map[string]string{HeaderType: "X", HeaderTime: "yesterday"}, "header interlock-time"},
-		{"bad deadline", id, map[string]string{HeaderType: "X", HeaderDeadline: "soon"}, "header interlock-deadline"},
+		{"key not a ULID", "nope", map[string]string{HeaderType: "X"}, `record key "nope" is not an aggregate ID`, true},
+		{"key with a bad character", "01ARZ3NDEKTSV4RRFFQ69G5FAU", map[string]string{HeaderType: "X"}, `is not an aggregate ID`, true},
+		{"no type", id, nil, "header interlock-type is missing", true},
+		{"bad command ID", id, map[string]string{HeaderType: "X", HeaderCommandID: "x"}, "header interlock-command-id", true},
+		{"bad version", id, map[string]string{HeaderType: "X", HeaderVersion: "one"}, "header interlock-aggregate-version", true},
+		{"negative expected version", id, map[string]string{HeaderType: "X", HeaderExpectedVersion: "-1"}, `"-1" is not a version`, false},
+		{"bad reply partition", id, map[string]string{HeaderType: "X", HeaderReplyTo: "p"}, "is not a partition", false},
+		{"bad time", id, map[string]string{HeaderType: "X", HeaderTime: "yesterday"}, "header interlock-time", false},
+		{"bad deadline", id, map[string]string{HeaderType: "X", HeaderDeadline: "soon"}, "header interlock-deadline", false},
+		{"bad event ID", id, map[string]string{HeaderType: "X", HeaderEventID: "e"}, "header interlock-event-id", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -58,7 +62,33 @@ func TestParseHeadersErrors(t *testing.T) {
 			if _, err := ParseHeaders(r); err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("ParseHeaders() = %v, want %q", err, tt.want)
 			}
+			_, err := ParseEventHeaders(r)
+			if tt.event && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+				t.Fatalf("ParseEventHeaders() = %v, want %q", err, tt.want)
+			}
+			if !tt.event && err != nil {
+				t.Fatalf("ParseEventHeaders() = %v: it must not read that header", err)
+			}
 		})
+	}
+}
+
+func TestParseEventHeaders(t *testing.T) {
+	r := benchEvent()
+	full, err := ParseHeaders(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := ParseEventHeaders(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Type != "MoneyDeposited" || h.Version != 1234 || string(h.Result) != `{"balance":3}` ||
+		h.Command.AggregateID != full.Command.AggregateID || h.Command.CommandID != full.Command.CommandID || h.Command.CommandID == (ulid.ULID{}) {
+		t.Fatalf("ParseEventHeaders = %+v, want the type, version, IDs and result of %+v", h, full)
+	}
+	if h.AggregateType != "" || !h.Time.IsZero() || h.EventID != (ulid.ULID{}) || h.Command.CorrelationID != "" {
+		t.Fatalf("ParseEventHeaders decoded more than it says: %+v", h)
 	}
 }
 
@@ -81,5 +111,84 @@ func TestReplyPartitionIsStable(t *testing.T) {
 	a, b := ReplyPartition("pod-1", 12), ReplyPartition("pod-1", 12)
 	if a != b || a < 0 || a >= 12 {
 		t.Fatalf("ReplyPartition = %d, %d", a, b)
+	}
+}
+
+// benchEvent is an event record as a processor writes it, with a result.
+func benchEvent() *kgo.Record {
+	r := EventRecord("bank.events", 3, "avro", aggregate.EventEnvelope{
+		EventID: ulid.Make(), AggregateType: "bank-account", AggregateID: ulid.Make(), Type: "MoneyDeposited",
+		Version: 1234, Time: time.Now(), CommandID: ulid.Make(), CorrelationID: ulid.Make().String(), CausationID: ulid.Make().String(),
+	}, []byte("value"))
+	r.Headers = append(r.Headers, kgo.RecordHeader{Key: HeaderResult, Value: []byte(`{"balance":3}`)})
+	return r
+}
+
+func BenchmarkParseHeaders(b *testing.B) {
+	r := benchEvent()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseHeaders(r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkEventRecord(b *testing.B) {
+	env := aggregate.EventEnvelope{
+		EventID: ulid.Make(), AggregateType: "bank-account", AggregateID: ulid.Make(), Type: "MoneyDeposited",
+		Version: 1234, Time: time.Now(), CommandID: ulid.Make(), CorrelationID: ulid.Make().String(), CausationID: ulid.Make().String(),
+	}
+	value := []byte("value")
+	b.ReportAllocs()
+	for b.Loop() {
+		EventRecord("bank.events", 3, "avro", env, value)
+	}
+}
+
+func BenchmarkParseEventHeaders(b *testing.B) {
+	r := benchEvent()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseEventHeaders(r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func TestEventRecordRoundTrip(t *testing.T) {
+	env := aggregate.EventEnvelope{
+		EventID: ulid.Make(), AggregateType: "bank-account", AggregateID: ulid.Make(), Type: "MoneyDeposited",
+		Version: 42, Time: time.Date(2026, 1, 2, 3, 4, 5, 6, time.FixedZone("x", 3600)), CommandID: ulid.Make(),
+		CorrelationID: "corr", CausationID: "",
+	}
+	r := EventRecord("t", 5, "avro", env, []byte("v"))
+	h, err := ParseHeaders(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(r.Key) != env.AggregateID.String() || r.Topic != "t" || r.Partition != 5 || string(r.Value) != "v" || !r.Timestamp.Equal(env.Time) ||
+		h.Type != env.Type || h.AggregateType != env.AggregateType || h.Codec != "avro" || h.Version != 42 || h.EventID != env.EventID ||
+		h.Command.AggregateID != env.AggregateID || h.Command.CommandID != env.CommandID || h.Command.CorrelationID != "corr" ||
+		h.Command.CausationID != "" || !h.Time.Equal(env.Time) {
+		t.Fatalf("parsed %+v from %+v", h, env)
+	}
+	// The values share a buffer: growing one must not change another.
+	for i := range r.Headers {
+		r.Headers[i].Value = append(r.Headers[i].Value, 'x')
+	}
+	r.Key = append(r.Key, 'x')
+	want := map[string]string{
+		HeaderType: "MoneyDepositedx", HeaderAggregateType: "bank-accountx", HeaderCodec: "avrox", HeaderVersion: "42x",
+		HeaderEventID: env.EventID.String() + "x", HeaderCommandID: env.CommandID.String() + "x",
+		HeaderCorrelationID: "corrx", HeaderCausationID: "x",
+	}
+	for k, v := range want {
+		if got, _ := Header(r, k); string(got) != v {
+			t.Fatalf("header %s = %q after appending to every value, want %q", k, got, v)
+		}
+	}
+	if string(r.Key) != env.AggregateID.String()+"x" {
+		t.Fatalf("key = %q after appending to every value", r.Key)
 	}
 }
