@@ -87,6 +87,7 @@ func (p *Processor) load(ctx context.Context, part *partition, ids []ulid.ULID) 
 		p.log.Warn("interlock: the snapshot store lost this partition's data or gave it to another owner; rebuilding it from the log", "partition", part.sp.String())
 		return false
 	}
+	p.stats.misses.Add(int64(len(ids) - len(snaps)))
 	for id, s := range snaps {
 		e, err := p.fromSnapshot(part, s)
 		if err != nil {

@@ -15,9 +15,11 @@ type Stats struct {
 	// could not be trusted).
 	Restores, FullReplays int64
 	// SnapshotsLoaded and SnapshotsWritten count snapshot store traffic;
-	// SnapshotsIgnored counts snapshots rejected as corrupt, of another
-	// state type, or inconsistent with the log.
-	SnapshotsLoaded, SnapshotsWritten, SnapshotsIgnored int64
+	// SnapshotMisses counts aggregates looked up in the store (met in a
+	// replay from the watermark) that had no snapshot; SnapshotsIgnored
+	// counts snapshots rejected as corrupt, of another state type, or
+	// inconsistent with the log.
+	SnapshotsLoaded, SnapshotsWritten, SnapshotMisses, SnapshotsIgnored int64
 	// StoreErrors counts failed snapshot store calls.
 	StoreErrors int64
 	// Cached is the number of aggregates in memory now; Evictions counts
@@ -30,6 +32,7 @@ type counters struct {
 	duplicates                       atomic.Int64
 	replayed, restores, fullReplays  atomic.Int64
 	loaded, written, ignored, errors atomic.Int64
+	misses                           atomic.Int64
 	cached, evictions                atomic.Int64
 }
 
@@ -39,7 +42,7 @@ func (p *Processor) Stats() Stats {
 	return Stats{
 		CommandsApplied: c.applied.Load(), CommandsRejected: c.rejected.Load(), CommandsFailed: c.failed.Load(), Duplicates: c.duplicates.Load(),
 		EventsReplayed: c.replayed.Load(), Restores: c.restores.Load(), FullReplays: c.fullReplays.Load(),
-		SnapshotsLoaded: c.loaded.Load(), SnapshotsWritten: c.written.Load(), SnapshotsIgnored: c.ignored.Load(),
+		SnapshotsLoaded: c.loaded.Load(), SnapshotsWritten: c.written.Load(), SnapshotMisses: c.misses.Load(), SnapshotsIgnored: c.ignored.Load(),
 		StoreErrors: c.errors.Load(), Cached: c.cached.Load(), Evictions: c.evictions.Load(),
 	}
 }
