@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/hamba/avro/v2"
 	"github.com/modern-go/reflect2"
@@ -24,6 +26,7 @@ type AvroOpt interface{ apply(*avroConfig) }
 type avroConfig struct {
 	namespace *string
 	ids       func(fullName, schema string) (uint32, error)
+	registry  *registryConfig
 }
 
 type avroOptFunc func(*avroConfig)
@@ -46,6 +49,25 @@ func AvroNamespace(ns string) AvroOpt {
 // schema registry client plugs in here. Its error is returned by For.
 func AvroIDs(f func(fullName, schema string) (uint32, error)) AvroOpt {
 	return avroOptFunc(func(c *avroConfig) { c.ids = f })
+}
+
+// AvroRegistry makes reg the home of the codec's schemas. [Register],
+// called once per type and topic before the first record is written,
+// checks the type's schema against its subject (see [CompatibilityLevel],
+// [Subjects]), registers it and makes the Serde write the registry's ID;
+// [Check] does the same without registering. Until then a Serde writes
+// the default ID (a fingerprint of the schema, as with no registry).
+//
+// Decode reads records written with any schema reg knows: it looks the
+// writer schema up by the ID in the frame, once per ID and type, and
+// resolves it against the Go type (Avro schema resolution: fields added
+// with defaults, removed fields, promotions such as int to long).
+func AvroRegistry(reg Registry, opts ...RegistryOpt) AvroOpt {
+	rc := &registryConfig{reg: reg, subject: TopicRecordName, timeout: 10 * time.Second}
+	for _, o := range opts {
+		o.applyRegistry(rc)
+	}
+	return avroOptFunc(func(c *avroConfig) { c.registry = rc })
 }
 
 // Avro returns the Avro codec, the default: payloads are Avro binary in the
@@ -104,7 +126,7 @@ func (c *avroCodec) For(t reflect.Type) (Serde, error) {
 		return nil, err
 	}
 	c.serdes[t] = s
-	c.ids[s.id] = s.schema.String()
+	c.ids[s.fp] = s.schema.String()
 	return s, nil
 }
 
@@ -143,22 +165,21 @@ func (c *avroCodec) build(t reflect.Type) (*avroSerde, error) {
 	}
 	s.check, s.checkOnEncode = compileCheck(sch)
 
-	name := t.String()
+	s.name = t.String()
 	if n, ok := sch.(avro.NamedSchema); ok {
-		name = n.FullName()
+		s.name = n.FullName()
 	}
 	if c.cfg.ids != nil {
-		if s.id, err = c.cfg.ids(name, s.text); err != nil {
-			return nil, fmt.Errorf("schema: ID of %s: %w", name, err)
+		if s.fp, err = c.cfg.ids(s.name, s.text); err != nil {
+			return nil, fmt.Errorf("schema: ID of %s: %w", s.name, err)
 		}
-	} else if s.id, err = fingerprintID(sch); err != nil {
+	} else if s.fp, err = fingerprintID(sch); err != nil {
 		return nil, unsupported(t.String(), err.Error())
 	}
-	if prev, dup := c.ids[s.id]; dup && prev != sch.String() {
-		return nil, fmt.Errorf("schema: %v: schema ID %d is already used by the different schema %s", t, s.id, prev)
+	if prev, dup := c.ids[s.fp]; dup && prev != sch.String() {
+		return nil, fmt.Errorf("schema: %v: schema ID %d is already used by the different schema %s", t, s.fp, prev)
 	}
-	s.header[0] = magic
-	binary.BigEndian.PutUint32(s.header[1:], s.id)
+	s.frame.Store(newFrame(s.fp, false))
 
 	if err := s.trial(explicit); err != nil {
 		return nil, unsupported(t.String(), "schema does not fit the type: "+err.Error())
@@ -213,13 +234,41 @@ func fingerprintID(s avro.Schema) (uint32, error) {
 	return id, nil
 }
 
+// FingerprintID returns the default schema ID of an Avro schema text: the
+// CRC-64-AVRO (Rabin) fingerprint of its canonical form folded into 31
+// bits, never 0 (the ID the codec writes with no registry).
+func FingerprintID(schema string) (uint32, error) {
+	s, err := parseSchema(schema)
+	if err != nil {
+		return 0, fmt.Errorf("schema: %w", err)
+	}
+	return fingerprintID(s)
+}
+
+// frame is the ID a Serde writes and its frame header.
+type frame struct {
+	id         uint32
+	registered bool // the ID comes from Register
+	header     [headerLen]byte
+}
+
+func newFrame(id uint32, registered bool) *frame {
+	f := &frame{id: id, registered: registered}
+	f.header[0] = magic
+	binary.BigEndian.PutUint32(f.header[1:], id)
+	return f
+}
+
 type avroSerde struct {
 	codec         *avroCodec
 	t, pt         reflect.Type
 	schema        avro.Schema
 	text          string
-	id            uint32
-	header        [headerLen]byte
+	name          string // the record's full name
+	fp            uint32 // the default ID: fingerprint, or from AvroIDs
+	frame         atomic.Pointer[frame]
+	readers       sync.Map // writer schema ID → *writerDecoder
+	nreaders      atomic.Int32
 	enc, penc     avro.ValEncoder // of a T and of a *T held in an interface
 	dec           avro.ValDecoder // into a *T
 	check         *vnode
@@ -229,7 +278,7 @@ type avroSerde struct {
 
 func (s *avroSerde) Schema() string { return s.text }
 
-func (s *avroSerde) ID() uint32 { return s.id }
+func (s *avroSerde) ID() uint32 { return s.frame.Load().id }
 
 // Encode writes the header and then the body into one pooled buffer and
 // returns a copy of it: one allocation for the frame, whatever the type.
@@ -255,7 +304,7 @@ func (s *avroSerde) Encode(v any) (b []byte, err error) {
 			s.codec.writers.Put(w)
 		}
 	}()
-	_, _ = w.Write(s.header[:])
+	_, _ = w.Write(s.frame.Load().header[:])
 	enc.Encode(reflect2.PtrOf(v), w)
 	if w.Error != nil {
 		return nil, fmt.Errorf("schema: cannot encode %v: %w", s.t, w.Error)
@@ -277,11 +326,16 @@ func (s *avroSerde) Decode(b []byte) (v any, err error) {
 	if b[0] != magic {
 		return nil, s.decodeErr(fmt.Errorf("magic byte is 0x%02x, want 0x%02x (not Avro in the Confluent wire format)", b[0], magic))
 	}
-	if id := binary.BigEndian.Uint32(b[1:headerLen]); id != s.id {
-		return nil, s.decodeErr(fmt.Errorf("unknown schema ID %d (this type's schema has ID %d)", id, s.id))
+	check, dec := s.check, s.dec
+	if id := binary.BigEndian.Uint32(b[1:headerLen]); id != s.frame.Load().id {
+		wd, err := s.writer(id)
+		if err != nil {
+			return nil, err
+		}
+		check, dec = wd.check, wd.dec
 	}
 	body := b[headerLen:]
-	if err := s.check.validate(body); err != nil {
+	if err := check.validate(body); err != nil {
 		return nil, s.decodeErr(err)
 	}
 	p := reflect.New(s.t)
@@ -296,7 +350,7 @@ func (s *avroSerde) Decode(b []byte) (v any, err error) {
 		r.Reset(nil)
 		s.codec.readers.Put(r)
 	}()
-	s.dec.Decode(p.UnsafePointer(), r)
+	dec.Decode(p.UnsafePointer(), r)
 	if r.Error != nil {
 		return nil, s.decodeErr(r.Error)
 	}

@@ -1,0 +1,192 @@
+package schema
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/hamba/avro/v2"
+	"github.com/modern-go/reflect2"
+)
+
+// maxWriters bounds the writer schemas a Serde remembers, so that records
+// with made-up IDs cannot grow its cache without end; beyond it, failures
+// are not remembered (a registry is asked again).
+const maxWriters = 1024
+
+// writerDecoder reads the records written with one writer schema.
+type writerDecoder struct {
+	check *vnode
+	dec   avro.ValDecoder
+	err   error // the ID cannot be read as the Serde's type (wraps ErrDecode)
+}
+
+// unknownIDError is a frame's schema ID that neither the Serde nor its
+// registry knows.
+type unknownIDError struct {
+	id, own uint32
+	cause   error // the registry's answer, if one was asked
+}
+
+func (e *unknownIDError) Error() string {
+	msg := fmt.Sprintf("unknown schema ID %d (this type's schema has ID %d)", e.id, e.own)
+	if e.cause != nil {
+		msg += ": " + e.cause.Error()
+	}
+	return msg
+}
+
+func (e *unknownIDError) Unwrap() error { return ErrUnknownSchema }
+
+// writerError is a writer schema that cannot be resolved against the
+// Serde's type.
+type writerError struct{ msg string }
+
+func (e *writerError) Error() string { return e.msg }
+
+func (e *writerError) Unwrap() error { return ErrIncompatible }
+
+// writer returns the decoder of records written with schema id, which is
+// not the Serde's own: the writer schema, looked up in the registry and
+// resolved against the Serde's type. Results are cached per ID, except a
+// failure to reach the registry, which is returned without ErrDecode.
+func (s *avroSerde) writer(id uint32) (*writerDecoder, error) {
+	if v, ok := s.readers.Load(id); ok {
+		wd := v.(*writerDecoder)
+		return wd, wd.err
+	}
+	own := s.frame.Load().id
+	rc := s.codec.cfg.registry
+	if rc == nil {
+		return nil, s.decodeErr(&unknownIDError{id: id, own: own})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), rc.timeout)
+	defer cancel()
+	text, err := rc.reg.SchemaByID(ctx, id)
+	var wd *writerDecoder
+	switch {
+	case err != nil && errors.Is(err, ErrUnknownSchema) && id == s.fp:
+		// Written before the registry was used, with this very schema.
+		wd = &writerDecoder{check: s.check, dec: s.dec}
+	case err != nil && errors.Is(err, ErrUnknownSchema):
+		wd = &writerDecoder{err: s.decodeErr(&unknownIDError{id: id, own: own, cause: err})}
+	case err != nil:
+		return nil, fmt.Errorf("schema: cannot decode %v: looking up writer schema %d: %w", s.t, id, err)
+	default:
+		wd = s.resolve(id, text)
+	}
+	if s.nreaders.Add(1) <= maxWriters || wd.err == nil {
+		v, _ := s.readers.LoadOrStore(id, wd)
+		wd = v.(*writerDecoder)
+	}
+	return wd, wd.err
+}
+
+// resolve compiles the decoder of records written with writer schema text
+// into the Serde's type.
+func (s *avroSerde) resolve(id uint32, text string) (wd *writerDecoder) {
+	if text == s.text {
+		return &writerDecoder{check: s.check, dec: s.dec}
+	}
+	ws, err := parseSchema(text)
+	if err != nil {
+		return &writerDecoder{err: s.decodeErr(fmt.Errorf("writer schema %d does not parse: %w", id, err))}
+	}
+	resolved, err := avro.NewSchemaCompatibility().Resolve(s.schema, ws)
+	if err != nil {
+		path, rule := incompatibility(s.schema, ws, true, s.name)
+		if rule == "" {
+			rule = err.Error()
+		}
+		return &writerDecoder{err: s.decodeErr(&writerError{fmt.Sprintf("writer schema %d (%s) cannot be read as %v: %s: %s", id, fullName(ws), s.t, path, rule)})}
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			wd = &writerDecoder{err: s.decodeErr(fmt.Errorf("writer schema %d: %v", id, r))}
+		}
+	}()
+	check, _ := compileCheck(ws)
+	return &writerDecoder{check: check, dec: s.codec.api.DecoderOf(resolved, reflect2.Type2(s.pt))}
+}
+
+// Register checks the schema of s against the versions registered under
+// its subject for topic, at the codec's compatibility level (see
+// [AvroRegistry]), registers it, and makes s write the ID the registry
+// gave it from then on. The schema of a Serde from a codec without a
+// registry (JSON, Avro without AvroRegistry) is not registered: Register
+// returns its ID. An incompatible schema is an *IncompatibleError.
+//
+// Call it for each message type and the topic its records go to before
+// the first record is written, e.g. when the application starts.
+func Register(ctx context.Context, s Serde, topic string) (uint32, error) {
+	a, ok := s.(*avroSerde)
+	if !ok || a.codec.cfg.registry == nil {
+		return s.ID(), nil
+	}
+	return a.register(ctx, topic, true)
+}
+
+// Check does what Register does without registering anything or changing
+// s: it returns nil when s's schema is registered under its subject for
+// topic already or could be, an *IncompatibleError when it breaks the
+// codec's compatibility level, or the registry's error. For CI pipelines
+// (interlock schema check).
+func Check(ctx context.Context, s Serde, topic string) error {
+	a, ok := s.(*avroSerde)
+	if !ok || a.codec.cfg.registry == nil {
+		return nil
+	}
+	_, err := a.register(ctx, topic, false)
+	return err
+}
+
+func (s *avroSerde) register(ctx context.Context, topic string, write bool) (uint32, error) {
+	rc := s.codec.cfg.registry
+	subject := rc.subject(topic, s.name)
+	versions, err := rc.reg.Versions(ctx, subject)
+	if err != nil {
+		return 0, fmt.Errorf("schema: %v: versions of subject %q: %w", s.t, subject, err)
+	}
+	var id uint32
+	for _, v := range versions {
+		if v.Schema == s.text {
+			id = v.ID
+		}
+	}
+	if id == 0 {
+		if err := Compatible(rc.level, s.text, versions); err != nil {
+			var ie *IncompatibleError
+			if errors.As(err, &ie) {
+				ie.Type, ie.Subject = s.t.String(), subject
+				return 0, ie
+			}
+			return 0, fmt.Errorf("schema: %v: subject %q: %w", s.t, subject, err)
+		}
+		if !write {
+			return 0, nil
+		}
+		if id, err = rc.reg.Register(ctx, subject, s.text); err != nil {
+			return 0, fmt.Errorf("schema: %v: registering under subject %q: %w", s.t, subject, err)
+		}
+	}
+	if !write {
+		return id, nil
+	}
+	return id, s.setID(id, subject)
+}
+
+// setID makes s write id, given by the registry for subject.
+func (s *avroSerde) setID(id uint32, subject string) error {
+	c := s.codec
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if f := s.frame.Load(); f.registered && f.id != id {
+		return fmt.Errorf("schema: %v: subject %q gave ID %d, another subject gave ID %d to the same schema", s.t, subject, id, f.id)
+	}
+	if prev, dup := c.ids[id]; dup && prev != s.schema.String() {
+		return fmt.Errorf("schema: %v: the registry gave ID %d, which this codec uses for the different schema %s", s.t, id, prev)
+	}
+	c.ids[id] = s.schema.String()
+	s.frame.Store(newFrame(id, true))
+	return nil
+}
