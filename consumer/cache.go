@@ -71,14 +71,14 @@ func (c *cache) remove(e *entry) {
 
 // evict removes clean entries, oldest first, until the cache is within its
 // bounds or only dirty entries are left. With only set, it evicts entries of
-// that partition alone (the others may be pinned by the batch being
+// those partitions alone (the others may be pinned by the batch being
 // prepared). It returns how many it removed.
-func (c *cache) evict(maxCount int, maxBytes int64, only *partition) int {
+func (c *cache) evict(maxCount int, maxBytes int64, only map[*partition]bool) int {
 	n := 0
 	for el := c.lru.Back(); el != nil && (c.lru.Len() > maxCount || c.bytes > maxBytes); {
 		prev := el.Prev()
 		e := el.Value.(*entry)
-		if !e.dirty() && (only == nil || e.part == only) {
+		if !e.dirty() && (only == nil || only[e.part]) {
 			c.remove(e)
 			delete(e.part.entries, e.inst.ID)
 			n++

@@ -37,7 +37,7 @@ func TestCacheEvictsOnlyCleanEntriesOldestFirst(t *testing.T) {
 		t.Fatalf("len %d bytes %d", c.len(), c.bytes)
 	}
 	// Only partition a's entries may go: the dirty one stays.
-	if n := c.evict(2, 1<<20, a); n != 2 || a.entries[oldClean.inst.ID] != nil || a.entries[newClean.inst.ID] != nil || a.entries[dirty.inst.ID] == nil {
+	if n := c.evict(2, 1<<20, map[*partition]bool{a: true}); n != 2 || a.entries[oldClean.inst.ID] != nil || a.entries[newClean.inst.ID] != nil || a.entries[dirty.inst.ID] == nil {
 		t.Fatalf("evicted %d; left in a: %d entries", n, len(a.entries))
 	}
 	if b.entries[otherPart.inst.ID] == nil {

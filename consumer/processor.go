@@ -457,15 +457,23 @@ func (p *Processor) run(ctx context.Context) {
 
 // restoreIdle restores the owned partitions no command has reached yet, so
 // the first command after an assignment does not wait for a replay and
-// readiness can say every partition is restored.
+// readiness can say every partition is restored. They are restored
+// together, read by one client.
 func (p *Processor) restoreIdle(ctx context.Context) {
+	if ctx.Err() != nil {
+		return
+	}
+	var idle []*partition
 	for _, part := range p.owned() {
-		if part.restored || ctx.Err() != nil {
-			continue
+		if !part.restored {
+			idle = append(idle, part)
 		}
-		if err := p.restore(context.WithoutCancel(ctx), part); err != nil {
-			p.log.Warn("interlock: restoring an idle partition; will retry", "partition", part.sp.String(), "err", err)
-		}
+	}
+	if len(idle) == 0 {
+		return
+	}
+	for part, err := range p.restore(context.WithoutCancel(ctx), idle) {
+		p.log.Warn("interlock: restoring an idle partition; will retry", "partition", part.sp.String(), "err", err)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"strings"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -28,7 +29,15 @@ func (p *Processor) prepare(ctx context.Context, w *work) error {
 	for range 3 {
 		part := w.part
 		if !part.restored {
-			if err := p.restore(ctx, part); err != nil {
+			// Every owned partition that waits for its restore comes
+			// along: one replay reads them all at once.
+			errs := p.restore(ctx, p.unrestored(part))
+			for o, err := range errs {
+				if o != part {
+					p.log.Warn("interlock: restoring a partition; will retry", "partition", o.sp.String(), "err", err)
+				}
+			}
+			if err := errs[part]; err != nil {
 				return err
 			}
 		}
@@ -126,55 +135,104 @@ func (p *Processor) fromSnapshot(part *partition, s snapshot.Snapshot) (*entry, 
 	return &entry{part: part, inst: inst, last: s.Offset, dirtyFrom: -1, size: len(s.State), stored: true}, nil
 }
 
-// restore rebuilds part: it claims the partition in the store, replays its
-// events partition from the store's watermark (from the start when there
-// is none, or when the store proves inconsistent) up to the end the
-// partition has now, loading the snapshots of the aggregates it meets. A
-// previous owner's open transaction makes it wait until that transaction
-// ends.
-func (p *Processor) restore(ctx context.Context, part *partition) error {
+// errPastEnd says a partition's watermark is past the end of its events
+// partition (the topic was recreated): it is replayed from its start.
+var errPastEnd = errors.New("snapshot watermark past the end of the events partition")
+
+// restoring is one partition's share of a restore.
+type restoring struct {
+	part *partition
+	// from is where the replay starts, end where the partition ended when
+	// the restore began (-1 until listed), next the next offset to fold.
+	from, end, next int64
+	events          int64 // events folded
+	progress        time.Time
+	done            bool
+	took            time.Duration
+	err             error
+}
+
+// restore rebuilds parts together: it claims each partition in the store,
+// then one client replays their events partitions at once, each from the
+// store's watermark (from the start when there is none, or when the store
+// proves inconsistent) up to the end the partition has now, loading the
+// snapshots of the aggregates it meets. Reading every partition in one
+// client overlaps their fetches with the fold: several partitions restore
+// about as fast as one partition holding all their events, where one
+// after another each paid its own client, metadata and fetch round trips.
+// A previous owner's open transaction makes its partition wait until that
+// transaction ends; the others go on. It returns the error of each
+// partition it could not restore (the others are restored).
+func (p *Processor) restore(ctx context.Context, parts []*partition) map[*partition]error {
 	started := time.Now()
-	p.stats.restores.Add(1)
-	p.clearPartition(part) // a failed earlier attempt may have left state
-	from := int64(0)
-	if mark, ok := p.claim(ctx, part); ok && mark.HasWatermark && !part.full {
-		from, part.savedW = mark.Watermark, mark.Watermark
+	rs := make([]*restoring, len(parts))
+	for i, part := range parts {
+		p.stats.restores.Add(1)
+		p.clearPartition(part) // a failed earlier attempt may have left state
+		r := &restoring{part: part, end: -1}
+		if mark, ok := p.claim(ctx, part); ok && mark.HasWatermark && !part.full {
+			r.from, part.savedW = mark.Watermark, mark.Watermark
+		}
+		rs[i] = r
 	}
-	ends, err := kadm.NewClient(p.sess.Client()).ListEndOffsets(ctx, part.sp.Topic)
-	if err == nil {
-		err = ends.Error()
+	errs := map[*partition]error{}
+	if err := p.replay(ctx, rs, started); err != nil {
+		for _, part := range parts {
+			errs[part] = err
+		}
+		return errs
 	}
-	if err != nil {
-		return fmt.Errorf("listing the end of %s: %w", part.sp.Topic, err)
+	var again []*restoring
+	for _, r := range rs {
+		switch {
+		case errors.Is(r.err, errPastEnd):
+			p.log.Warn("interlock: the snapshot watermark is past the end of the events partition (was the topic recreated?); replaying it all", "partition", r.part.sp.String(), "watermark", r.from, "end", r.end)
+		case errors.Is(r.err, errUntrusted) && r.from > 0:
+			p.stats.ignored.Add(1)
+			p.log.Warn("interlock: snapshots disagree with the log; replaying the partition from its start", "partition", r.part.sp.String(), "err", r.err)
+		default:
+			continue
+		}
+		p.clearPartition(r.part)
+		r.from, r.err = 0, nil
+		again = append(again, r)
 	}
-	end, _ := ends.Lookup(part.sp.Topic, part.id)
-	if from > end.Offset {
-		p.log.Warn("interlock: the snapshot watermark is past the end of the events partition (was the topic recreated?); replaying it all", "partition", part.sp.String(), "watermark", from, "end", end.Offset)
-		from = 0
+	if len(again) > 0 {
+		if err := p.replay(ctx, again, started); err != nil {
+			for _, r := range again {
+				r.err = err
+			}
+		}
 	}
-	replayed := p.stats.replayed.Load()
-	err = p.replay(ctx, part, from, end.Offset)
-	if errors.Is(err, errUntrusted) && from > 0 {
-		p.stats.ignored.Add(1)
-		p.log.Warn("interlock: snapshots disagree with the log; replaying the partition from its start", "partition", part.sp.String(), "err", err)
-		p.clearPartition(part)
-		from = 0
-		err = p.replay(ctx, part, 0, end.Offset)
+	for _, r := range rs {
+		part := r.part
+		if r.err != nil {
+			errs[part] = r.err
+			continue
+		}
+		if r.from == 0 && r.end > 0 {
+			p.stats.fullReplays.Add(1)
+		}
+		part.position = max(part.position, r.end)
+		part.restored = true
+		p.log.Info("interlock: partition restored", "partition", part.sp.String(), "from", r.from, "end", r.end,
+			"events", r.events, "aggregates", len(part.entries), "took", r.took.Round(time.Millisecond))
+		p.observeRestore(Restore{Topic: part.sp.Topic, Partition: part.id, From: r.from, Events: r.events, Duration: r.took})
 	}
-	if err != nil {
-		return err
-	}
-	if from == 0 && end.Offset > 0 {
-		p.stats.fullReplays.Add(1)
-	}
-	part.position = max(part.position, end.Offset)
-	part.restored = true
 	p.stats.cached.Store(int64(p.cache.len()))
-	took := time.Since(started)
-	p.log.Info("interlock: partition restored", "partition", part.sp.String(), "from", from, "end", end.Offset,
-		"events", p.stats.replayed.Load()-replayed, "aggregates", len(part.entries), "took", took.Round(time.Millisecond))
-	p.observeRestore(Restore{Topic: part.sp.Topic, Partition: part.id, From: from, Events: p.stats.replayed.Load() - replayed, Duration: took})
-	return nil
+	return errs
+}
+
+// unrestored returns part and every other owned partition not yet
+// restored, to restore them together.
+func (p *Processor) unrestored(part *partition) []*partition {
+	out := []*partition{part}
+	for _, o := range p.owned() {
+		if o != part && !o.restored {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // clearPartition forgets every aggregate of part, before it is rebuilt.
@@ -186,15 +244,29 @@ func (p *Processor) clearPartition(part *partition) {
 	part.floor, part.savedW, part.position = math.MaxInt64, 0, 0
 }
 
-// replay folds the committed events of part in [from, end) into its
-// entries. From a watermark (from > 0), the aggregates it meets start from
-// their snapshots.
-func (p *Processor) replay(ctx context.Context, part *partition, from, end int64) error {
-	if end <= from {
-		return nil
+// replay folds the committed events of each partition of rs in
+// [from, end) into its entries, reading them all with one client; the
+// loop folds each partition's records in order. From a watermark
+// (from > 0), the aggregates it meets start from their snapshots. The end
+// of a partition whose end is not known yet is listed first. A partition
+// that fails gets its error in its restoring and no more of its records
+// are read; the error returned is the client's, which stops them all.
+func (p *Processor) replay(ctx context.Context, rs []*restoring, started time.Time) error {
+	offsets := map[string]map[int32]kgo.Offset{}
+	byTP := make(map[topicPartition]*restoring, len(rs))
+	var topics []string
+	for _, r := range rs {
+		t := r.part.sp.Topic
+		if offsets[t] == nil {
+			offsets[t] = map[int32]kgo.Offset{}
+			topics = append(topics, t)
+		}
+		offsets[t][r.part.id] = kgo.NewOffset().At(r.from)
+		byTP[topicPartition{t, r.part.id}] = r
+		r.next, r.done = r.from, false
 	}
 	cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), p.cfg.ClientOpts...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{part.sp.Topic: {part.id: kgo.NewOffset().At(from)}}),
+		kgo.ConsumePartitions(offsets),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.KeepControlRecords(), // to see where the partition ends
 		kgo.FetchMaxWait(200*time.Millisecond),
@@ -203,70 +275,145 @@ func (p *Processor) replay(ctx context.Context, part *partition, from, end int64
 		return fmt.Errorf("replay client: %w", err)
 	}
 	defer cl.Close()
+	// finish stops reading r's partition.
+	finish := func(r *restoring, err error) {
+		r.done, r.err, r.took = true, err, time.Since(started)
+		cl.RemoveConsumePartitions(map[string][]int32{r.part.sp.Topic: {r.part.id}})
+	}
+	// The end is listed while the client already fetches from the start.
+	var ends kadm.ListedOffsets
+	for _, r := range rs {
+		if r.end >= 0 {
+			continue
+		}
+		if ends == nil {
+			ends, err = kadm.NewClient(cl).ListEndOffsets(ctx, topics...)
+			if err == nil {
+				err = ends.Error()
+			}
+			if err != nil {
+				return fmt.Errorf("listing the end of %s: %w", strings.Join(topics, ", "), err)
+			}
+		}
+		end, ok := ends.Lookup(r.part.sp.Topic, r.part.id)
+		if !ok {
+			return fmt.Errorf("listing the end of %s: no offset for partition %d", r.part.sp.Topic, r.part.id)
+		}
+		r.end = end.Offset
+	}
+	active := 0
+	now := time.Now()
+	for _, r := range rs {
+		switch {
+		case r.from > r.end:
+			finish(r, errPastEnd)
+		case r.from == r.end:
+			finish(r, nil)
+		default:
+			active++
+			r.progress = now
+		}
+	}
+	restoring := make(map[*partition]bool, len(rs))
+	for _, r := range rs {
+		restoring[r.part] = true
+	}
 	stall := p.cfg.TransactionTimeout * 3
-	lastProgress := time.Now()
-	for next := from; next < end; {
+	var batch []*kgo.Record
+	for active > 0 {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		pollCtx, cancel := context.WithTimeout(ctx, time.Second)
 		fs := cl.PollFetches(pollCtx)
 		cancel()
 		fs.EachError(func(t string, id int32, err error) {
-			if !errors.Is(err, context.DeadlineExceeded) {
+			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 				p.log.Warn("interlock: replaying events", "topic", t, "partition", id, "err", err)
 			}
 		})
-		var batch []*kgo.Record
-		fs.EachRecord(func(r *kgo.Record) {
-			if r.Offset >= next && r.Offset < end {
-				next = r.Offset + 1
-				if !r.Attrs.IsControl() {
-					batch = append(batch, r)
+		now := time.Now()
+		fs.EachPartition(func(ftp kgo.FetchTopicPartition) {
+			r := byTP[topicPartition{ftp.Topic, ftp.Partition}]
+			if r == nil || r.done {
+				return
+			}
+			batch = batch[:0]
+			from := r.next
+			for _, rec := range ftp.Records {
+				if rec.Offset >= r.next && rec.Offset < r.end {
+					r.next = rec.Offset + 1
+					if !rec.Attrs.IsControl() {
+						batch = append(batch, rec)
+					}
 				}
+			}
+			if r.next == from {
+				return
+			}
+			r.progress = now
+			err := p.fold(ctx, r.part, batch, now)
+			r.events += int64(len(batch))
+			if err != nil || r.next >= r.end {
+				finish(r, err)
+				active--
 			}
 		})
-		if len(batch) == 0 && next < end {
-			if time.Since(lastProgress) > stall {
-				return fmt.Errorf("events %s: no progress past offset %d (end %d) for %v: is a transaction of a previous owner still open?", part.sp, next, end, stall)
-			}
-			continue
-		}
-		lastProgress = time.Now()
-		// Aggregates met past their first event and not in memory have
-		// their state in the store: below the watermark, or evicted
-		// earlier in this replay after being written.
-		if part.token != 0 {
-			var missing []ulid.ULID
-			seen := map[ulid.ULID]bool{} // missing, or created by its first event in this batch
-			for _, r := range batch {
-				id, err := ulid.ParseStrict(string(r.Key))
-				if err != nil || seen[id] || part.entries[id] != nil || part.broken[id] != nil {
-					continue
-				}
-				seen[id] = true
-				if !firstEvent(r) {
-					missing = append(missing, id)
-				}
-			}
-			if len(missing) > 0 && !p.load(ctx, part, missing) {
-				return errUntrusted
+		for _, r := range rs {
+			if !r.done && now.Sub(r.progress) > stall {
+				finish(r, fmt.Errorf("events %s: no progress past offset %d (end %d) for %v: is a transaction of a previous owner still open?", r.part.sp, r.next, r.end, stall))
+				active--
 			}
 		}
-		now := time.Now()
-		for _, r := range batch {
-			if err := p.replayOne(part, r, now); err != nil {
-				return err
-			}
-		}
-		p.stats.replayed.Add(int64(len(batch)))
 		if p.cache.over(p.cfg.MaxCached, p.cfg.MaxCachedBytes) {
-			part.position = max(part.position, next)
-			es := make([]*entry, 0, len(part.dirty))
-			for _, e := range part.dirty {
-				es = append(es, e)
+			for _, r := range rs {
+				if r.err != nil {
+					continue // its state is dropped and rebuilt
+				}
+				part := r.part
+				part.position = max(part.position, r.next)
+				es := make([]*entry, 0, len(part.dirty))
+				for _, e := range part.dirty {
+					es = append(es, e)
+				}
+				p.flush(ctx, part, es)
 			}
-			p.flush(ctx, part, es)
-			p.stats.evictions.Add(int64(p.cache.evict(p.cfg.MaxCached, p.cfg.MaxCachedBytes, part)))
+			// Only the partitions being restored: the others' entries
+			// may be pinned by the batch being prepared.
+			p.stats.evictions.Add(int64(p.cache.evict(p.cfg.MaxCached, p.cfg.MaxCachedBytes, restoring)))
 		}
 	}
+	return nil
+}
+
+// fold folds one fetched batch of part's event records, in order.
+// Aggregates met past their first event and not in memory have their
+// state in the store: below the watermark, or evicted earlier in this
+// replay after being written.
+func (p *Processor) fold(ctx context.Context, part *partition, batch []*kgo.Record, now time.Time) error {
+	if part.token != 0 {
+		var missing []ulid.ULID
+		seen := map[ulid.ULID]bool{} // missing, or created by its first event in this batch
+		for _, r := range batch {
+			id, err := ulid.ParseStrict(string(r.Key))
+			if err != nil || seen[id] || part.entries[id] != nil || part.broken[id] != nil {
+				continue
+			}
+			seen[id] = true
+			if !firstEvent(r) {
+				missing = append(missing, id)
+			}
+		}
+		if len(missing) > 0 && !p.load(ctx, part, missing) {
+			return errUntrusted
+		}
+	}
+	for _, r := range batch {
+		if err := p.replayOne(part, r, now); err != nil {
+			return err
+		}
+	}
+	p.stats.replayed.Add(int64(len(batch)))
 	return nil
 }
 

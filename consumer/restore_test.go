@@ -1,0 +1,151 @@
+package consumer
+
+import (
+	"context"
+	"log/slog"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/interlock-go/interlock/aggregate"
+	"github.com/interlock-go/interlock/examples/bank"
+	"github.com/interlock-go/interlock/internal/kafkatest"
+	"github.com/interlock-go/interlock/producer"
+	"github.com/interlock-go/interlock/schema"
+	"github.com/interlock-go/interlock/snapshot"
+)
+
+// TestRestoreSeveralPartitionsAtOnce: one restore rebuilds three events
+// partitions read by one client, with a cache small enough that the replay
+// evicts across them. Partition 1 holds an aggregate whose events do not
+// follow each other (it alone is broken); partition 2 has a watermark in the
+// store but no snapshots below it (the store is inconsistent, so partition 2
+// alone is replayed again from its start). Every other aggregate ends at the
+// fold of its events.
+func TestRestoreSeveralPartitionsAtOnce(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	name := kafkatest.Name(t)
+	codec := schema.JSON()
+	route, err := producer.NewRoute(bank.Accounts(), name+".commands", name+".events", codec.Name(),
+		func(rt reflect.Type) (producer.Serde, error) { return codec.For(rt) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	state, err := codec.For(reflect.TypeFor[bank.Account]())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 3, 1, nil, route.EventsTopic); err != nil {
+		t.Fatal(err)
+	}
+
+	// 10 accounts per partition, each opened and given i+1 deposits of 10.
+	want := map[ulid.ULID]int64{}
+	var records []*kgo.Record
+	event := func(part int32, id ulid.ULID, version int64, e any) {
+		msg, _ := route.EventOf(reflect.TypeOf(e))
+		value, err := msg.Serde.Encode(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		records = append(records, producer.EventRecord(route.EventsTopic, part, codec.Name(), aggregate.EventEnvelope{
+			EventID: ulid.Make(), AggregateType: route.Type.Name(), AggregateID: id, Type: msg.Name,
+			Version: version, Time: time.Now(), CommandID: ulid.Make(),
+		}, value))
+	}
+	for part := range int32(3) {
+		for i := range 10 {
+			id := ulid.Make()
+			event(part, id, 1, bank.AccountOpened{Owner: "o"})
+			for v := range i + 1 {
+				event(part, id, int64(v+2), bank.MoneyDeposited{Amount: 10})
+			}
+			want[id] = int64(10 * (i + 1))
+		}
+	}
+	broken := ulid.Make()
+	event(1, broken, 1, bank.AccountOpened{Owner: "b"})
+	event(1, broken, 3, bank.MoneyDeposited{Amount: 1}) // version 2 is missing
+	if err := cl.ProduceSync(ctx, records...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	store := snapshot.NewMemory()
+	p := &Processor{
+		cfg: Config{
+			ClientOpts: []kgo.Opt{kgo.SeedBrokers(brokers...)}, Store: store,
+			MaxCached: 5, MaxCachedBytes: 1 << 30, TransactionTimeout: 10 * time.Second, IdempotencyWindow: 20,
+		},
+		log:   slog.New(slog.DiscardHandler),
+		aggs:  map[string]*Aggregate{},
+		parts: map[topicPartition]*partition{},
+		cache: newCache(),
+	}
+	p.aggs[route.CommandsTopic] = &Aggregate{Route: route, State: state, Fingerprint: 1, Snapshots: snapshot.EveryN(1000)}
+	sp := snapshot.Partition{Topic: route.EventsTopic, ID: 2}
+	mark, err := store.Claim(ctx, sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Save(ctx, sp, mark.Token, nil, 4); err != nil {
+		t.Fatal(err)
+	}
+
+	var parts []*partition
+	for id := range int32(3) {
+		parts = append(parts, p.partitionOf(route.CommandsTopic, id))
+	}
+	if errs := p.restore(ctx, parts); len(errs) > 0 {
+		t.Fatalf("restore: %v", errs)
+	}
+	st := p.Stats()
+	if st.Restores != 3 || st.FullReplays != 3 || st.SnapshotsIgnored != 1 || st.Evictions == 0 || st.EventsReplayed < int64(len(records)) {
+		t.Fatalf("stats %+v: want 3 full replays, one after ignoring the store, with evictions", st)
+	}
+	for _, part := range parts {
+		if !part.restored || part.position == 0 {
+			t.Fatalf("partition %d: restored %v at %d", part.id, part.restored, part.position)
+		}
+		if err := part.broken[broken]; (part.id == 1) != (err != nil) || len(part.broken) > 1 {
+			t.Fatalf("partition %d: broken %v", part.id, part.broken)
+		}
+		// Evicted aggregates come back from their snapshots.
+		var missing []ulid.ULID
+		for id := range want {
+			if part.entries[id] == nil {
+				missing = append(missing, id)
+			}
+		}
+		if !p.load(ctx, part, missing) {
+			t.Fatalf("partition %d: loading evicted aggregates failed", part.id)
+		}
+	}
+	n := 0
+	for _, part := range parts {
+		for id, e := range part.entries {
+			if id == broken {
+				t.Fatal("the broken aggregate is in memory")
+			}
+			got := e.inst.State.(*bank.Account).Balance
+			if got != want[id] {
+				t.Errorf("partition %d: %s has balance %d, want %d", part.id, id, got, want[id])
+			}
+			n++
+		}
+	}
+	if n != len(want) {
+		t.Fatalf("%d aggregates restored, want %d", n, len(want))
+	}
+}
