@@ -134,7 +134,9 @@ func (u *Upcasters) Target(t reflect.Type) reflect.Type {
 
 // Old returns the old types whose events are recorded under the type name
 // name, in the order their upcasters were given.
-func (u *Upcasters) Old(name string) []reflect.Type { return append([]reflect.Type(nil), u.byName[name]...) }
+func (u *Upcasters) Old(name string) []reflect.Type {
+	return append([]reflect.Type(nil), u.byName[name]...)
+}
 
 // Apply upcasts v (a value or a pointer to one) through the chain that
 // starts at its type, and returns the last value, not a pointer; v itself
