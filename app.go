@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os/signal"
+	"reflect"
 	"sync"
 	"syscall"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/interlock-go/interlock/consumer"
 	"github.com/interlock-go/interlock/middleware"
 	"github.com/interlock-go/interlock/producer"
+	"github.com/interlock-go/interlock/projections"
 )
 
 // App is a built application. Start it, use Dispatch and Send, Close it.
@@ -25,9 +27,12 @@ type App struct {
 	log   *slog.Logger
 	aggs  []consumer.Aggregate
 	hooks []Hook
-	// dispatchChain and handleChain are the registered middleware
-	// (handleChain is nil when there is none).
-	dispatchChain, handleChain middleware.Middleware
+	projs []projections.Runner
+	// queries are the registered queries by type.
+	queries map[reflect.Type]query
+	// dispatchChain, handleChain and queryChain are the registered
+	// middleware (handleChain is nil when there is none).
+	dispatchChain, handleChain, queryChain middleware.Middleware
 
 	mu         sync.Mutex
 	state      int // 0 built, 1 started, 2 closed
@@ -36,6 +41,7 @@ type App struct {
 	started    []Hook
 	dispatcher *producer.Dispatcher
 	processor  *consumer.Processor
+	projectors map[string]*projections.Projector
 }
 
 // Brokers returns the seed brokers the application uses: the configured
@@ -132,7 +138,22 @@ func (a *App) Start(ctx context.Context) (err error) {
 			return fmt.Errorf("interlock: %w", err)
 		}
 	}
-	a.log.Info("interlock: started", "name", a.cfg.name, "instance", a.cfg.instanceID, "aggregates", len(a.aggs))
+	a.projectors = map[string]*projections.Projector{}
+	for _, p := range a.projs {
+		pr, err := p.Start(ctx, projections.Config{
+			ClientOpts:      clientOpts,
+			Group:           a.cfg.name + ".projection." + p.Name(),
+			DeadLetterTopic: a.deadLetterTopic(p.Name()),
+			Routes:          a.routes(),
+			Logger:          a.log,
+			Passive:         a.cfg.roles&RoleProject == 0,
+		})
+		if err != nil {
+			return fmt.Errorf("interlock: %w", err)
+		}
+		a.projectors[p.Name()] = pr
+	}
+	a.log.Info("interlock: started", "name", a.cfg.name, "instance", a.cfg.instanceID, "aggregates", len(a.aggs), "projections", len(a.projs))
 	return nil
 }
 
@@ -158,6 +179,9 @@ func (a *App) stop(ctx context.Context) error {
 	}
 	if a.processor != nil {
 		errs = append(errs, a.processor.Close(ctx))
+	}
+	for _, pr := range a.projectors {
+		errs = append(errs, pr.Close(ctx))
 	}
 	for i := len(a.started) - 1; i >= 0; i-- {
 		if h := a.started[i]; h.Stop != nil {
@@ -256,4 +280,11 @@ func (a *App) Lag() map[string]map[int32]int64 {
 		return nil
 	}
 	return p.Lag()
+}
+
+// Projection returns the running projection named name, or nil.
+func (a *App) Projection(name string) *projections.Projector {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.projectors[name]
 }

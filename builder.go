@@ -12,6 +12,7 @@ import (
 	"github.com/interlock-go/interlock/consumer"
 	"github.com/interlock-go/interlock/middleware"
 	"github.com/interlock-go/interlock/producer"
+	"github.com/interlock-go/interlock/projections"
 	"github.com/interlock-go/interlock/snapshot"
 )
 
@@ -41,6 +42,8 @@ type Builder struct {
 	hooks    []Hook
 	dispatch []middleware.Middleware
 	handle   []middleware.Middleware
+	query    []middleware.Middleware
+	projs    []projections.Runner
 }
 
 type registered struct {
@@ -108,6 +111,20 @@ func (b *Builder) UseHandle(mws ...middleware.Middleware) *Builder {
 	return b
 }
 
+// UseQuery registers middleware around the answers to queries (Ask), in
+// the asking process.
+func (b *Builder) UseQuery(mws ...middleware.Middleware) *Builder {
+	b.query = append(b.query, mws...)
+	return b
+}
+
+// RegisterProjection registers a projection (a *projections.Projection):
+// instances with RoleProject run it, every instance can Ask its queries.
+func (b *Builder) RegisterProjection(p projections.Runner) *Builder {
+	b.projs = append(b.projs, p)
+	return b
+}
+
 // Build checks everything registered and returns the application, not yet
 // started. It reports every mistake at once: invalid options, aggregates
 // with no handler, a command type handled by two aggregates, an event type
@@ -161,6 +178,35 @@ func (b *Builder) Build() (*App, error) {
 		}
 		aggs = append(aggs, agg)
 	}
+	routes := make([]*producer.Route, len(aggs))
+	for i, g := range aggs {
+		routes[i] = g.Route
+	}
+	queries := map[reflect.Type]query{}
+	projNames := map[string]bool{}
+	for _, p := range b.projs {
+		if err := p.Validate(); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if projNames[p.Name()] {
+			errs = append(errs, fmt.Errorf("projection %q is registered twice", p.Name()))
+			continue
+		}
+		projNames[p.Name()] = true
+		for _, t := range p.EventTypes() {
+			if !slices.ContainsFunc(routes, func(r *producer.Route) bool { _, ok := r.EventOf(t); return ok }) {
+				errs = append(errs, fmt.Errorf("projection %q handles event %v, which no registered aggregate applies", p.Name(), t))
+			}
+		}
+		for _, q := range p.Queries() {
+			if other, dup := queries[q.Type]; dup {
+				errs = append(errs, fmt.Errorf("query %v is answered by two projections: %q and %q", q.Type, other.projection, p.Name()))
+				continue
+			}
+			queries[q.Type] = query{projection: p.Name(), QueryHandler: q}
+		}
+	}
 	for i, h := range b.hooks {
 		if h.Name == "" {
 			errs = append(errs, fmt.Errorf("hook %d has no name", i))
@@ -172,7 +218,11 @@ func (b *Builder) Build() (*App, error) {
 	if cfg.store == nil {
 		cfg.store = snapshot.NewMemory()
 	}
-	app := &App{cfg: cfg, log: cfg.logger, aggs: aggs, hooks: b.hooks, dispatchChain: middleware.Chain(slices.Clone(b.dispatch)...)}
+	app := &App{
+		cfg: cfg, log: cfg.logger, aggs: aggs, hooks: b.hooks, projs: slices.Clone(b.projs), queries: queries,
+		dispatchChain: middleware.Chain(slices.Clone(b.dispatch)...),
+		queryChain:    middleware.Chain(slices.Clone(b.query)...),
+	}
 	if len(b.handle) > 0 {
 		app.handleChain = middleware.Chain(slices.Clone(b.handle)...)
 	}

@@ -25,6 +25,9 @@ var (
 	// ErrClosed is returned by Dispatch and Send while the application
 	// closes.
 	ErrClosed = producer.ErrClosed
+	// ErrUnknownQuery is returned by Ask for a query type no registered
+	// projection answers.
+	ErrUnknownQuery = errors.New("unknown query type")
 	// ErrNotStarted is returned when the application is not running, or
 	// does not play the role the call needs.
 	ErrNotStarted = errors.New("interlock: application not started")

@@ -29,6 +29,10 @@ const (
 	// RoleProcess makes the instance a command processor: it joins the
 	// processors' group and handles the commands of the partitions it owns.
 	RoleProcess
+	// RoleProject runs the registered projections: each joins its own
+	// group and applies the events of the partitions it owns. Without it
+	// an instance can still Ask a projection's queries.
+	RoleProject
 )
 
 type config struct {
@@ -64,7 +68,7 @@ func defaults() config {
 		logger:             slog.Default(),
 		codec:              schema.Avro(),
 		instanceID:         host + "-" + ulid.Make().String()[20:],
-		roles:              RoleDispatch | RoleProcess,
+		roles:              RoleDispatch | RoleProcess | RoleProject,
 		transactionTimeout: 10 * time.Second,
 		sessionTimeout:     45 * time.Second,
 		maxCached:          100_000,
@@ -85,7 +89,7 @@ func (c *config) validate() error {
 	case c.instanceID == "":
 		return fmt.Errorf("instance ID is empty")
 	case c.roles == 0:
-		return fmt.Errorf("no role: use RoleDispatch, RoleProcess or both")
+		return fmt.Errorf("no role: use RoleDispatch, RoleProcess, RoleProject or several")
 	case c.transactionTimeout >= c.sessionTimeout:
 		return fmt.Errorf("transaction timeout %v must be below the session timeout %v", c.transactionTimeout, c.sessionTimeout)
 	case c.maxCached < 1 || c.maxCachedBytes < 1:
@@ -152,7 +156,8 @@ func WithDataDir(dir string) Option {
 	return optionFunc(func(c *config) { c.dataDir = dir })
 }
 
-// WithRoles sets the roles of this instance. Default RoleDispatch|RoleProcess.
+// WithRoles sets the roles of this instance. Default
+// RoleDispatch|RoleProcess|RoleProject.
 func WithRoles(r Role) Option {
 	return optionFunc(func(c *config) { c.roles = r })
 }

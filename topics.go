@@ -31,6 +31,9 @@ func (a *App) ensureTopics(ctx context.Context, adm *kadm.Client) error {
 		want[r.CommandsTopic] = nil
 		want[r.EventsTopic] = events
 	}
+	for _, p := range a.projs {
+		want[a.deadLetterTopic(p.Name())] = events // parked until resolved
+	}
 	names := make([]string, 0, len(want))
 	for t := range want {
 		names = append(names, t)
@@ -79,3 +82,7 @@ func (a *App) ensureTopics(ctx context.Context, adm *kadm.Client) error {
 }
 
 func (a *App) repliesTopic() string { return a.cfg.name + ".replies" }
+
+func (a *App) deadLetterTopic(projection string) string {
+	return a.cfg.name + "." + projection + ".dlq"
+}

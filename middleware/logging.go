@@ -36,8 +36,10 @@ func LogPayloads() LogOption {
 
 // Logging logs one record per command when its outcome is known: side,
 // type, aggregate, aggregate and command IDs, correlation and causation
-// IDs, outcome (applied, sent, rejected, failed), version, events emitted
-// (Handle side), duration, and the reason of a rejection or failure.
+// IDs, outcome (applied, sent, answered, rejected, failed), version,
+// events emitted (Handle side), duration, and the reason of a rejection or
+// failure. A query has no envelope: its record has the side, type,
+// projection (as aggregate), outcome and duration.
 func Logging(log *slog.Logger, opts ...LogOption) Middleware {
 	cfg := logConfig{level: slog.LevelInfo}
 	for _, o := range opts {
@@ -47,18 +49,21 @@ func Logging(log *slog.Logger, opts ...LogOption) Middleware {
 		return func(ctx context.Context, m *Message) (Outcome, error) {
 			start := time.Now()
 			out, err := next(ctx, m)
-			env := m.Envelope()
 			attrs := make([]slog.Attr, 0, 14)
 			attrs = append(attrs,
 				slog.String("side", m.Side.String()),
 				slog.String("type", m.Type),
 				slog.String("aggregate", m.Aggregate),
-				slog.String("aggregate_id", env.AggregateID.String()),
-				slog.String("command_id", env.CommandID.String()),
-				slog.String("correlation_id", env.CorrelationID),
 			)
-			if env.CausationID != "" {
-				attrs = append(attrs, slog.String("causation_id", env.CausationID))
+			if env, ok := aggregate.EnvelopeOf(m.Command); ok {
+				attrs = append(attrs,
+					slog.String("aggregate_id", env.AggregateID.String()),
+					slog.String("command_id", env.CommandID.String()),
+					slog.String("correlation_id", env.CorrelationID),
+				)
+				if env.CausationID != "" {
+					attrs = append(attrs, slog.String("causation_id", env.CausationID))
+				}
 			}
 			level, outcome := cfg.level, "applied"
 			var rej *aggregate.RejectedError
@@ -71,6 +76,8 @@ func Logging(log *slog.Logger, opts ...LogOption) Middleware {
 				attrs = append(attrs, slog.String("err", err.Error()))
 			case m.Async:
 				outcome = "sent"
+			case m.Side == Query:
+				outcome = "answered"
 			default:
 				attrs = append(attrs, slog.Int64("version", out.Version))
 				if m.Side == Handle {

@@ -34,6 +34,10 @@ const (
 	// whose outcome is already known (a retry with the same command ID)
 	// does not run the handler, nor this chain, again.
 	Handle
+	// Query is around a query's handler (interlock.Ask), in the caller's
+	// process: Message.Command holds the query, Message.Aggregate the
+	// projection that answers it, and the Outcome's Result the answer.
+	Query
 )
 
 func (s Side) String() string {
@@ -42,6 +46,8 @@ func (s Side) String() string {
 		return "dispatch"
 	case Handle:
 		return "handle"
+	case Query:
+		return "query"
 	}
 	return "unknown"
 }
@@ -52,9 +58,10 @@ type Message struct {
 	Side Side
 	// Type is the command's type name, as written in record headers.
 	Type string
-	// Aggregate is the name of the aggregate type that handles it.
+	// Aggregate is the name of the aggregate type that handles it (of
+	// the projection that answers it, for a query).
 	Aggregate string
-	// Command is the command value (a C, not a pointer). A middleware may
+	// Command is the command (or query) value (a C, not a pointer). A middleware may
 	// replace it with another value of the same type before calling next:
 	// the command sent (or handled) is the one that reaches the end of the
 	// chain.

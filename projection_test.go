@@ -1,0 +1,334 @@
+package interlock_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/oklog/ulid/v2"
+
+	"github.com/interlock-go/interlock"
+	"github.com/interlock-go/interlock/examples/bank"
+	"github.com/interlock-go/interlock/internal/kafkatest"
+	"github.com/interlock-go/interlock/internal/pgtest"
+	"github.com/interlock-go/interlock/producer"
+	"github.com/interlock-go/interlock/projections"
+	"github.com/interlock-go/interlock/projections/postgres"
+)
+
+// projectorApp starts an instance of the bank app that only runs the
+// projections given, and returns it unclosed.
+func projectorApp(t *testing.T, brokers []string, name string, ps ...projections.Runner) *interlock.App {
+	t.Helper()
+	b := interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithPartitions(3),
+		interlock.WithLogger(testLogger()), interlock.WithRoles(interlock.RoleProject),
+		interlock.WithSessionTimeout(6*time.Second), interlock.WithTransactionTimeout(5*time.Second),
+	).RegisterAggregate(bank.Accounts())
+	for _, p := range ps {
+		b.RegisterProjection(p)
+	}
+	return launch(t, b)
+}
+
+// readModel returns the bank_balances table.
+func readModel(t *testing.T, pool *pgxpool.Pool) map[string]bank.AccountBalance {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), `SELECT id, owner, balance, events FROM bank_balances`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bank.AccountBalance{}
+	var id string
+	var b bank.AccountBalance
+	if _, err := pgx.ForEachRow(rows, []any{&id, &b.Owner, &b.Balance, &b.Events}, func() error {
+		out[id] = b
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// fold returns each account's balance and event count as the log says.
+func fold(t *testing.T, brokers []string, topic string) map[string]bank.AccountBalance {
+	t.Helper()
+	out := map[string]bank.AccountBalance{}
+	for _, e := range kafkatest.ReadAll(t, brokers, topic) {
+		b := out[string(e.Key)]
+		b.Events++
+		switch header(e, producer.HeaderType) {
+		case "AccountOpened":
+			b.Owner = "ada"
+		case "MoneyDeposited":
+			b.Balance += depositAmount(t, e)
+		default:
+			t.Fatalf("unexpected event %s", header(e, producer.HeaderType))
+		}
+		out[string(e.Key)] = b
+	}
+	return out
+}
+
+// lastPositions returns, per partition of topic, the position of its last
+// event.
+func lastPositions(t *testing.T, brokers []string, topic string) []interlock.Position {
+	t.Helper()
+	last := map[int32]int64{}
+	for _, e := range kafkatest.ReadAll(t, brokers, topic) {
+		last[e.Partition] = max(last[e.Partition], e.Offset)
+	}
+	var out []interlock.Position
+	for p, o := range last {
+		out = append(out, interlock.Position{Topic: topic, Partition: p, Offset: o})
+	}
+	return out
+}
+
+// TestProjectionExactlyOnce (invariant 6): projector instances are
+// stopped abruptly, mid-batch, again and again while commands flow (their
+// batches may still commit after a successor took over); the PostgreSQL
+// read model ends equal to the fold of the log, no event counted twice.
+func TestProjectionExactlyOnce(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	pool, _ := pgtest.Pool(t)
+	ctx := ctxT(t)
+	app := startApp(t, brokers, name)
+	ids := make([]ulid.ULID, 12)
+	for i := range ids {
+		ids[i] = open(t, ctx, app)
+	}
+	// Slow batches (2 ms per row update, up to 30 rows): stops land inside
+	// them, and a stopped instance's batch commits after its successor
+	// started from the checkpoint before it.
+	slow := func() projections.Option { return projections.WithMaxBatch(30) }
+	if _, err := pool.Exec(ctx, `
+CREATE TABLE bank_balances (id text PRIMARY KEY, owner text NOT NULL, balance bigint NOT NULL, events bigint NOT NULL);
+CREATE FUNCTION slow() RETURNS trigger AS $$ BEGIN PERFORM pg_sleep(0.002); RETURN NEW; END $$ LANGUAGE plpgsql;
+CREATE TRIGGER slow BEFORE UPDATE ON bank_balances FOR EACH ROW EXECUTE FUNCTION slow();`); err != nil {
+		t.Fatal(err)
+	}
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var sent atomic.Int64
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(w), 1))
+			for !stop.Load() {
+				if _, err := interlock.Dispatch(ctx, app, deposit(ids[r.IntN(len(ids))], int64(1+r.IntN(9)))); err != nil {
+					t.Errorf("deposit: %v", err)
+					return
+				}
+				sent.Add(1)
+			}
+		}()
+	}
+	kills := 0
+	var live []*interlock.App
+	for round := range 8 {
+		live = append(live, projectorApp(t, brokers, name, bank.Balances("balances", pool, slow())))
+		time.Sleep(time.Duration(200+rand.IntN(600)) * time.Millisecond)
+		if len(live) > 1 || round%2 == 1 {
+			// Give up at once: the loop may still be inside a batch.
+			gone, cancel := context.WithTimeout(ctx, time.Millisecond)
+			_ = live[0].Close(gone)
+			cancel()
+			live = live[1:]
+			kills++
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	for _, a := range live {
+		a.Close(ctx)
+	}
+	final := projectorApp(t, brokers, name, bank.Balances("balances", pool))
+	defer final.Close(context.Background())
+	topic := name + ".bank-account.events"
+	if err := final.Projection("balances").WaitFor(ctx, lastPositions(t, brokers, topic)); err != nil {
+		t.Fatal(err)
+	}
+	want, got := fold(t, brokers, topic), readModel(t, pool)
+	if len(got) != len(want) {
+		t.Fatalf("read model has %d accounts, the log %d", len(got), len(want))
+	}
+	for id, w := range want {
+		if got[id] != w {
+			t.Errorf("account %s: read model %+v, fold of the log %+v", id, got[id], w)
+		}
+	}
+	t.Logf("%d deposits, %d projector instances stopped abruptly", sent.Load(), kills)
+	if sent.Load() < 50 {
+		t.Fatalf("only %d deposits: the run proves little", sent.Load())
+	}
+}
+
+// TestReadYourWrites: a query built with After sees the command just
+// dispatched, from an instance that runs the projection and from one that
+// only asks.
+func TestReadYourWrites(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	pool, _ := pgtest.Pool(t)
+	ctx := ctxT(t)
+	app := startWith(t, interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithPartitions(3),
+		interlock.WithLogger(testLogger())).RegisterAggregate(bank.Accounts()).RegisterProjection(bank.Balances("balances", pool)))
+	asker := startWith(t, interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithPartitions(3),
+		interlock.WithLogger(testLogger()), interlock.WithRoles(interlock.RoleDispatch)).RegisterAggregate(bank.Accounts()).
+		RegisterProjection(bank.Balances("balances", pool)))
+	id := open(t, ctx, app)
+	for i, a := range []*interlock.App{app, asker, app, asker} {
+		res, err := interlock.Dispatch(ctx, a, deposit(id, 10))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		b, err := interlock.Ask(wctx, a, bank.BalanceOf{QueryOf: interlock.After[bank.AccountBalance](res.Positions), ID: id})
+		cancel()
+		if err != nil {
+			t.Fatalf("ask %d: %v", i, err)
+		}
+		if want := int64(10 * (i + 1)); b.Balance != want || b.Owner != "ada" {
+			t.Fatalf("ask %d: %+v, want balance %d", i, b, want)
+		}
+	}
+	_, err := interlock.Ask(ctx, app, bank.BalanceOf{ID: interlock.NewID()})
+	if !errors.Is(err, bank.ErrNoAccount) {
+		t.Fatalf("unknown account: %v", err)
+	}
+	type Unregistered struct{ interlock.QueryOf[int] }
+	if _, err := interlock.Ask(ctx, app, Unregistered{}); !errors.Is(err, interlock.ErrUnknownQuery) {
+		t.Fatalf("unregistered query: %v", err)
+	}
+	// A wait that cannot be met ends with ctx.
+	wctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	far := []interlock.Position{{Topic: name + ".bank-account.events", Partition: 0, Offset: 1 << 40}}
+	if _, err := interlock.Ask(wctx, app, bank.BalanceOf{QueryOf: interlock.After[bank.AccountBalance](far), ID: id}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("unreachable position: %v", err)
+	}
+}
+
+// TestPoisonEvent: a handler that keeps failing for one aggregate parks its
+// event in the dead-letter topic and holds back that aggregate's later
+// events (also after a restart), while other aggregates flow on; under
+// the Stop policy the projection stops and says which event.
+func TestPoisonEvent(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	pool, _ := pgtest.Pool(t)
+	ctx := ctxT(t)
+	app := startApp(t, brokers, name)
+	good, bad := open(t, ctx, app), open(t, ctx, app)
+	poisoned := func(policy projections.Policy) *projections.Projection[pgx.Tx] {
+		p := projections.New("audit", poisonSink{postgres.NewSink(pool), pool}, projections.WithPolicy(policy), projections.WithRetries(1, time.Millisecond))
+		projections.On(p, func(ctx context.Context, tx pgx.Tx, e projections.Event[bank.MoneyDeposited]) error {
+			if e.AggregateID == bad && e.Data.Amount == 13 {
+				return errors.New("unlucky amount")
+			}
+			_, err := tx.Exec(ctx, `INSERT INTO audit (id, version, amount) VALUES ($1, $2, $3)`, e.AggregateID.String(), e.Version, e.Data.Amount)
+			return err
+		})
+		return p
+	}
+	for _, c := range []bank.DepositMoney{deposit(bad, 1), deposit(bad, 13), deposit(good, 2), deposit(bad, 3), deposit(good, 4)} {
+		if _, err := interlock.Dispatch(ctx, app, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	topic := name + ".bank-account.events"
+	audit := func() map[string][]int64 {
+		rows, err := pool.Query(ctx, `SELECT id, amount FROM audit ORDER BY id, version`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string][]int64{}
+		var id string
+		var amount int64
+		if _, err := pgx.ForEachRow(rows, []any{&id, &amount}, func() error { out[id] = append(out[id], amount); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+
+	// Stop: the projection halts at the poison event, naming it.
+	stopped := projectorApp(t, brokers, name, poisoned(projections.Stop))
+	pr := stopped.Projection("audit")
+	for deadline := time.Now().Add(30 * time.Second); pr.Err() == nil && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := pr.Err(); err == nil || !strings.Contains(err.Error(), "MoneyDeposited") || !strings.Contains(err.Error(), "unlucky amount") {
+		t.Fatalf("stopped projection: err %v, want one naming the event and the cause", err)
+	}
+	if err := pr.WaitFor(ctx, lastPositions(t, brokers, topic)); err == nil {
+		t.Fatal("WaitFor succeeded on a stopped projection")
+	}
+	stopped.Close(ctx)
+	if got := audit()[bad.String()]; len(got) != 1 || got[0] != 1 {
+		t.Fatalf("bad account after stop: %v, want only the event before the poison", got)
+	}
+
+	// DeadLetter: the same projection, restarted with the policy changed.
+	run := func() *interlock.App {
+		a := projectorApp(t, brokers, name, poisoned(projections.DeadLetter))
+		if err := a.Projection("audit").WaitFor(ctx, lastPositions(t, brokers, topic)); err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	a := run()
+	got := audit()
+	if fmt.Sprint(got[good.String()]) != "[2 4]" || fmt.Sprint(got[bad.String()]) != "[1]" {
+		t.Fatalf("audit %v: want the good account's deposits, and the bad one's before the poison only", got)
+	}
+	parked := kafkatest.ReadAll(t, brokers, name+".audit.dlq")
+	if len(parked) != 2 || header(parked[0], projections.HeaderDLQError) == "" || !strings.Contains(header(parked[0], projections.HeaderDLQError), "unlucky amount") ||
+		!strings.Contains(header(parked[1], projections.HeaderDLQError), "held behind") {
+		t.Fatalf("dead letters: %d records (%v), want the poison and the deposit held behind it", len(parked), parked)
+	}
+	a.Close(ctx)
+
+	// After a restart the aggregate is still held: its new event is parked.
+	if _, err := interlock.Dispatch(ctx, app, deposit(bad, 5)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := interlock.Dispatch(ctx, app, deposit(good, 6)); err != nil {
+		t.Fatal(err)
+	}
+	a = run()
+	defer a.Close(ctx)
+	got = audit()
+	if fmt.Sprint(got[good.String()]) != "[2 4 6]" || fmt.Sprint(got[bad.String()]) != "[1]" {
+		t.Fatalf("audit after restart %v", got)
+	}
+	if n := len(kafkatest.ReadAll(t, brokers, name+".audit.dlq")); n != 3 {
+		t.Fatalf("%d dead letters after restart, want 3", n)
+	}
+}
+
+// poisonSink is the PostgreSQL sink with an audit table.
+type poisonSink struct {
+	*postgres.Sink
+	pool *pgxpool.Pool
+}
+
+func (s poisonSink) Setup(ctx context.Context) error {
+	if err := s.Sink.Setup(ctx); err != nil {
+		return err
+	}
+	_, err := s.pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS audit (id text, version bigint, amount bigint, PRIMARY KEY (id, version))`)
+	return err
+}

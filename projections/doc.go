@@ -1,0 +1,53 @@
+// Package projections builds read models from the events topics: the read
+// side of CQRS.
+//
+// A Projection is a name, a Sink and typed event handlers:
+//
+//	balances := projections.New("balances", postgres.NewSink(pool))
+//	projections.On(balances, func(ctx context.Context, tx pgx.Tx, e projections.Event[bank.MoneyDeposited]) error {
+//		_, err := tx.Exec(ctx, `UPDATE balances SET balance = balance + $2 WHERE id = $1`, e.AggregateID.String(), e.Data.Amount)
+//		return err
+//	})
+//	app, err := interlock.NewBuilder(...).RegisterAggregate(bank.Accounts()).RegisterProjection(balances).Build()
+//
+// The application runs each registered projection as a consumer group
+// (<app>.projection.<name>) over the events topics of the aggregates that
+// emit its event types, reading read_committed, so it sees committed events
+// only, each aggregate's in order (an aggregate's events share a
+// partition). Several projections run side by side in one process, each
+// with its own group; partitions spread over the instances that run it.
+//
+// # Guarantees
+//
+// What a projection guarantees is its sink's:
+//
+//   - A sink that keeps checkpoints (it implements Checkpointer, like
+//     package postgres's) is exactly once: each batch's read-model changes
+//     and the next offsets of its partitions commit in one transaction of
+//     the sink, and a projector assigned a partition starts from the
+//     offset the sink stored, not from Kafka's. A checkpoint names the
+//     offset it continues from, so a zombie instance that lost its
+//     partition cannot commit a batch twice: the sink refuses it
+//     (ErrStale).
+//   - Any other sink is at least once: offsets are committed to Kafka after
+//     the sink applied the batch; after a crash the batch is applied again,
+//     so its writes must be idempotent, e.g. guarded by (aggregate ID,
+//     version).
+//
+// # Poison events
+//
+// A handler error aborts the batch, which is retried with backoff
+// (WithRetries). When the retries are spent the projection's Policy
+// decides: Stop halts the projection and reports the event (the default:
+// nothing is skipped silently); DeadLetter parks the event in the
+// projection's dead-letter topic (<app>.<name>.dlq) and holds back the
+// later events of the same aggregate, parked after it in order, while every
+// other aggregate flows on. Which aggregates are held is read back from the
+// dead-letter topic at start, so it survives restarts.
+//
+// # Read your writes
+//
+// Dispatch returns the positions of the events it wrote; WaitFor blocks
+// until a projection has applied them, so a query right after a command
+// sees its effect.
+package projections

@@ -1,0 +1,149 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"regexp"
+	"time"
+
+	"github.com/interlock-go/interlock/aggregate"
+	"github.com/interlock-go/interlock/producer"
+)
+
+// Policy says what a projection does with an event whose handler still
+// fails after its retries.
+type Policy uint8
+
+const (
+	// Stop halts the projection and reports the event: its error is
+	// logged and returned by Projector.Err. The default.
+	Stop Policy = iota
+	// DeadLetter parks the event in the projection's dead-letter topic and
+	// holds back the later events of its aggregate (parked after it, in
+	// order) while other aggregates flow on.
+	DeadLetter
+)
+
+// Option configures a Projection.
+type Option interface{ apply(*settings) }
+
+type settings struct {
+	policy       Policy
+	retries      int
+	backoff      time.Duration
+	maxBatch     int
+	batchTimeout time.Duration
+}
+
+type optionFunc func(*settings)
+
+func (f optionFunc) apply(s *settings) { f(s) }
+
+// WithPolicy sets what happens to an event whose handler keeps failing.
+// Default Stop.
+func WithPolicy(p Policy) Option { return optionFunc(func(s *settings) { s.policy = p }) }
+
+// WithRetries sets how many times a batch whose handler failed is tried
+// again before the Policy applies, waiting backoff, then twice as long
+// each time (at most 30 s). Failures to reach the sink itself are retried
+// without limit. Default 5 retries from 100 ms.
+func WithRetries(n int, backoff time.Duration) Option {
+	return optionFunc(func(s *settings) { s.retries, s.backoff = n, backoff })
+}
+
+// WithBatchTimeout bounds the time one unit of work of the sink may take,
+// handlers included; a batch that takes longer fails and is retried like a
+// failing handler. Closing the projection lets the batch under way finish
+// within this bound. Default 1 minute.
+func WithBatchTimeout(d time.Duration) Option {
+	return optionFunc(func(s *settings) { s.batchTimeout = d })
+}
+
+// WithMaxBatch bounds the events applied in one unit of work of the sink.
+// Default 500.
+func WithMaxBatch(n int) Option { return optionFunc(func(s *settings) { s.maxBatch = n }) }
+
+// Projection is a read model: a name, a sink, and handlers of the event
+// types it follows. Create it with New, add handlers with On, register it
+// on the application builder.
+type Projection[T any] struct {
+	name     string
+	sink     Sink[T]
+	set      settings
+	handlers map[reflect.Type]handler[T]
+	order    []reflect.Type
+	queries  []QueryHandler
+	errs     []error
+}
+
+// handler applies one decoded event; data is a *E.
+type handler[T any] func(ctx context.Context, tx T, env aggregate.EventEnvelope, data any, pos producer.Position, md map[string]string) error
+
+var namePattern = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
+
+// New creates a projection named name (lowercase letters, digits, dashes:
+// it names the consumer group and the dead-letter topic) writing to sink.
+func New[T any](name string, sink Sink[T], opts ...Option) *Projection[T] {
+	p := &Projection[T]{
+		name: name, sink: sink,
+		set:      settings{retries: 5, backoff: 100 * time.Millisecond, maxBatch: 500, batchTimeout: time.Minute},
+		handlers: map[reflect.Type]handler[T]{},
+	}
+	for _, o := range opts {
+		o.apply(&p.set)
+	}
+	if !namePattern.MatchString(name) {
+		p.errs = append(p.errs, fmt.Errorf("projection name %q: use 1-63 lowercase letters, digits and dashes, starting with a letter", name))
+	}
+	if sink == nil {
+		p.errs = append(p.errs, fmt.Errorf("projection %q has no sink", name))
+	}
+	if p.set.retries < 0 || p.set.backoff <= 0 || p.set.maxBatch < 1 || p.set.batchTimeout <= 0 {
+		p.errs = append(p.errs, fmt.Errorf("projection %q: retries %d, backoff %v, max batch %d, batch timeout %v: retries must not be negative, the others positive",
+			name, p.set.retries, p.set.backoff, p.set.maxBatch, p.set.batchTimeout))
+	}
+	return p
+}
+
+// On registers fn as p's handler of events of type E. It runs inside the
+// sink's unit of work (tx) of its batch.
+func On[E, T any](p *Projection[T], fn func(ctx context.Context, tx T, e Event[E]) error) {
+	t := reflect.TypeFor[E]()
+	if _, dup := p.handlers[t]; dup {
+		p.errs = append(p.errs, fmt.Errorf("projection %q: event %v has two handlers", p.name, t))
+		return
+	}
+	p.handlers[t] = func(ctx context.Context, tx T, env aggregate.EventEnvelope, data any, pos producer.Position, md map[string]string) error {
+		return fn(ctx, tx, Event[E]{Event: aggregate.Event[E]{EventEnvelope: env, Data: *data.(*E)}, Position: pos, Metadata: md})
+	}
+	p.order = append(p.order, t)
+}
+
+// Name is the projection's name.
+func (p *Projection[T]) Name() string { return p.name }
+
+// EventTypes lists the event types p handles, in registration order.
+func (p *Projection[T]) EventTypes() []reflect.Type { return p.order }
+
+// Validate reports every mistake in p's definition.
+func (p *Projection[T]) Validate() error {
+	errs := append([]error(nil), p.errs...)
+	if len(p.handlers) == 0 {
+		errs = append(errs, fmt.Errorf("projection %q handles no event (register one with projections.On)", p.name))
+	}
+	return errors.Join(errs...)
+}
+
+// Runner is the non-generic view of a Projection that the application
+// drives. *Projection[T] implements it for every T.
+type Runner interface {
+	Name() string
+	EventTypes() []reflect.Type
+	Validate() error
+	Queries() []QueryHandler
+	Start(ctx context.Context, cfg Config) (*Projector, error)
+}
+
+var _ Runner = (*Projection[struct{}])(nil)

@@ -1,0 +1,252 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/interlock-go/interlock/aggregate"
+	"github.com/interlock-go/interlock/producer"
+)
+
+func (p *Projection[T]) run(ctx context.Context, pr *Projector, bindings map[string]map[string]binding[T], exactlyOnce bool) {
+	defer close(pr.done)
+	for {
+		fs := pr.cl.PollRecords(ctx, p.set.maxBatch)
+		if fs.IsClientClosed() || ctx.Err() != nil {
+			pr.cl.AllowRebalance()
+			return
+		}
+		fs.EachError(func(t string, part int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				pr.log.Warn("interlock: fetching events", "topic", t, "partition", part, "err", err)
+			}
+		})
+		if recs := fs.Records(); len(recs) > 0 {
+			if err := p.process(ctx, pr, bindings, exactlyOnce, recs, map[*kgo.Record]bool{}); err != nil {
+				if !errors.Is(err, errClosing) {
+					pr.log.Error("interlock: projection stopped", "err", err)
+					pr.stop(err)
+				}
+				pr.cl.AllowRebalance()
+				return
+			}
+		}
+		pr.cl.AllowRebalance()
+	}
+}
+
+// process applies one polled batch: events of held aggregates are parked,
+// the others applied in one unit of work of the sink with the batch's
+// checkpoints. A poison event is handled as the policy says and the batch
+// is applied again without it.
+func (p *Projection[T]) process(ctx context.Context, pr *Projector, bindings map[string]map[string]binding[T], exactlyOnce bool, recs []*kgo.Record, parked map[*kgo.Record]bool) error {
+	for {
+		var live []*kgo.Record
+		for _, r := range recs {
+			if parked[r] {
+				continue
+			}
+			if id, ok := aggregateOf(r); ok && pr.holds(id, r) {
+				if err := pr.park(ctx, r, fmt.Errorf("held behind an earlier parked event of aggregate %s", id)); err != nil {
+					return errClosing
+				}
+				parked[r] = true
+				continue
+			}
+			live = append(live, r)
+		}
+		cps := pr.checkpoints(recs)
+		err := p.applyRetrying(ctx, pr, bindings, live, cps)
+		var poison *errPoison
+		switch {
+		case err == nil:
+			pr.progress(cps)
+			if err := pr.cl.CommitRecords(context.WithoutCancel(ctx), recs...); err != nil && !exactlyOnce {
+				// The batch will be applied again after a restart: at
+				// least once, as documented for this sink.
+				pr.log.Warn("interlock: committing the projection's offsets", "err", err)
+			}
+			return nil
+		case errors.Is(err, ErrStale):
+			pr.log.Warn("interlock: another instance moved a partition of this projection on; reloading its checkpoints", "err", err)
+			pr.reload(ctx)
+			return nil
+		case !errors.As(err, &poison):
+			return err
+		}
+		bad := live[poison.at]
+		where := fmt.Sprintf("%s/%d@%d", bad.Topic, bad.Partition, bad.Offset)
+		if p.set.policy == Stop {
+			// Keep what came before it, so the projection stops exactly
+			// at the poison event.
+			if i := slices.Index(recs, bad); i > 0 {
+				if err := p.process(ctx, pr, bindings, exactlyOnce, recs[:i], parked); err != nil {
+					return err
+				}
+			}
+			return fmt.Errorf("event %s at %s keeps failing: %w", header(bad, producer.HeaderType), where, poison.err)
+		}
+		pr.log.Error("interlock: parking a poison event in the dead-letter topic; its aggregate's later events wait behind it",
+			"type", header(bad, producer.HeaderType), "aggregate_id", string(bad.Key), "at", where, "err", poison.err)
+		if err := pr.park(ctx, bad, poison.err); err != nil {
+			return errClosing
+		}
+		parked[bad] = true
+		if id, ok := aggregateOf(bad); ok {
+			pr.hold(id, bad)
+		}
+	}
+}
+
+// applyRetrying applies live in one unit of work with cps, retrying a
+// failing handler p.set.retries times and a failing sink until ctx ends.
+func (p *Projection[T]) applyRetrying(ctx context.Context, pr *Projector, bindings map[string]map[string]binding[T], live []*kgo.Record, cps []Checkpoint) error {
+	wait, failures := p.set.backoff, 0
+	for {
+		failedAt := -1
+		// A batch under way is finished, not cut short, when the
+		// projection closes: its checkpoint keeps a successor that
+		// started meanwhile from applying it twice.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.set.batchTimeout)
+		err := p.sink.Apply(actx, p.name, cps, func(ctx context.Context, tx T) error {
+			for i, r := range live {
+				failedAt = i
+				if err := p.apply(ctx, tx, bindings, r); err != nil {
+					return err
+				}
+			}
+			failedAt = -1
+			return nil
+		})
+		cancel()
+		switch {
+		case err == nil, errors.Is(err, ErrStale):
+			return err
+		case ctx.Err() != nil:
+			return errClosing
+		case failedAt >= 0:
+			if failures++; failures > p.set.retries {
+				return &errPoison{at: failedAt, err: err}
+			}
+			pr.log.Warn("interlock: projection handler failed; retrying the batch", "attempt", failures, "of", p.set.retries, "err", err)
+		default:
+			pr.log.Error("interlock: projection sink failed; retrying the batch", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return errClosing
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
+}
+
+// apply decodes r and runs its handler; events of types the projection
+// does not follow are skipped.
+func (p *Projection[T]) apply(ctx context.Context, tx T, bindings map[string]map[string]binding[T], r *kgo.Record) error {
+	b, ok := bindings[r.Topic][header(r, producer.HeaderType)]
+	if !ok {
+		return nil
+	}
+	h, err := producer.ParseHeaders(r)
+	if err != nil {
+		return fmt.Errorf("event at %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
+	}
+	data, err := b.msg.Serde.Decode(r.Value)
+	if err != nil {
+		return fmt.Errorf("event %s at %s/%d@%d: %w", h.Type, r.Topic, r.Partition, r.Offset, err)
+	}
+	env := aggregate.EventEnvelope{
+		EventID: h.EventID, AggregateType: h.AggregateType, AggregateID: h.Command.AggregateID,
+		Type: h.Type, Version: h.Version, Time: h.Time, CommandID: h.Command.CommandID,
+		CorrelationID: h.Command.CorrelationID, CausationID: h.Command.CausationID,
+	}
+	pos := producer.Position{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}
+	if err := b.handle(ctx, tx, env, data, pos, producer.Metadata(r)); err != nil {
+		return fmt.Errorf("handling %s %s version %d: %w", h.Type, env.AggregateID, h.Version, err)
+	}
+	return nil
+}
+
+func header(r *kgo.Record, key string) string {
+	v, _ := producer.Header(r, key)
+	return string(v)
+}
+
+// checkpoints returns the position of each partition of recs after them.
+func (pr *Projector) checkpoints(recs []*kgo.Record) []Checkpoint {
+	idx := map[topicPartition]int{}
+	var cps []Checkpoint
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	for _, r := range recs {
+		k := topicPartition{r.Topic, r.Partition}
+		i, ok := idx[k]
+		if !ok {
+			prev, owned := pr.known[k]
+			if !owned {
+				prev = -1
+			}
+			i = len(cps)
+			idx[k] = i
+			cps = append(cps, Checkpoint{Topic: r.Topic, Partition: r.Partition, Prev: prev})
+		}
+		cps[i].Next = r.Offset + 1
+	}
+	return cps
+}
+
+// reload reads the sink's checkpoints of the owned partitions again and
+// moves the consumer to them.
+func (pr *Projector) reload(ctx context.Context) {
+	pr.mu.Lock()
+	byTopic := map[string][]int32{}
+	for k := range pr.known {
+		byTopic[k.topic] = append(byTopic[k.topic], k.partition)
+	}
+	pr.mu.Unlock()
+	set := map[string]map[int32]kgo.EpochOffset{}
+	for topic, ps := range byTopic {
+		stored, err := pr.remote(ctx, topic)
+		if err != nil {
+			pr.log.Error("interlock: reloading the projection's checkpoints", "topic", topic, "err", err)
+			continue
+		}
+		set[topic] = map[int32]kgo.EpochOffset{}
+		pr.mu.Lock()
+		for _, p := range ps {
+			next, ok := stored[p]
+			if !ok {
+				next = -1
+			}
+			pr.known[topicPartition{topic, p}] = next
+			set[topic][p] = kgo.EpochOffset{Epoch: -1, Offset: max(next, 0)}
+		}
+		pr.mu.Unlock()
+	}
+	pr.cl.SetOffsets(set)
+}
+
+// holds reports whether r belongs to an aggregate held back at or before
+// r's offset.
+func (pr *Projector) holds(id ulid.ULID, r *kgo.Record) bool {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	from, ok := pr.held[id]
+	return ok && r.Offset >= from
+}
+
+// hold holds back id's events from r on.
+func (pr *Projector) hold(id ulid.ULID, r *kgo.Record) {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	if from, ok := pr.held[id]; !ok || r.Offset < from {
+		pr.held[id] = r.Offset
+	}
+}
