@@ -141,8 +141,10 @@ func (a *App) Start(ctx context.Context) (err error) {
 	a.projectors = map[string]*projections.Projector{}
 	for _, p := range a.projs {
 		pr, err := p.Start(ctx, projections.Config{
-			ClientOpts:      clientOpts,
+			ClientOpts: append(clientOpts[:len(clientOpts):len(clientOpts)],
+				kgo.SessionTimeout(a.cfg.sessionTimeout), kgo.TransactionTimeout(a.cfg.transactionTimeout)),
 			Group:           a.cfg.name + ".projection." + p.Name(),
+			TransactionalID: a.cfg.name + ".projection." + p.Name() + "." + a.cfg.instanceID,
 			DeadLetterTopic: a.deadLetterTopic(p.Name()),
 			Routes:          a.routes(),
 			Logger:          a.log,

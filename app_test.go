@@ -360,15 +360,7 @@ func TestStopOneProcessorMidLoad(t *testing.T) {
 
 func depositAmount(t *testing.T, r *kgo.Record) int64 {
 	t.Helper()
-	serde, err := defaultCodec().For(reflectTypeOf[bank.MoneyDeposited]())
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := serde.Decode(r.Value)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v.(*bank.MoneyDeposited).Amount
+	return decodeAs[bank.MoneyDeposited](t, r).Amount
 }
 
 func TestBadCommandRecords(t *testing.T) {

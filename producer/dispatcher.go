@@ -228,13 +228,28 @@ func (d *Dispatcher) produce(ctx context.Context, cmd any, env aggregate.Command
 	if !ok {
 		return fmt.Errorf("%w %T: register the aggregate that handles it", ErrUnknownCommand, cmd)
 	}
-	value, err := msg.Serde.Encode(cmd)
-	if err != nil {
-		return fmt.Errorf("encoding command %s: %w", msg.Name, err)
-	}
 	var deadline time.Time
 	if replyTo >= 0 {
 		deadline, _ = ctx.Deadline() // the caller stops waiting then
+	}
+	rec, err := CommandRecord(route, msg, cmd, env, md, replyTo, deadline)
+	if err != nil {
+		return err
+	}
+	if err := d.producer.ProduceSync(ctx, rec).FirstErr(); err != nil {
+		return fmt.Errorf("sending command %s: %w", msg.Name, err)
+	}
+	return nil
+}
+
+// CommandRecord returns the record of command cmd (of type msg, handled by
+// route's aggregate) with envelope env and metadata md: replyTo is the
+// replies partition (-1: no reply), deadline when the caller stops waiting
+// (zero: never).
+func CommandRecord(route *Route, msg *Message, cmd any, env aggregate.Command, md map[string]string, replyTo int32, deadline time.Time) (*kgo.Record, error) {
+	value, err := msg.Serde.Encode(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("encoding command %s: %w", msg.Name, err)
 	}
 	rec := &kgo.Record{
 		Topic:   route.CommandsTopic,
@@ -243,12 +258,9 @@ func (d *Dispatcher) produce(ctx context.Context, cmd any, env aggregate.Command
 		Headers: commandHeaders(msg.Name, route.Type.Name(), route.Codec, env, replyTo, time.Now(), deadline),
 	}
 	if rec.Headers, err = AppendMetadata(rec.Headers, md); err != nil {
-		return fmt.Errorf("command %s: %w", msg.Name, err)
+		return nil, fmt.Errorf("command %s: %w", msg.Name, err)
 	}
-	if err := d.producer.ProduceSync(ctx, rec).FirstErr(); err != nil {
-		return fmt.Errorf("sending command %s: %w", msg.Name, err)
-	}
-	return nil
+	return rec, nil
 }
 
 // Close stops accepting commands, waits (until ctx ends) for the calls in

@@ -27,6 +27,9 @@ type Config struct {
 	// Routes are the application's aggregates: they give the events
 	// topics and codecs of the projection's event types.
 	Routes []*producer.Route
+	// TransactionalID is the projection's transactional ID in this
+	// instance, for the Kafka sink. Keep it stable per instance.
+	TransactionalID string
 	// Logger receives the projection's logs.
 	Logger *slog.Logger
 	// Passive starts no consumer: the Projector only follows the progress
@@ -55,7 +58,8 @@ type topicPartition struct {
 type Projector struct {
 	name   string
 	log    *slog.Logger
-	cl     *kgo.Client
+	cl     *kgo.Client // the consumer (sinks other than Kafka)
+	sess   *kgo.GroupTransactSession // the consumer and producer (Kafka sink)
 	dlq    *kgo.Client
 	cfg    Config
 	topics []string
@@ -148,17 +152,29 @@ func (p *Projection[T]) Start(ctx context.Context, cfg Config) (*Projector, erro
 		close(pr.done)
 		return pr, nil
 	}
-	if pr.cl, err = kgo.NewClient(opts...); err != nil {
-		pr.dlq.Close()
-		return nil, fmt.Errorf("projection %q: %w", p.name, err)
-	}
 	if err := pr.loadHeld(ctx); err != nil {
-		pr.cl.Close()
 		pr.dlq.Close()
 		return nil, fmt.Errorf("projection %q: reading its dead-letter topic: %w", p.name, err)
 	}
 	loopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	pr.cancel = cancel
+	if _, ok := any(p.sink).(kafkaSink); ok {
+		if cfg.TransactionalID == "" {
+			pr.dlq.Close()
+			return nil, fmt.Errorf("projection %q: the Kafka sink needs a transactional ID", p.name)
+		}
+		opts = append(opts, kgo.TransactionalID(cfg.TransactionalID), kgo.RequireStableFetchOffsets(), kgo.ProducerLinger(0))
+		if pr.sess, err = pr.newSession(opts); err != nil {
+			pr.dlq.Close()
+			return nil, fmt.Errorf("projection %q: %w", p.name, err)
+		}
+		go runTx(loopCtx, any(p).(*Projection[*Output]), pr, opts, any(bindings).(map[string]map[string]binding[*Output]))
+		return pr, nil
+	}
+	if pr.cl, err = kgo.NewClient(opts...); err != nil {
+		pr.dlq.Close()
+		return nil, fmt.Errorf("projection %q: %w", p.name, err)
+	}
 	go p.run(loopCtx, pr, bindings, exactlyOnce)
 	return pr, nil
 }
@@ -406,9 +422,9 @@ func (pr *Projector) loadHeld(ctx context.Context) error {
 	return nil
 }
 
-// park writes r to the dead-letter topic with why it was parked.
-func (pr *Projector) park(ctx context.Context, r *kgo.Record, why error) error {
-	rec := &kgo.Record{
+// deadLetter returns the dead-letter record of r, parked because of why.
+func (pr *Projector) deadLetter(r *kgo.Record, why error) *kgo.Record {
+	return &kgo.Record{
 		Topic: pr.cfg.DeadLetterTopic,
 		Key:   r.Key,
 		Value: r.Value,
@@ -419,6 +435,11 @@ func (pr *Projector) park(ctx context.Context, r *kgo.Record, why error) error {
 			kgo.RecordHeader{Key: HeaderDLQError, Value: []byte(why.Error())},
 		),
 	}
+}
+
+// park writes r to the dead-letter topic with why it was parked.
+func (pr *Projector) park(ctx context.Context, r *kgo.Record, why error) error {
+	rec := pr.deadLetter(r, why)
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 10*time.Second) {
 		err := pr.dlq.ProduceSync(ctx, rec).FirstErr()
 		if err == nil {

@@ -48,6 +48,15 @@ func Balances(name string, pool *pgxpool.Pool, opts ...projections.Option) *proj
 	projections.On(p, func(ctx context.Context, tx pgx.Tx, e projections.Event[MoneyWithdrawn]) error {
 		return add(ctx, tx, e.AggregateID, -e.Data.Amount)
 	})
+	projections.On(p, func(ctx context.Context, tx pgx.Tx, e projections.Event[TransferDebited]) error {
+		return add(ctx, tx, e.AggregateID, -e.Data.Amount)
+	})
+	projections.On(p, func(ctx context.Context, tx pgx.Tx, e projections.Event[TransferCredited]) error {
+		return add(ctx, tx, e.AggregateID, e.Data.Amount)
+	})
+	projections.On(p, func(ctx context.Context, tx pgx.Tx, e projections.Event[TransferRefunded]) error {
+		return add(ctx, tx, e.AggregateID, e.Data.Amount)
+	})
 	projections.Answer(p, func(ctx context.Context, q BalanceOf) (AccountBalance, error) {
 		var b AccountBalance
 		err := pool.QueryRow(ctx, `SELECT owner, balance, events FROM bank_balances WHERE id = $1`, q.ID.String()).Scan(&b.Owner, &b.Balance, &b.Events)

@@ -93,6 +93,15 @@ func Accounts() *aggregate.Definition[Account] {
 		aggregate.Apply(opened),
 		aggregate.Apply(deposited),
 		aggregate.Apply(withdrawn),
+		// The accounts' side of transfers (transfer.go).
+		aggregate.Handle(debitForTransfer),
+		aggregate.Handle(creditForTransfer),
+		aggregate.Handle(refundTransfer),
+		aggregate.Apply(func(s *Account, e TransferDebited) { s.Balance -= e.Amount }),
+		aggregate.Apply(func(s *Account, e TransferDebitRefused) {}),
+		aggregate.Apply(func(s *Account, e TransferCredited) { s.Balance += e.Amount }),
+		aggregate.Apply(func(s *Account, e TransferCreditRefused) {}),
+		aggregate.Apply(func(s *Account, e TransferRefunded) { s.Balance += e.Amount }),
 	)
 }
 

@@ -16,8 +16,8 @@ func TestDefinition(t *testing.T) {
 	if d.Name() != "bank-account" {
 		t.Errorf("name %q", d.Name())
 	}
-	if n, m := len(d.Commands()), len(d.Events()); n != 3 || m != 3 {
-		t.Errorf("%d commands, %d events; want 3 and 3", n, m)
+	if n, m := len(d.Commands()), len(d.Events()); n != 6 || m != 8 {
+		t.Errorf("%d commands, %d events; want 6 and 8", n, m)
 	}
 }
 

@@ -1,0 +1,176 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/interlock-go/interlock/producer"
+)
+
+// txState is what a Kafka projection remembers across polls about the
+// records that failed: a transaction that fails is aborted, and the
+// session returns its records on the next poll.
+type txState struct {
+	failures map[producer.Position]int
+	// poison are records to park (DeadLetter) or to stop at (Stop).
+	poison map[producer.Position]error
+}
+
+// newSession joins the projection's group with a transactional session.
+func (pr *Projector) newSession(opts []kgo.Opt) (*kgo.GroupTransactSession, error) {
+	return kgo.NewGroupTransactSession(opts...)
+}
+
+// runTx is the loop of a projection on the Kafka sink.
+func runTx(ctx context.Context, p *Projection[*Output], pr *Projector, opts []kgo.Opt, bindings map[string]map[string]binding[*Output]) {
+	defer close(pr.done)
+	st := &txState{failures: map[producer.Position]int{}, poison: map[producer.Position]error{}}
+	sess := pr.sess
+	defer func() { sess.Close() }()
+	wait := p.set.backoff
+	for {
+		fs := sess.PollRecords(ctx, p.set.maxBatch)
+		if fs.IsClientClosed() || ctx.Err() != nil {
+			sess.AllowRebalance()
+			return
+		}
+		fs.EachError(func(t string, part int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				pr.log.Warn("interlock: fetching events", "topic", t, "partition", part, "err", err)
+			}
+		})
+		recs := fs.Records()
+		if len(recs) == 0 {
+			sess.AllowRebalance()
+			continue
+		}
+		committed, stop, err := p.txBatch(ctx, pr, sess, st, bindings, recs)
+		switch {
+		case stop != nil:
+			pr.log.Error("interlock: projection stopped", "err", stop)
+			pr.stop(stop)
+			sess.AllowRebalance()
+			return
+		case err != nil && fenced(err):
+			pr.log.Error("interlock: projection stopped: another instance with its transactional ID took over", "err", err)
+			pr.stop(err)
+			sess.AllowRebalance()
+			return
+		case err != nil:
+			// The outcome is unknown: a new session fences whatever the
+			// old one left open, and consumption resumes from the
+			// committed offsets.
+			pr.log.Error("interlock: projection transaction failed; starting a new session", "err", err)
+			sess.CloseAllowingRebalance()
+			for {
+				if sess, err = pr.newSession(opts); err == nil {
+					break
+				}
+				pr.log.Error("interlock: starting a new transactional session", "err", err)
+				if !sleep(ctx, wait) {
+					return
+				}
+			}
+			continue
+		case !committed:
+			sess.AllowRebalance()
+			if !sleep(ctx, wait) {
+				return
+			}
+			wait = min(2*wait, 30*time.Second)
+			continue
+		}
+		wait = p.set.backoff
+		sess.AllowRebalance()
+	}
+}
+
+// txBatch handles recs in one transaction. It returns whether it
+// committed; stop when the projection must stop (Stop policy), err when
+// the session's state is unknown.
+func (p *Projection[T]) txBatch(ctx context.Context, pr *Projector, sess *kgo.GroupTransactSession, st *txState, bindings map[string]map[string]binding[T], recs []*kgo.Record) (committed bool, stop, err error) {
+	if err := sess.Begin(); err != nil {
+		return false, nil, err
+	}
+	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.set.batchTimeout)
+	defer cancel()
+	out := &Output{ctx: tctx, sess: sess, routes: pr.cfg.Routes, name: p.name}
+	var failed error
+	var upTo []*kgo.Record // the records this transaction covers
+	for _, r := range recs {
+		pos := producer.Position{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}
+		if why, ok := st.poison[pos]; ok {
+			if p.set.policy == Stop {
+				stop = fmt.Errorf("event %s at %s/%d@%d keeps failing: %w", header(r, producer.HeaderType), r.Topic, r.Partition, r.Offset, why)
+				break
+			}
+			out.Produce(pr.deadLetter(r, why))
+			if id, ok := aggregateOf(r); ok {
+				pr.hold(id, r)
+			}
+			upTo = append(upTo, r)
+			continue
+		}
+		if id, ok := aggregateOf(r); ok && pr.holds(id, r) {
+			out.Produce(pr.deadLetter(r, fmt.Errorf("held behind an earlier parked event of aggregate %s", id)))
+			upTo = append(upTo, r)
+			continue
+		}
+		if err := p.apply(tctx, any(out).(T), bindings, r); err != nil {
+			st.failures[pos]++
+			if st.failures[pos] > p.set.retries {
+				st.poison[pos] = err
+			}
+			pr.log.Warn("interlock: projection handler failed; retrying the batch", "attempt", st.failures[pos], "of", p.set.retries, "err", err)
+			failed = err
+			break
+		}
+		upTo = append(upTo, r)
+	}
+	if err := sess.Client().Flush(tctx); err != nil {
+		failed = errors.Join(failed, err)
+	}
+	if err := out.err(); err != nil {
+		failed = errors.Join(failed, err)
+		pr.log.Error("interlock: projection output failed; aborting the batch", "err", err)
+	}
+	// A transaction commits the offsets of everything polled: with a
+	// poison event to stop at, none of the batch commits.
+	ok, err := sess.End(tctx, kgo.TransactionEndTry(failed == nil && stop == nil))
+	if err != nil {
+		return false, nil, err
+	}
+	if ok {
+		var cps []Checkpoint
+		for _, r := range upTo {
+			delete(st.failures, producer.Position{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset})
+			delete(st.poison, producer.Position{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset})
+			cps = append(cps, Checkpoint{Topic: r.Topic, Partition: r.Partition, Next: r.Offset + 1})
+		}
+		pr.progress(cps)
+	}
+	return ok, stop, nil
+}
+
+// fenced reports whether err means another instance took this
+// projection's transactional ID.
+func fenced(err error) bool {
+	return errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) ||
+		errors.Is(err, kerr.TransactionalIDAuthorizationFailed)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

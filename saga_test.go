@@ -1,0 +1,184 @@
+package interlock_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/interlock-go/interlock"
+	"github.com/interlock-go/interlock/examples/bank"
+	"github.com/interlock-go/interlock/internal/kafkatest"
+	"github.com/interlock-go/interlock/producer"
+)
+
+func transfersApp(t *testing.T, brokers []string, name string, roles interlock.Role) *interlock.App {
+	t.Helper()
+	return launch(t, interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithPartitions(3),
+		interlock.WithLogger(testLogger()), interlock.WithRoles(roles),
+		interlock.WithSessionTimeout(6*time.Second), interlock.WithTransactionTimeout(5*time.Second),
+	).RegisterAggregate(bank.Accounts()).RegisterAggregate(bank.Transfers()).RegisterProjection(bank.TransferSaga()))
+}
+
+// TestTransferSaga: concurrent transfers, some refused at the debit
+// (insufficient funds) and some at the credit (an account never opened, so
+// the debit is refunded), while the processors and the saga are replaced
+// mid-run: every transfer ends completed or failed, never half done; each
+// saga step ran once; money is conserved; correlation flows from the
+// transfer to every command the saga sent.
+func TestTransferSaga(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	ctx := ctxT(t)
+	client := transfersApp(t, brokers, name, interlock.RoleDispatch)
+	defer client.Close(context.Background())
+	workers := []*interlock.App{transfersApp(t, brokers, name, interlock.RoleProcess|interlock.RoleProject)}
+	accounts := make([]ulid.ULID, 6)
+	for i := range accounts {
+		accounts[i] = open(t, ctx, client)
+		if _, err := interlock.Dispatch(ctx, client, deposit(accounts[i], 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ghost := interlock.NewID() // never opened: credits to it are refused
+	var mu sync.Mutex
+	var transfers []ulid.ULID
+	var wg sync.WaitGroup
+	for w := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(w), 7))
+			for range 15 {
+				from := accounts[r.IntN(len(accounts))]
+				to := accounts[r.IntN(len(accounts))]
+				if r.IntN(5) == 0 {
+					to = ghost
+				}
+				if from == to {
+					continue
+				}
+				id := interlock.NewID()
+				c := bank.StartTransfer{Command: interlock.To(id), From: from, To: to, Amount: int64(1 + r.IntN(80))}
+				c.CorrelationID = "transfer-" + id.String()
+				if _, err := interlock.Dispatch(ctx, client, c); err != nil {
+					t.Errorf("start transfer: %v", err)
+					return
+				}
+				mu.Lock()
+				transfers = append(transfers, id)
+				mu.Unlock()
+				time.Sleep(time.Duration(r.IntN(20)) * time.Millisecond)
+			}
+		}()
+	}
+	// Replace the worker twice while transfers flow: a new one joins, the
+	// old one leaves.
+	for range 2 {
+		time.Sleep(300 * time.Millisecond)
+		workers = append(workers, transfersApp(t, brokers, name, interlock.RoleProcess|interlock.RoleProject))
+		time.Sleep(300 * time.Millisecond)
+		if err := workers[0].Close(ctx); err != nil {
+			t.Errorf("closing a worker: %v", err)
+		}
+		workers = workers[1:]
+	}
+	wg.Wait()
+	defer func() {
+		for _, w := range workers {
+			w.Close(context.Background())
+		}
+	}()
+
+	// Wait until every transfer has ended.
+	transferEvents := name + ".bank-transfer.events"
+	var status map[string]string
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		status = map[string]string{}
+		for _, e := range kafkatest.ReadAll(t, brokers, transferEvents) {
+			status[string(e.Key)] += header(e, producer.HeaderType) + ";"
+		}
+		done := 0
+		for _, id := range transfers {
+			if s := status[id.String()]; s == "TransferStarted;TransferCompleted;" || s == "TransferStarted;TransferFailed;" {
+				done++
+			}
+		}
+		if done == len(transfers) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d transfers ended within a minute: %v", done, len(transfers), status)
+		}
+	}
+
+	// Each step once, per transfer; money conserved; correlation carried.
+	steps := map[string]map[string]int{} // transfer → event type → count
+	var total int64
+	for _, e := range kafkatest.ReadAll(t, brokers, name+".bank-account.events") {
+		typ := header(e, producer.HeaderType)
+		var transfer string
+		switch typ {
+		case "MoneyDeposited":
+			total += depositAmount(t, e)
+			continue
+		case "AccountOpened":
+			continue
+		case "TransferDebited":
+			ev := decodeAs[bank.TransferDebited](t, e)
+			transfer, total = ev.Transfer, total-ev.Amount
+		case "TransferCredited":
+			ev := decodeAs[bank.TransferCredited](t, e)
+			transfer, total = ev.Transfer, total+ev.Amount
+		case "TransferRefunded":
+			ev := decodeAs[bank.TransferRefunded](t, e)
+			transfer, total = ev.Transfer, total+ev.Amount
+		case "TransferDebitRefused":
+			ev := decodeAs[bank.TransferDebitRefused](t, e)
+			transfer = ev.Transfer
+		case "TransferCreditRefused":
+			ev := decodeAs[bank.TransferCreditRefused](t, e)
+			transfer = ev.Transfer
+		}
+		if steps[transfer] == nil {
+			steps[transfer] = map[string]int{}
+		}
+		steps[transfer][typ]++
+		if got, want := header(e, producer.HeaderCorrelationID), "transfer-"+transfer; got != want {
+			t.Errorf("%s of transfer %s: correlation %q, want the transfer's %q", typ, transfer, got, want)
+		}
+	}
+	if want := int64(100 * len(accounts)); total != want {
+		t.Errorf("money in accounts %d, want %d: not conserved", total, want)
+	}
+	completed, failed := 0, 0
+	for _, id := range transfers {
+		s := steps[id.String()]
+		for typ, n := range s {
+			if n != 1 {
+				t.Errorf("transfer %s: %s %d times", id, typ, n)
+			}
+		}
+		switch status[id.String()] {
+		case "TransferStarted;TransferCompleted;":
+			completed++
+			if s["TransferDebited"] != 1 || s["TransferCredited"] != 1 || len(s) != 2 {
+				t.Errorf("completed transfer %s: steps %v", id, s)
+			}
+		default:
+			failed++
+			if fmt.Sprint(s) != "map[TransferDebitRefused:1]" && fmt.Sprint(s) != "map[TransferCreditRefused:1 TransferDebited:1 TransferRefunded:1]" {
+				t.Errorf("failed transfer %s: steps %v: half done", id, s)
+			}
+		}
+	}
+	t.Logf("%d transfers: %d completed, %d failed", len(transfers), completed, failed)
+	if completed == 0 || failed == 0 {
+		t.Errorf("the run should both complete and fail transfers")
+	}
+}
