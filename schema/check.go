@@ -64,6 +64,13 @@ func compileCheck(s avro.Schema) (*vnode, bool) {
 	return n, limited
 }
 
+// recursive reports whether s has a record that contains itself.
+func recursive(s avro.Schema) bool {
+	c := checkCompiler{named: map[string]*vnode{}, busy: map[*vnode]bool{}}
+	c.compile(s)
+	return c.recursive
+}
+
 type checkCompiler struct {
 	named     map[string]*vnode
 	busy      map[*vnode]bool // records being compiled

@@ -70,7 +70,10 @@ func Compatible(level Compatibility, next string, registered []Version) error {
 			return fmt.Errorf("schema: registered version %d: %w", v.Version, err)
 		}
 		var path, rule string
-		if level.backward() {
+		if (recursive(ns) || recursive(old)) && ns.String() != old.String() {
+			path, rule = fullName(ns), ruleRecursive
+		}
+		if rule == "" && level.backward() {
 			path, rule = incompatibility(ns, old, true, fullName(ns))
 		}
 		if rule == "" && level.forward() {
@@ -82,6 +85,10 @@ func Compatible(level Compatibility, next string, registered []Version) error {
 	}
 	return nil
 }
+
+// ruleRecursive is why two versions of a recursive schema are
+// incompatible whatever their change.
+const ruleRecursive = "a record that contains itself cannot be read with another version of its schema (hamba/avro cannot resolve such schemas): keep the schema as it is, or add a new event type and an upcaster"
 
 func parseSchema(text string) (avro.Schema, error) {
 	return avro.ParseWithCache(text, "", &avro.SchemaCache{})
@@ -109,6 +116,15 @@ func deref(s avro.Schema) avro.Schema {
 func incompatibility(reader, writer avro.Schema, newIsReader bool, root string) (path, rule string) {
 	err := avro.NewSchemaCompatibility().Compatible(reader, writer)
 	if err == nil {
+		if recursive(reader) || recursive(writer) {
+			return "", "" // Compatible left them to the caller: never resolved
+		}
+		// hamba/avro finds compatible some pairs that it cannot resolve
+		// (a promotion into a union that holds the promoted type already):
+		// what cannot be decoded is not compatible.
+		if _, err := avro.NewSchemaCompatibility().Resolve(reader, writer); err != nil {
+			return root, "the Avro library cannot read data of the one as the other: " + err.Error()
+		}
 		return "", ""
 	}
 	e := explainer{newIsReader: newIsReader, seen: map[[2]string]bool{}}

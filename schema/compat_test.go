@@ -3,6 +3,7 @@ package schema
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -30,6 +31,7 @@ const (
 	fHash4        = `{"name":"hash","type":{"type":"fixed","name":"bank.H","size":4}}`
 	fHash8        = `{"name":"hash","type":{"type":"fixed","name":"bank.H","size":8}}`
 	fMemoStrOrInt = `{"name":"memo","type":["null","string","int"],"default":null}`
+	fNext         = `{"name":"next","type":["null","bank.Ev"],"default":null}`
 )
 
 func TestCompatible(t *testing.T) {
@@ -85,6 +87,13 @@ func TestCompatible(t *testing.T) {
 		{"chain, transitive", BackwardTransitive, []string{rec(fAmountLong), rec(fAmountLong, fMemoDefault)}, rec(fAmountLong, fMemoReq),
 			"bank.Ev.memo", "field added without a default", 1},
 		{"none", None, []string{rec(fAmountLong)}, rec(fAmountString), "", "", 0},
+		{"recursive, changed", Backward, []string{rec(fAmountLong, fNext)}, rec(fAmountLong, fNext, fMemoOpt),
+			"bank.Ev", "a record that contains itself cannot be read with another version", 1},
+		{"recursive, same", BackwardTransitive, []string{rec(fAmountLong, fNext)}, rec(fAmountLong, fNext), "", "", 0},
+		{"recursive, none", None, []string{rec(fAmountLong, fNext)}, rec(fAmountLong, fNext, fMemoOpt), "", "", 0},
+		// hamba/avro calls this compatible but cannot resolve it.
+		{"promotion into a union", Backward, []string{rec(`{"name":"b","type":["int","double"]}`)}, rec(`{"name":"b","type":["null","double"],"default":null}`),
+			"bank.Ev", "the Avro library cannot read data of the one as the other: avro: union type must be unique", 1},
 		{"full: backward half", Full, []string{rec(fAmountLong)}, rec(fAmountLong, fMemoReq),
 			"bank.Ev.memo", "field added without a default", 1},
 		{"optional made required", Backward, []string{rec(fAmountLong, fMemoOpt)}, rec(fAmountLong, fMemoReq),
@@ -164,5 +173,30 @@ func TestParseCompatibility(t *testing.T) {
 	}
 	if Compatibility(0) != BackwardTransitive {
 		t.Error("the zero value is not BackwardTransitive")
+	}
+}
+
+// A recursive type whose schema changed cannot be read: a clear error, not
+// the stack overflow hamba/avro's resolution would be.
+func TestDecodeRecursiveWriter(t *testing.T) {
+	type Ev struct {
+		Amount int64   `avro:"amount"`
+		Next   *Ev     `avro:"next"`
+		Memo   *string `avro:"memo"`
+	}
+	reg := mapRegistry{3: rec(fAmountLong, fNext)}
+	s, err := Avro(AvroNamespace("bank"), AvroRegistry(reg)).For(reflect.TypeFor[Ev]())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Decode([]byte{0, 0, 0, 0, 3, 2, 0})
+	if !errors.Is(err, ErrDecode) || !errors.Is(err, ErrIncompatible) || !strings.Contains(err.Error(), "contains itself") {
+		t.Errorf("err = %v", err)
+	}
+	// The same canonical form reads with the Serde's own decoder.
+	reg[4] = `{"type":"record","name":"bank.Ev","doc":"same bytes","fields":[{"name":"amount","type":"long"},{"name":"next","type":["null","bank.Ev"],"default":null},{"name":"memo","type":["null","string"],"default":null}]}`
+	v, err := s.Decode([]byte{0, 0, 0, 0, 4, 2, 2, 4, 0, 0, 0})
+	if err != nil || v.(*Ev).Amount != 1 || v.(*Ev).Next == nil || v.(*Ev).Next.Amount != 2 {
+		t.Errorf("got %+v, %v", v, err)
 	}
 }

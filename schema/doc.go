@@ -58,14 +58,70 @@
 //
 // The schema ID in the frame is, by default, the CRC-64-AVRO (Rabin)
 // fingerprint of the schema's canonical form folded into 31 bits (never
-// 0): the same schema gets the same ID in every process, with no storage.
-// A schema registry can supply the IDs instead, through [AvroIDs]. Decode
-// accepts only the ID of its own Serde's schema.
+// 0): the same schema gets the same ID in every process, with no storage
+// (see [FingerprintID]). [AvroIDs] lets a function supply the IDs instead;
+// [AvroRegistry] takes them from a schema registry. With no registry,
+// Decode accepts only the ID of its own Serde's schema.
+//
+// # Schema registries and evolution
+//
+// A [Registry] numbers writer schemas and keeps them under subjects. The
+// package httpregistry speaks to any Confluent-compatible registry over
+// HTTP; kafkaregistry keeps the schemas in a compacted Kafka topic, for
+// deployments without one (its IDs are the fingerprints when they are
+// free, so they match the registry-less ones). Subjects follow
+// [TopicRecordName]: "<topic>-<record full name>", so one topic carries
+// many event types, each evolving on its own.
+//
+// With [AvroRegistry], [Register] is called for each message type and its
+// topic when the application starts: it checks the type's schema against
+// every version registered under its subject, registers it, and makes
+// the Serde write the registry's ID. [Check] does the same without
+// registering, for CI. The check is always local ([Compatible]), never
+// the registry's; the level is set with [CompatibilityLevel]:
+//
+//	BACKWARD_TRANSITIVE (default)  new code reads every old event
+//	BACKWARD                       new code reads the latest version's events
+//	FORWARD(_TRANSITIVE)           old code reads new events (rolling deploys)
+//	FULL(_TRANSITIVE)              both
+//	NONE                           no check
+//
+// A change that breaks the level is an [*IncompatibleError] naming the
+// type, the field path and the rule, e.g.
+//
+//	schema: bank.MoneyDeposited breaks BACKWARD_TRANSITIVE compatibility with
+//	version 1 of subject "bank.account.events-bank.MoneyDeposited":
+//	bank.MoneyDeposited.currency: field added without a default: old data has
+//	no value for it (give it a default, e.g. make it a pointer)
+//
+// Decode reads records written with any schema the registry knows: it
+// fetches the writer schema of an ID it has not met (once per ID and Go
+// type, within [LookupTimeout]) and resolves it against the Go type, so
+// fields added with defaults (pointers default to null), removed fields
+// and promotions (int to long, float or double; long to float or double;
+// float to double; string and bytes) work. Records of a type that
+// contains itself (a recursive record) can be read only when written with
+// the same schema: hamba/avro cannot resolve such schemas, so Compatible
+// refuses to change them.
+//
+// # Upcasters
+//
+// What resolution cannot express — an event type renamed, a field split
+// in two, a new meaning — an upcaster does: a typed function from the old
+// Go type, kept as it was recorded, to the next one ([Upcast]), chained
+// until a current type. [Upcasters.Decode] reads a record under its
+// recorded type name with the current type when it can and with the old
+// types otherwise, then upcasts; the processor, restores and projections
+// share one [Upcasters], so they read old events alike. Package upcasttest
+// checks upcasters against recorded old events.
 //
 // # Bad input
 //
 // Decode never panics and never allocates much more than its input: the
 // frame and the body are checked before the body is decoded (every length,
 // count and union branch, the nesting depth of recursive types, and no
-// bytes left over). Its errors wrap [ErrDecode].
+// bytes left over). Its errors about the input wrap [ErrDecode]; an ID no
+// registry knows also wraps [ErrUnknownSchema], a writer schema that
+// cannot be read as the Go type [ErrIncompatible]. An error that does not
+// wrap ErrDecode is a registry that could not be asked: retrying may help.
 package schema

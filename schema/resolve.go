@@ -92,6 +92,14 @@ func (s *avroSerde) resolve(id uint32, text string) (wd *writerDecoder) {
 	if err != nil {
 		return &writerDecoder{err: s.decodeErr(fmt.Errorf("writer schema %d does not parse: %w", id, err))}
 	}
+	if ws.String() == s.schema.String() { // the same canonical form: the same bytes
+		return &writerDecoder{check: s.check, dec: s.dec}
+	}
+	if recursive(ws) || recursive(s.schema) {
+		// hamba/avro's Resolve never returns on them (a stack overflow,
+		// which no recover catches).
+		return &writerDecoder{err: s.decodeErr(&writerError{fmt.Sprintf("writer schema %d (%s) cannot be read as %v: %s", id, fullName(ws), s.t, ruleRecursive)})}
+	}
 	resolved, err := avro.NewSchemaCompatibility().Resolve(s.schema, ws)
 	if err != nil {
 		path, rule := incompatibility(s.schema, ws, true, s.name)

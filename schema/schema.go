@@ -24,14 +24,17 @@ type Serde interface {
 	// type, passed as any; a non-nil pointer to one is accepted too).
 	Encode(v any) ([]byte, error)
 	// Decode decodes b into a new value and returns a pointer to it (a *T
-	// as any). Errors name the type and what was wrong (bad framing,
-	// unknown schema ID, truncated body) and wrap ErrDecode.
+	// as any). Errors about b name the type and what was wrong (bad
+	// framing, unknown schema ID, truncated body) and wrap ErrDecode; an
+	// error that does not is a schema registry that could not be asked
+	// for b's writer schema (retrying may help).
 	Decode(b []byte) (any, error)
 	// Schema is the writer schema text: for Avro, compact JSON in
 	// hamba/avro's attribute order, with logical types and defaults (the
 	// text a schema registry stores); "" for JSON.
 	Schema() string
-	// ID is the schema ID written in the frame (0 for JSON).
+	// ID is the schema ID written in the frame (0 for JSON): with a
+	// registry, the registry's once Register has run.
 	ID() uint32
 }
 
