@@ -58,7 +58,7 @@ type topicPartition struct {
 type Projector struct {
 	name   string
 	log    *slog.Logger
-	cl     *kgo.Client // the consumer (sinks other than Kafka)
+	cl     *kgo.Client               // the consumer (sinks other than Kafka)
 	sess   *kgo.GroupTransactSession // the consumer and producer (Kafka sink)
 	dlq    *kgo.Client
 	cfg    Config
