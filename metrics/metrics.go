@@ -166,8 +166,15 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 
 // Watch makes m read src's counters and lag at every scrape; src is the
 // application built with m (an *interlock.App). A later call replaces
-// src. Before the first call those metrics are absent.
-func (m *Metrics) Watch(src Source) { m.stats.src.Store(&src) }
+// src; Watch(nil) stops reading it. Before the first call those metrics
+// are absent.
+func (m *Metrics) Watch(src Source) {
+	if src == nil {
+		m.stats.src.Store(nil)
+		return
+	}
+	m.stats.src.Store(&src)
+}
 
 // Handler serves the metrics in the Prometheus exposition formats, for
 // /metrics: everything registered with the registerer given to New when it

@@ -252,6 +252,10 @@ func TestWatch(t *testing.T) {
 	if got := series(scrape(t, m.Handler()), "interlock_snapshot_hits_total"); !equal(got, map[string]float64{"": 0}) {
 		t.Errorf("after Watch of another source: hits %v", got)
 	}
+	m.Watch(nil)
+	if mfs := scrape(t, m.Handler()); mfs["interlock_snapshot_hits_total"] != nil {
+		t.Error("application metrics after Watch(nil)")
+	}
 }
 
 // TestRegisterers: a second Metrics on the same registry fails without

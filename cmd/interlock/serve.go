@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -82,9 +83,14 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 // service is serve's application with its metrics and HTTP handler.
 type service struct {
 	app     *interlock.App
+	metrics *metrics.Metrics
 	handler http.Handler
 	log     *slog.Logger
 	closers []func() error
+	// running is set from the application's start to the beginning of its
+	// drain: the App's Live, Ready, Stats and Lag wait while it starts or
+	// closes, so probes and scrapes do not ask it then.
+	running atomic.Bool
 }
 
 // newService builds the application of cfg, not yet started: the bank
@@ -138,9 +144,8 @@ func newService(ctx context.Context, cfg serveConfig) (*service, error) {
 		svc.close()
 		return nil, err
 	}
-	m.Watch(app)
-	svc.app = app
-	svc.handler = httpHandler(app, m.Handler())
+	svc.app, svc.metrics = app, m
+	svc.handler = httpHandler(svc, m.Handler())
 	return svc, nil
 }
 
@@ -152,8 +157,9 @@ func (s *service) close() {
 
 // run serves HTTP on ln (none when nil), starts the application, and on
 // ctx's end closes the application, allowing up to 30 seconds to drain,
-// while HTTP keeps answering (/readyz says 503 from the start of the
-// drain), then stops HTTP. An HTTP server that fails stops the service.
+// while HTTP keeps answering (the probes say 503 from the start of the
+// drain, and /metrics no longer has the application's counters), then
+// stops HTTP. An HTTP server that fails stops the service.
 func (s *service) run(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           s.handler,
@@ -180,6 +186,8 @@ func (s *service) run(ctx context.Context, ln net.Listener) error {
 	if err := s.app.Start(ctx); err != nil {
 		return errors.Join(err, stopHTTP())
 	}
+	s.metrics.Watch(s.app)
+	s.running.Store(true)
 	var failed error
 	select {
 	case <-ctx.Done():
@@ -187,12 +195,22 @@ func (s *service) run(ctx context.Context, ln net.Listener) error {
 		failed = fmt.Errorf("serve: HTTP server: %w", err)
 		served <- http.ErrServerClosed // for stopHTTP
 	}
+	s.running.Store(false)
+	s.metrics.Watch(nil)
 	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	return errors.Join(failed, s.app.Close(closeCtx), stopHTTP())
 }
 
-// health is what the probes ask: an *interlock.App.
+// Live reports whether the application runs and is not stuck (false
+// while it starts and drains).
+func (s *service) Live() bool { return s.running.Load() && s.app.Live() }
+
+// Ready reports whether the application runs with every owned partition
+// restored (false while it starts and drains).
+func (s *service) Ready() bool { return s.running.Load() && s.app.Ready() }
+
+// health is what the probes ask: a service (an *interlock.App's state).
 type health interface {
 	Live() bool
 	Ready() bool

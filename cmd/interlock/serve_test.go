@@ -110,6 +110,14 @@ func TestServeHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := "http://" + ln.Addr().String()
+	// Not started: both probes say no, without asking the App.
+	for _, path := range []string{"/healthz", "/readyz"} {
+		rec := httptest.NewRecorder()
+		svc.handler.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		if rec.Code != http.StatusServiceUnavailable {
+			t.Errorf("%s before the start: %d %s", path, rec.Code, rec.Body)
+		}
+	}
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- svc.run(runCtx, ln) }()
@@ -208,7 +216,7 @@ func TestServeHTTP(t *testing.T) {
 		t.Fatal("run did not return after ctx ended")
 	}
 	done <- nil // for the deferred stop
-	if svc.app.Live() || svc.app.Ready() {
+	if svc.app.Live() || svc.app.Ready() || svc.Live() || svc.Ready() {
 		t.Error("the application still runs after run returned")
 	}
 	if _, err := http.Get(base + "/healthz"); err == nil {
