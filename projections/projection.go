@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/interlock-go/interlock/aggregate"
 	"github.com/interlock-go/interlock/producer"
 )
@@ -74,6 +76,7 @@ type Projection[T any] struct {
 	set      settings
 	handlers map[reflect.Type]handler[T]
 	order    []reflect.Type
+	raw      map[string]func(ctx context.Context, tx T, r *kgo.Record) error
 	queries  []QueryHandler
 	errs     []error
 }
@@ -90,6 +93,10 @@ func New[T any](name string, sink Sink[T], opts ...Option) *Projection[T] {
 		name: name, sink: sink,
 		set:      settings{retries: 5, backoff: 100 * time.Millisecond, maxBatch: 500, batchTimeout: time.Minute},
 		handlers: map[reflect.Type]handler[T]{},
+		raw:      map[string]func(context.Context, T, *kgo.Record) error{},
+	}
+	if _, ok := any(sink).(effects); ok {
+		p.set.maxBatch = 1 // a failure repeats no other event's effect
 	}
 	for _, o := range opts {
 		o.apply(&p.set)
@@ -121,6 +128,18 @@ func On[E, T any](p *Projection[T], fn func(ctx context.Context, tx T, e Event[E
 	p.order = append(p.order, t)
 }
 
+// OnRecord registers fn as p's handler of every record of topic, a topic
+// Interlock did not write (or any topic read raw): fn gets the record as
+// it is and decodes it itself (JSON, Avro with a registry, ...). Records
+// are held back and parked per key, as events are per aggregate.
+func OnRecord[T any](p *Projection[T], topic string, fn func(ctx context.Context, tx T, r *kgo.Record) error) {
+	if _, dup := p.raw[topic]; dup || topic == "" {
+		p.errs = append(p.errs, fmt.Errorf("projection %q: topic %q has two record handlers, or is empty", p.name, topic))
+		return
+	}
+	p.raw[topic] = fn
+}
+
 // Name is the projection's name.
 func (p *Projection[T]) Name() string { return p.name }
 
@@ -130,8 +149,8 @@ func (p *Projection[T]) EventTypes() []reflect.Type { return p.order }
 // Validate reports every mistake in p's definition.
 func (p *Projection[T]) Validate() error {
 	errs := append([]error(nil), p.errs...)
-	if len(p.handlers) == 0 {
-		errs = append(errs, fmt.Errorf("projection %q handles no event (register one with projections.On)", p.name))
+	if len(p.handlers) == 0 && len(p.raw) == 0 {
+		errs = append(errs, fmt.Errorf("projection %q handles no event (register one with projections.On or OnRecord)", p.name))
 	}
 	return errors.Join(errs...)
 }

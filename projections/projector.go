@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/oklog/ulid/v2"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -76,9 +75,9 @@ type Projector struct {
 	// applied is the next offset this process applied, per partition.
 	applied map[topicPartition]int64
 	changed chan struct{}
-	// held are the aggregates whose events are parked from an offset on
-	// (0: all events not yet applied).
-	held map[ulid.ULID]int64
+	// held are the aggregates (record keys) whose events are parked from
+	// an offset on (0: all events not yet applied).
+	held map[string]int64
 	err  error
 }
 
@@ -111,6 +110,11 @@ func (p *Projection[T]) Start(ctx context.Context, cfg Config) (*Projector, erro
 			return nil, fmt.Errorf("projection %q: no registered aggregate emits %v", p.name, t)
 		}
 	}
+	for topic := range p.raw {
+		if bindings[topic] == nil {
+			topics = append(topics, topic)
+		}
+	}
 	if s, ok := p.sink.(Setup); ok {
 		if err := s.Setup(ctx); err != nil {
 			return nil, fmt.Errorf("projection %q: setting up its sink: %w", p.name, err)
@@ -119,7 +123,7 @@ func (p *Projection[T]) Start(ctx context.Context, cfg Config) (*Projector, erro
 	pr := &Projector{
 		name: p.name, log: cfg.Logger.With("projection", p.name), cfg: cfg, topics: topics,
 		done: make(chan struct{}), known: map[topicPartition]int64{}, applied: map[topicPartition]int64{},
-		changed: make(chan struct{}), held: map[ulid.ULID]int64{},
+		changed: make(chan struct{}), held: map[string]int64{},
 	}
 	cp, exactlyOnce := p.sink.(Checkpointer)
 	opts := append(append([]kgo.Opt(nil), cfg.ClientOpts...),
@@ -405,14 +409,10 @@ func (pr *Projector) loadHeld(ctx context.Context) error {
 			if r.Offset+1 >= left[r.Partition] {
 				delete(left, r.Partition)
 			}
-			id, err := ulid.ParseStrict(string(r.Key))
-			if err != nil {
-				return
-			}
 			if _, resolved := producer.Header(r, HeaderDLQResolved); resolved {
-				delete(pr.held, id)
+				delete(pr.held, string(r.Key))
 			} else {
-				pr.held[id] = 0
+				pr.held[string(r.Key)] = 0
 			}
 		})
 	}
@@ -462,11 +462,5 @@ type errPoison struct {
 
 func (e *errPoison) Error() string { return e.err.Error() }
 func (e *errPoison) Unwrap() error { return e.err }
-
-// aggregateOf returns the aggregate ID a record is keyed by.
-func aggregateOf(r *kgo.Record) (ulid.ULID, bool) {
-	id, err := ulid.ParseStrict(string(r.Key))
-	return id, err == nil
-}
 
 var errClosing = errors.New("projection closing")

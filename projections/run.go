@@ -7,7 +7,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/oklog/ulid/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/interlock-go/interlock/aggregate"
@@ -52,8 +51,8 @@ func (p *Projection[T]) process(ctx context.Context, pr *Projector, bindings map
 			if parked[r] {
 				continue
 			}
-			if id, ok := aggregateOf(r); ok && pr.holds(id, r) {
-				if err := pr.park(ctx, r, fmt.Errorf("held behind an earlier parked event of aggregate %s", id)); err != nil {
+			if pr.holds(r) {
+				if err := pr.park(ctx, r, fmt.Errorf("held behind an earlier parked event of aggregate %s", r.Key)); err != nil {
 					return errClosing
 				}
 				parked[r] = true
@@ -98,9 +97,7 @@ func (p *Projection[T]) process(ctx context.Context, pr *Projector, bindings map
 			return errClosing
 		}
 		parked[bad] = true
-		if id, ok := aggregateOf(bad); ok {
-			pr.hold(id, bad)
-		}
+		pr.hold(bad)
 	}
 }
 
@@ -150,6 +147,12 @@ func (p *Projection[T]) applyRetrying(ctx context.Context, pr *Projector, bindin
 // apply decodes r and runs its handler; events of types the projection
 // does not follow are skipped.
 func (p *Projection[T]) apply(ctx context.Context, tx T, bindings map[string]map[string]binding[T], r *kgo.Record) error {
+	if fn, ok := p.raw[r.Topic]; ok {
+		if err := fn(ctx, tx, r); err != nil {
+			return fmt.Errorf("record at %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
+		}
+		return nil
+	}
 	b, ok := bindings[r.Topic][header(r, producer.HeaderType)]
 	if !ok {
 		return nil
@@ -236,20 +239,20 @@ func (pr *Projector) reload(ctx context.Context) {
 	pr.cl.SetOffsets(set)
 }
 
-// holds reports whether r belongs to an aggregate held back at or before
-// r's offset.
-func (pr *Projector) holds(id ulid.ULID, r *kgo.Record) bool {
+// holds reports whether r's key (its aggregate) is held back at or
+// before r's offset.
+func (pr *Projector) holds(r *kgo.Record) bool {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
-	from, ok := pr.held[id]
+	from, ok := pr.held[string(r.Key)]
 	return ok && r.Offset >= from
 }
 
-// hold holds back id's events from r on.
-func (pr *Projector) hold(id ulid.ULID, r *kgo.Record) {
+// hold holds back the records with r's key from r on.
+func (pr *Projector) hold(r *kgo.Record) {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
-	if from, ok := pr.held[id]; !ok || r.Offset < from {
-		pr.held[id] = r.Offset
+	if from, ok := pr.held[string(r.Key)]; !ok || r.Offset < from {
+		pr.held[string(r.Key)] = r.Offset
 	}
 }

@@ -44,3 +44,18 @@ type Checkpoint struct {
 // instance applied the partition further. The batch is discarded and the
 // projector reloads its position.
 var ErrStale = errors.New("projections: stale checkpoint: another instance moved the partition on")
+
+// Effects is the sink of side-effect processors (emails, HTTP calls): it
+// has no transaction (handlers get a nil *struct{}), so it is at least
+// once. Each event is its own batch, so a failing event repeats no other
+// event's effect; a handler that keeps failing is retried with backoff,
+// then handled by the projection's Policy (DeadLetter parks it). Effects
+// must tolerate being run twice for one event (use the event ID as an
+// idempotency key where the other side accepts one).
+func Effects() Sink[*struct{}] { return effects{} }
+
+type effects struct{}
+
+func (effects) Apply(ctx context.Context, _ string, _ []Checkpoint, fn func(context.Context, *struct{}) error) error {
+	return fn(ctx, nil)
+}

@@ -110,14 +110,12 @@ func (p *Projection[T]) txBatch(ctx context.Context, pr *Projector, sess *kgo.Gr
 				break
 			}
 			out.Produce(pr.deadLetter(r, why))
-			if id, ok := aggregateOf(r); ok {
-				pr.hold(id, r)
-			}
+			pr.hold(r)
 			upTo = append(upTo, r)
 			continue
 		}
-		if id, ok := aggregateOf(r); ok && pr.holds(id, r) {
-			out.Produce(pr.deadLetter(r, fmt.Errorf("held behind an earlier parked event of aggregate %s", id)))
+		if pr.holds(r) {
+			out.Produce(pr.deadLetter(r, fmt.Errorf("held behind an earlier parked event of aggregate %s", r.Key)))
 			upTo = append(upTo, r)
 			continue
 		}

@@ -171,3 +171,17 @@ func Produce(t testing.TB, brokers []string, rs ...*kgo.Record) {
 		t.Fatalf("producing: %v", err)
 	}
 }
+
+// CreateTopic creates topic with partitions partitions (brokers do not
+// create topics on first use).
+func CreateTopic(t testing.TB, brokers []string, topic string, partitions int32) {
+	t.Helper()
+	cl, ctx := client(t, brokers)
+	resp, err := kadm.NewClient(cl).CreateTopic(ctx, partitions, -1, nil, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		t.Fatalf("creating %s: %v", topic, err)
+	}
+}

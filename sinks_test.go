@@ -1,0 +1,178 @@
+package interlock_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/interlock-go/interlock"
+	"github.com/interlock-go/interlock/examples/bank"
+	"github.com/interlock-go/interlock/internal/kafkatest"
+	"github.com/interlock-go/interlock/internal/redistest"
+	"github.com/interlock-go/interlock/projections"
+	"github.com/interlock-go/interlock/projections/redisview"
+)
+
+// TestKafkaToKafka: a projection on the Kafka sink turns events into
+// records of another topic for a downstream pipeline: one record per
+// event, exactly, across a change of instance.
+func TestKafkaToKafka(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	ctx := ctxT(t)
+	app := startApp(t, brokers, name)
+	export := name + ".export"
+	exporter := func() *projections.Projection[*projections.Output] {
+		p := projections.New("export", projections.Kafka(), projections.WithMaxBatch(7))
+		projections.On(p, func(ctx context.Context, out *projections.Output, e projections.Event[bank.MoneyDeposited]) error {
+			v, _ := json.Marshal(map[string]any{"account": e.AggregateID.String(), "version": e.Version, "amount": e.Data.Amount})
+			out.Produce(&kgo.Record{Topic: export, Key: []byte(e.AggregateID.String()), Value: v})
+			return nil
+		})
+		return p
+	}
+	kafkatest.CreateTopic(t, brokers, export, 3)
+	ids := []ulid.ULID{open(t, ctx, app), open(t, ctx, app)}
+	deposits := 0
+	run := func(n int) {
+		for i := range n {
+			if _, err := interlock.Dispatch(ctx, app, deposit(ids[i%2], int64(i+1))); err != nil {
+				t.Fatal(err)
+			}
+			deposits++
+		}
+	}
+	first := projectorApp(t, brokers, name, exporter())
+	run(30)
+	second := projectorApp(t, brokers, name, exporter())
+	if err := first.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	run(30)
+	defer second.Close(context.Background())
+	if err := second.Projection("export").WaitFor(ctx, lastPositions(t, brokers, name+".bank-account.events")); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, r := range kafkatest.ReadAll(t, brokers, export) {
+		var v struct {
+			Account string `json:"account"`
+			Version int64  `json:"version"`
+		}
+		if err := json.Unmarshal(r.Value, &v); err != nil {
+			t.Fatal(err)
+		}
+		seen[fmt.Sprintf("%s/%d", v.Account, v.Version)]++
+	}
+	if len(seen) != deposits {
+		t.Fatalf("%d exported events, want %d", len(seen), deposits)
+	}
+	for k, n := range seen {
+		if n != 1 {
+			t.Errorf("event %s exported %d times", k, n)
+		}
+	}
+}
+
+// TestForeignTopicAndEffects: a side-effect processor reads a topic
+// Interlock did not write; a record it cannot handle is parked with its
+// key's later records, other keys flow on.
+func TestForeignTopicAndEffects(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	ctx := ctxT(t)
+	orders := name + ".orders"
+	var mu sync.Mutex
+	sent := map[string][]int{} // "emails" sent per customer
+	p := projections.New("mailer", projections.Effects(), projections.WithPolicy(projections.DeadLetter), projections.WithRetries(1, time.Millisecond))
+	projections.OnRecord(p, orders, func(ctx context.Context, _ *struct{}, r *kgo.Record) error {
+		var o struct{ N int }
+		if err := json.Unmarshal(r.Value, &o); err != nil {
+			return fmt.Errorf("order is not JSON: %w", err)
+		}
+		mu.Lock()
+		sent[string(r.Key)] = append(sent[string(r.Key)], o.N)
+		mu.Unlock()
+		return nil
+	})
+	var recs []*kgo.Record
+	for i, key := range []string{"ann", "bob", "ann", "bob", "ann"} {
+		v := []byte(`{"N":` + strconv.Itoa(i) + `}`)
+		if i == 1 {
+			v = []byte("not json")
+		}
+		recs = append(recs, &kgo.Record{Topic: orders, Key: []byte(key), Value: v})
+	}
+	kafkatest.CreateTopic(t, brokers, orders, 2)
+	kafkatest.Produce(t, brokers, recs...)
+	app := startWith(t, interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithPartitions(3),
+		interlock.WithLogger(testLogger())).RegisterAggregate(bank.Accounts()).RegisterProjection(p))
+	var last []interlock.Position
+	for _, r := range kafkatest.ReadAll(t, brokers, orders) {
+		last = append(last, interlock.Position{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset})
+	}
+	if err := app.Projection("mailer").WaitFor(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(sent) != "map[ann:[0 2 4]]" {
+		t.Fatalf("effects %v: want ann's three orders, none of bob's (his first is poison, his second waits behind it)", sent)
+	}
+	if n := len(kafkatest.ReadAll(t, brokers, name+".mailer.dlq")); n != 2 {
+		t.Fatalf("%d dead letters, want 2", n)
+	}
+}
+
+// TestRedisView: an at-least-once Redis read model is idempotent: a second
+// projection replaying every event into the same hashes changes nothing.
+func TestRedisView(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	ctx := ctxT(t)
+	client, prefix := redistest.Client(t)
+	view := func(name string) *projections.Projection[*redisview.Batch] {
+		p := projections.New(name, redisview.NewSink(client, prefix))
+		projections.On(p, func(ctx context.Context, b *redisview.Batch, e projections.Event[bank.MoneyDeposited]) error {
+			b.Update(e.EventEnvelope).Incr("balance", e.Data.Amount)
+			return nil
+		})
+		return p
+	}
+	app := startWith(t, interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithPartitions(3),
+		interlock.WithLogger(testLogger())).RegisterAggregate(bank.Accounts()).RegisterProjection(view("cache")))
+	for range 3 {
+		id := open(t, ctx, app)
+		for i := range 5 {
+			if _, err := interlock.Dispatch(ctx, app, deposit(id, int64(i+1))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	topic := name + ".bank-account.events"
+	last := lastPositions(t, brokers, topic)
+	if err := app.Projection("cache").WaitFor(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	replay := projectorApp(t, brokers, name, view("cache-replay"))
+	defer replay.Close(context.Background())
+	if err := replay.Projection("cache-replay").WaitFor(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	for id, b := range fold(t, brokers, topic) {
+		got, err := client.HGet(ctx, prefix+":"+id, "balance").Int64()
+		if err != nil || got != b.Balance {
+			t.Errorf("account %s: view %d (%v), fold of the log %d", id, got, err, b.Balance)
+		}
+	}
+}
