@@ -16,21 +16,41 @@ import (
 	"github.com/interlock-go/interlock/examples/bank"
 	"github.com/interlock-go/interlock/internal/kafkatest"
 	"github.com/interlock-go/interlock/producer"
+	"github.com/interlock-go/interlock/projections"
 	"github.com/interlock-go/interlock/tracing"
 )
 
-// TestTraceThroughKafka: each command makes one trace, dispatch → handle,
-// whose handle span is the parent named by every event's traceparent
-// header; a rejected command's trace has no event and says why.
+// nopSink is an at-least-once projection sink with nothing to write.
+type nopSink struct{}
+
+func (nopSink) Apply(ctx context.Context, _ string, _ []projections.Checkpoint, fn func(context.Context, struct{}) error) error {
+	return fn(ctx, struct{}{})
+}
+
+// TestTraceThroughKafka: each command makes one trace, dispatch → handle
+// → project, whose handle span is the parent named by every event's
+// traceparent header and of the projection's span for the event; a
+// rejected command's trace has no event and says why.
 func TestTraceThroughKafka(t *testing.T) {
 	t.Parallel()
 	brokers := kafkatest.Brokers(t)
 	name := kafkatest.Name(t)
 	tp, rec := recorder(t)
+	projected := make(chan trace.SpanContext, 10) // the span each projection handler runs in
+	view := projections.New("traced", projections.Sink[struct{}](nopSink{}))
+	projections.On(view, tracing.Project(func(ctx context.Context, _ struct{}, e projections.Event[bank.AccountOpened]) error {
+		projected <- trace.SpanContextFromContext(ctx)
+		return nil
+	}, tracing.WithTracerProvider(tp)))
+	projections.On(view, tracing.Project(func(ctx context.Context, _ struct{}, e projections.Event[bank.MoneyDeposited]) error {
+		projected <- trace.SpanContextFromContext(ctx)
+		return nil
+	}, tracing.WithTracerProvider(tp)))
 	app, err := interlock.NewBuilder(
 		interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithPartitions(3),
 		interlock.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
-	).RegisterAggregate(bank.Accounts()).Use(tracing.Middleware(tracing.WithTracerProvider(tp))).Build()
+	).RegisterAggregate(bank.Accounts()).RegisterProjection(view).
+		Use(tracing.Middleware(tracing.WithTracerProvider(tp))).Build()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,13 +75,29 @@ func TestTraceThroughKafka(t *testing.T) {
 		t.Fatalf("overdraft: %v, want a rejection", err)
 	}
 	caller.End()
-
-	byName := map[string]sdktrace.ReadOnlySpan{}
-	for _, s := range rec.Ended() {
-		if _, dup := byName[s.Name()]; dup {
-			t.Fatalf("two spans named %q", s.Name())
+	inHandlers := map[trace.SpanID]bool{}
+	for range 2 {
+		select {
+		case sc := <-projected:
+			inHandlers[sc.SpanID()] = true
+		case <-ctx.Done():
+			t.Fatal("the projection did not see both events")
 		}
-		byName[s.Name()] = s
+	}
+
+	// A projection span ends just after its handler returns.
+	var byName map[string]sdktrace.ReadOnlySpan
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		byName = map[string]sdktrace.ReadOnlySpan{}
+		for _, s := range rec.Ended() {
+			if _, dup := byName[s.Name()]; dup {
+				t.Fatalf("two spans named %q", s.Name())
+			}
+			byName[s.Name()] = s
+		}
+		if len(byName) == 9 || time.Now().After(deadline) { // the caller's, 3 dispatch, 3 handle, 2 project
+			break
+		}
 	}
 	handles := map[trace.SpanID]string{} // handle span → command type
 	for _, typ := range []string{"OpenAccount", "DepositMoney", "WithdrawMoney"} {
@@ -80,6 +116,20 @@ func TestTraceThroughKafka(t *testing.T) {
 				typ, h.SpanContext().TraceID(), h.Parent().SpanID(), caller.SpanContext().TraceID(), d.SpanContext().SpanID())
 		}
 		handles[h.SpanContext().SpanID()] = typ
+	}
+	for event, cmd := range map[string]string{"AccountOpened": "OpenAccount", "MoneyDeposited": "DepositMoney"} {
+		p := byName[event+" project"]
+		if p == nil {
+			t.Errorf("no span for the projection of %s", event)
+			continue
+		}
+		if !inHandlers[p.SpanContext().SpanID()] {
+			t.Errorf("the handler of %s did not run in its span", event)
+		}
+		if p.SpanKind() != trace.SpanKindConsumer || p.SpanContext().TraceID() != caller.SpanContext().TraceID() || handles[p.Parent().SpanID()] != cmd {
+			t.Errorf("%s project: kind %v, trace %v, parent %v; want a consumer span in trace %v below the handle span of %s",
+				event, p.SpanKind(), p.SpanContext().TraceID(), p.Parent().SpanID(), caller.SpanContext().TraceID(), cmd)
+		}
 	}
 	if got := attrs(byName["WithdrawMoney handle"])["interlock.outcome"].AsString(); got != "rejected" {
 		t.Errorf("the rejected withdrawal's handle span: outcome %q", got)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/interlock-go/interlock"
 	"github.com/interlock-go/interlock/examples/bank"
+	"github.com/interlock-go/interlock/projections"
 	"github.com/interlock-go/interlock/tracing"
 )
 
@@ -47,4 +48,22 @@ func Example() {
 	// OpenAccount dispatch → OpenAccount handle
 	// one trace: true
 	// handle is the child of dispatch: true
+}
+
+// A projection whose handler runs in a span below the handle span of the
+// command that wrote each event: the trace reads dispatch → handle →
+// project.
+func ExampleProject() {
+	balances := projections.New("balances", projections.Sink[struct{}](nopSink{}))
+	projections.On(balances, tracing.Project(func(ctx context.Context, _ struct{}, e projections.Event[bank.MoneyDeposited]) error {
+		// ctx carries the span "MoneyDeposited project": spans started
+		// from it, and commands dispatched with it, continue the trace.
+		return nil
+	}))
+	app, err := interlock.NewBuilder().
+		RegisterAggregate(bank.Accounts()).
+		RegisterProjection(balances).
+		Use(tracing.Middleware()).
+		Build()
+	_, _ = app, err
 }

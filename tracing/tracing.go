@@ -1,6 +1,7 @@
 // Package tracing traces commands with OpenTelemetry, from Dispatch
-// through the processor to every event the command writes, with W3C trace
-// context in Kafka record headers.
+// through the processor to every event the command writes and into the
+// projections that read them, with W3C trace context in Kafka record
+// headers.
 //
 // Register the middleware on both sides:
 //
@@ -30,10 +31,17 @@
 //
 // # Continuing a trace from an event
 //
-// A reader of the events topic (a projector, issue 8; a Kafka Connect or
-// Flink job) continues the trace by extracting the context from the
-// event's headers with the same propagator and starting its span as a
-// child (or, for a batch of events, with one link per event):
+// [Project] wraps a projection's event handler in a span "<event type>
+// project" (kind consumer), a child of the handle span named by the
+// event's traceparent, and runs the handler in it:
+//
+//	projections.On(balances, tracing.Project(onDeposited))
+//
+// The trace then reads dispatch → handle → project, for each event. Any
+// other reader of the events topic (a Kafka Connect or Flink job, a
+// consumer of your own) continues it the same way: extract the context
+// from the record's headers with the same propagator and start its span
+// as a child (or, for a batch of events, with one link per event):
 //
 //	carrier := propagation.MapCarrier{}
 //	for _, h := range record.Headers {
@@ -42,8 +50,6 @@
 //	ctx = propagation.TraceContext{}.Extract(ctx, carrier)
 //	ctx, span := tracer.Start(ctx, eventType+" project", trace.WithSpanKind(trace.SpanKindConsumer))
 //	defer span.End()
-//
-// The trace then reads dispatch → handle → project, for each event.
 package tracing
 
 import (
@@ -83,6 +89,8 @@ const (
 	// ReasonKey is a rejection's reason, on the handle span's
 	// "interlock.rejected" event.
 	ReasonKey = attribute.Key("interlock.reason")
+	// EventTypeKey is an event's type name (projection spans).
+	EventTypeKey = attribute.Key("interlock.event_type")
 )
 
 // Option configures Middleware.
@@ -116,6 +124,10 @@ func WithPropagator(p propagation.TextMapPropagator) Option {
 // (Builder.Use). Register it first, so its spans cover the other
 // middleware.
 func Middleware(opts ...Option) middleware.Middleware {
+	return newTracer(opts).wrap
+}
+
+func newTracer(opts []Option) *tracer {
 	var cfg config
 	for _, o := range opts {
 		o.apply(&cfg)
@@ -123,11 +135,10 @@ func Middleware(opts ...Option) middleware.Middleware {
 	if cfg.provider == nil {
 		cfg.provider = otel.GetTracerProvider()
 	}
-	t := &tracer{
+	return &tracer{
 		tracer:     cfg.provider.Tracer(ScopeName, trace.WithSchemaURL(semconv.SchemaURL)),
 		propagator: cfg.propagator,
 	}
-	return t.wrap
 }
 
 type tracer struct {

@@ -15,6 +15,8 @@ import (
 
 	"github.com/interlock-go/interlock/aggregate"
 	"github.com/interlock-go/interlock/middleware"
+	"github.com/interlock-go/interlock/producer"
+	"github.com/interlock-go/interlock/projections"
 	"github.com/interlock-go/interlock/tracing"
 )
 
@@ -261,5 +263,79 @@ func TestPropagatorOption(t *testing.T) {
 	)(context.Background(), &middleware.Message{Side: middleware.Dispatch, Type: "OpenAccount", Command: deposit{}, Metadata: md})
 	if len(md) != 1 || md.Get("x-trace") != rec.Ended()[0].SpanContext().TraceID().String() {
 		t.Fatalf("metadata %v, want only x-trace with the span's trace ID", md)
+	}
+}
+
+type deposited struct{ Amount int64 }
+
+// TestProject: a projection handler runs in a consumer span below the
+// event's trace context, with the event's attributes; its error is the
+// span's; an event with no trace context starts a trace of its own.
+func TestProject(t *testing.T) {
+	t.Parallel()
+	tp, rec := recorder(t)
+	parentCtx, parent := tp.Tracer("test").Start(context.Background(), "handle")
+	parent.End()
+	md := map[string]string{"tenant": "acme"}
+	propagation.TraceContext{}.Inject(parentCtx, propagation.MapCarrier(md))
+	eventID, aggID, cmdID := ulid.Make(), ulid.Make(), ulid.Make()
+	event := func(md map[string]string) projections.Event[deposited] {
+		var e projections.Event[deposited]
+		e.EventID, e.AggregateID, e.AggregateType, e.Type, e.Version, e.CommandID = eventID, aggID, "account", "MoneyDeposited", 7, cmdID
+		e.Data = deposited{Amount: 5}
+		e.Position = producer.Position{Topic: "bank.account.events", Partition: 2, Offset: 41}
+		e.Metadata = md
+		return e
+	}
+	failure := errors.New("read model down")
+	cases := []struct {
+		name       string
+		md         map[string]string
+		err        error
+		wantStatus codes.Code
+	}{
+		{"applied", md, nil, codes.Unset},
+		{"failed", md, failure, codes.Error},
+		{"untraced", nil, nil, codes.Unset},
+	}
+	for _, c := range cases {
+		var inner trace.SpanContext
+		err := tracing.Project(func(ctx context.Context, tx string, e projections.Event[deposited]) error {
+			if tx != "tx" || e.Data.Amount != 5 {
+				t.Errorf("%s: handler got %q, %+v", c.name, tx, e)
+			}
+			inner = trace.SpanContextFromContext(ctx)
+			return c.err
+		}, tracing.WithTracerProvider(tp))(context.Background(), "tx", event(c.md))
+		if !errors.Is(err, c.err) {
+			t.Fatalf("%s: err %v", c.name, err)
+		}
+		spans := rec.Ended()
+		s := spans[len(spans)-1]
+		if s.Name() != "MoneyDeposited project" || s.SpanKind() != trace.SpanKindConsumer || s.Status().Code != c.wantStatus || !same(inner, s.SpanContext()) {
+			t.Errorf("%s: span %q kind %v status %v (handler in it: %v)", c.name, s.Name(), s.SpanKind(), s.Status().Code, same(inner, s.SpanContext()))
+		}
+		if traced := c.md != nil; traced != (s.Parent().SpanID() == parent.SpanContext().SpanID()) || !traced && s.Parent().IsValid() {
+			t.Errorf("%s: parent %v, want the event's (%v) when traced, none otherwise", c.name, s.Parent(), parent.SpanContext())
+		}
+		got := attrs(s)
+		for k, v := range map[attribute.Key]attribute.Value{
+			"messaging.system":                   attribute.StringValue("kafka"),
+			"messaging.operation.type":           attribute.StringValue("process"),
+			"messaging.operation.name":           attribute.StringValue("project"),
+			"messaging.destination.name":         attribute.StringValue("bank.account.events"),
+			"messaging.destination.partition.id": attribute.StringValue("2"),
+			"messaging.kafka.offset":             attribute.IntValue(41),
+			"messaging.message.id":               attribute.StringValue(eventID.String()),
+			"messaging.kafka.message.key":        attribute.StringValue(aggID.String()),
+			"interlock.aggregate":                attribute.StringValue("account"),
+			"interlock.event_type":               attribute.StringValue("MoneyDeposited"),
+			"interlock.version":                  attribute.Int64Value(7),
+			"interlock.command_id":               attribute.StringValue(cmdID.String()),
+		} {
+			if got[k] != v {
+				t.Errorf("%s: attribute %s = %v, want %v", c.name, k, got[k].Emit(), v.Emit())
+			}
+		}
 	}
 }
