@@ -28,8 +28,11 @@ type App struct {
 	aggs  []consumer.Aggregate
 	hooks []Hook
 	projs []projections.Runner
-	// queries are the registered queries by type.
-	queries map[reflect.Type]query
+	// queries are the registered queries by type: one per version of the
+	// projection that answers it. active is, per projection family, the
+	// version that answers, once a newer one caught up.
+	queries map[reflect.Type][]query
+	active  map[string]activeVersion
 	// dispatchChain, handleChain and queryChain are the registered
 	// middleware (handleChain is nil when there is none).
 	dispatchChain, handleChain, queryChain middleware.Middleware

@@ -182,7 +182,7 @@ func (b *Builder) Build() (*App, error) {
 	for i, g := range aggs {
 		routes[i] = g.Route
 	}
-	queries := map[reflect.Type]query{}
+	queries := map[reflect.Type][]query{}
 	projNames := map[string]bool{}
 	for _, p := range b.projs {
 		if err := p.Validate(); err != nil {
@@ -200,11 +200,11 @@ func (b *Builder) Build() (*App, error) {
 			}
 		}
 		for _, q := range p.Queries() {
-			if other, dup := queries[q.Type]; dup {
-				errs = append(errs, fmt.Errorf("query %v is answered by two projections: %q and %q", q.Type, other.projection, p.Name()))
+			if others := queries[q.Type]; len(others) > 0 && others[0].family != p.Family() {
+				errs = append(errs, fmt.Errorf("query %v is answered by two projections: %q and %q", q.Type, others[0].projection, p.Name()))
 				continue
 			}
-			queries[q.Type] = query{projection: p.Name(), QueryHandler: q}
+			queries[q.Type] = append(queries[q.Type], query{projection: p.Name(), family: p.Family(), version: p.Version(), QueryHandler: q})
 		}
 	}
 	for i, h := range b.hooks {

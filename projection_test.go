@@ -19,6 +19,7 @@ import (
 	"github.com/interlock-go/interlock/examples/bank"
 	"github.com/interlock-go/interlock/internal/kafkatest"
 	"github.com/interlock-go/interlock/internal/pgtest"
+	"github.com/interlock-go/interlock/middleware"
 	"github.com/interlock-go/interlock/producer"
 	"github.com/interlock-go/interlock/projections"
 	"github.com/interlock-go/interlock/projections/postgres"
@@ -331,4 +332,82 @@ func (s poisonSink) Setup(ctx context.Context) error {
 	}
 	_, err := s.pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS audit (id text, version bigint, amount bigint, PRIMARY KEY (id, version))`)
 	return err
+}
+
+// TestProjectionRebuild: a new version of a projection is built from the
+// start of the log beside the old one, which answers queries until the new
+// one has caught up; then the new one answers, and the two read models are
+// equal.
+func TestProjectionRebuild(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	oldPool, _ := pgtest.Pool(t)
+	newPool, _ := pgtest.Pool(t) // the new version's tables, in a schema of their own
+	ctx := ctxT(t)
+	first := startWith(t, interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithPartitions(3),
+		interlock.WithLogger(testLogger())).RegisterAggregate(bank.Accounts()).RegisterProjection(bank.Balances("balances", oldPool)))
+	var ids []ulid.ULID
+	for i := range 4 {
+		ids = append(ids, open(t, ctx, first))
+		for j := range 5 {
+			if _, err := interlock.Dispatch(ctx, first, deposit(ids[i], int64(j+1))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var mu sync.Mutex
+	answeredBy := map[string]int{}
+	second := startWith(t, interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithPartitions(3),
+		interlock.WithLogger(testLogger()), interlock.WithRoles(interlock.RoleDispatch|interlock.RoleProject)).
+		RegisterAggregate(bank.Accounts()).
+		RegisterProjection(bank.Balances("balances", oldPool)).
+		RegisterProjection(bank.Balances("balances", newPool, projections.Version(2))).
+		UseQuery(func(next middleware.Handler) middleware.Handler {
+			return func(ctx context.Context, m *middleware.Message) (middleware.Outcome, error) {
+				mu.Lock()
+				answeredBy[m.Aggregate]++
+				mu.Unlock()
+				return next(ctx, m)
+			}
+		}))
+	ask := func() bank.AccountBalance {
+		t.Helper()
+		b, err := interlock.Ask(ctx, second, bank.BalanceOf{ID: ids[0]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	if b := ask(); b.Balance != 15 {
+		t.Fatalf("balance %d from the serving version, want 15", b.Balance)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		ask()
+		mu.Lock()
+		switched := answeredBy["balances.v2"] > 0
+		mu.Unlock()
+		if switched {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("version 2 never answered: %v", answeredBy)
+		}
+	}
+	mu.Lock()
+	if answeredBy["balances"] == 0 {
+		t.Errorf("the old version never answered: %v", answeredBy)
+	}
+	mu.Unlock()
+	if b := ask(); b.Balance != 15 || b.Events != 6 {
+		t.Fatalf("balance from version 2: %+v", b)
+	}
+	st, err := second.Projection("balances.v2").Status(ctx)
+	if err != nil || !st.CaughtUp || len(st.Partitions) != 3 {
+		t.Fatalf("status %+v, %v", st, err)
+	}
+	old, rebuilt := readModel(t, oldPool), readModel(t, newPool)
+	if len(rebuilt) != len(ids) || fmt.Sprint(old) != fmt.Sprint(rebuilt) {
+		t.Fatalf("rebuilt read model %v, old %v", rebuilt, old)
+	}
 }

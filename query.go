@@ -1,9 +1,12 @@
 package interlock
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
+	"time"
 
 	"github.com/interlock-go/interlock/middleware"
 	"github.com/interlock-go/interlock/projections"
@@ -19,8 +22,72 @@ type QueryOf[R any] = projections.QueryOf[R]
 func After[R any](positions []Position) QueryOf[R] { return projections.After[R](positions) }
 
 type query struct {
-	projection string
+	projection, family string
+	version            int
 	projections.QueryHandler
+}
+
+// activeVersion is the version of a projection family that answers
+// queries, and when the newer ones were last checked.
+type activeVersion struct {
+	version  int
+	checked  time.Time
+	checking bool
+}
+
+// answerer returns, of the versions of a projection that answer a query,
+// the one that answers now: the oldest, until a newer one has caught up
+// (checked in the background at most every 5 s); once a version answers,
+// older ones never do again.
+func (a *App) answerer(hs []query) query {
+	if len(hs) == 1 {
+		return hs[0]
+	}
+	family := hs[0].family
+	a.mu.Lock()
+	act, ok := a.active[family]
+	if !ok {
+		act.version = slices.MinFunc(hs, func(x, y query) int { return cmp.Compare(x.version, y.version) }).version
+	}
+	if !act.checking && time.Since(act.checked) >= 5*time.Second {
+		act.checking, act.checked = true, time.Now()
+		go a.checkVersions(family, hs, act.version)
+	}
+	if a.active == nil {
+		a.active = map[string]activeVersion{}
+	}
+	a.active[family] = act
+	a.mu.Unlock()
+	for _, h := range hs {
+		if h.version == act.version {
+			return h
+		}
+	}
+	return hs[0]
+}
+
+// checkVersions makes the newest version of family newer than current
+// that has caught up the one that answers.
+func (a *App) checkVersions(family string, hs []query, current int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	best := current
+	for _, h := range hs {
+		if h.version <= best {
+			continue
+		}
+		if pr := a.Projection(h.projection); pr != nil {
+			if st, err := pr.Status(ctx); err == nil && st.CaughtUp {
+				a.log.Info("interlock: a new projection version caught up; it answers queries from now on", "projection", h.projection)
+				best = h.version
+			}
+		}
+	}
+	a.mu.Lock()
+	act := a.active[family]
+	act.version, act.checking = max(act.version, best), false
+	a.active[family] = act
+	a.mu.Unlock()
 }
 
 // Ask answers q with the projection that registered its type, through the
@@ -29,10 +96,11 @@ type query struct {
 // until ctx ends.
 func Ask[Q projections.Qry[R], R any](ctx context.Context, app *App, q Q) (R, error) {
 	var zero R
-	h, ok := app.queries[reflect.TypeFor[Q]()]
+	hs, ok := app.queries[reflect.TypeFor[Q]()]
 	if !ok {
 		return zero, fmt.Errorf("%w %T: register the projection that answers it", ErrUnknownQuery, q)
 	}
+	h := app.answerer(hs)
 	if after := projections.Positions(q); len(after) > 0 {
 		pr := app.Projection(h.projection)
 		if pr == nil {

@@ -32,6 +32,7 @@ const (
 type Option interface{ apply(*settings) }
 
 type settings struct {
+	version      int
 	policy       Policy
 	retries      int
 	backoff      time.Duration
@@ -42,6 +43,14 @@ type settings struct {
 type optionFunc func(*settings)
 
 func (f optionFunc) apply(s *settings) { f(s) }
+
+// Version sets the projection's version. A new version of a projection (a
+// new read model, new tables) is built from the start of the log under its
+// own group and checkpoints while the older version keeps serving its
+// queries; interlock.Ask switches to the newest version once it has caught
+// up. Version 1 (the default) is the bare name; version n > 1 runs as
+// "<name>.v<n>".
+func Version(n int) Option { return optionFunc(func(s *settings) { s.version = n }) }
 
 // WithPolicy sets what happens to an event whose handler keeps failing.
 // Default Stop.
@@ -71,7 +80,8 @@ func WithMaxBatch(n int) Option { return optionFunc(func(s *settings) { s.maxBat
 // types it follows. Create it with New, add handlers with On, register it
 // on the application builder.
 type Projection[T any] struct {
-	name     string
+	name     string // the family, with ".v<n>" from version 2
+	family   string
 	sink     Sink[T]
 	set      settings
 	handlers map[reflect.Type]handler[T]
@@ -91,7 +101,8 @@ var namePattern = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
 func New[T any](name string, sink Sink[T], opts ...Option) *Projection[T] {
 	p := &Projection[T]{
 		name: name, sink: sink,
-		set:      settings{retries: 5, backoff: 100 * time.Millisecond, maxBatch: 500, batchTimeout: time.Minute},
+		family: name,
+		set:      settings{version: 1, retries: 5, backoff: 100 * time.Millisecond, maxBatch: 500, batchTimeout: time.Minute},
 		handlers: map[reflect.Type]handler[T]{},
 		raw:      map[string]func(context.Context, T, *kgo.Record) error{},
 	}
@@ -106,6 +117,11 @@ func New[T any](name string, sink Sink[T], opts ...Option) *Projection[T] {
 	}
 	if sink == nil {
 		p.errs = append(p.errs, fmt.Errorf("projection %q has no sink", name))
+	}
+	if p.set.version < 1 {
+		p.errs = append(p.errs, fmt.Errorf("projection %q: version %d must be at least 1", name, p.set.version))
+	} else if p.set.version > 1 {
+		p.family, p.name = name, fmt.Sprintf("%s.v%d", name, p.set.version)
 	}
 	if p.set.retries < 0 || p.set.backoff <= 0 || p.set.maxBatch < 1 || p.set.batchTimeout <= 0 {
 		p.errs = append(p.errs, fmt.Errorf("projection %q: retries %d, backoff %v, max batch %d, batch timeout %v: retries must not be negative, the others positive",
@@ -140,8 +156,17 @@ func OnRecord[T any](p *Projection[T], topic string, fn func(ctx context.Context
 	p.raw[topic] = fn
 }
 
-// Name is the projection's name.
+// Name is the projection's name: its family's name and, from version 2
+// on, ".v<version>". It names the group, the checkpoints and the
+// dead-letter topic.
 func (p *Projection[T]) Name() string { return p.name }
+
+// Family is the name the projection was created with, shared by its
+// versions.
+func (p *Projection[T]) Family() string { return p.family }
+
+// Version is the projection's version.
+func (p *Projection[T]) Version() int { return p.set.version }
 
 // EventTypes lists the event types p handles, in registration order.
 func (p *Projection[T]) EventTypes() []reflect.Type { return p.order }
@@ -159,6 +184,8 @@ func (p *Projection[T]) Validate() error {
 // drives. *Projection[T] implements it for every T.
 type Runner interface {
 	Name() string
+	Family() string
+	Version() int
 	EventTypes() []reflect.Type
 	Validate() error
 	Queries() []QueryHandler
