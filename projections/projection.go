@@ -101,7 +101,7 @@ var namePattern = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
 func New[T any](name string, sink Sink[T], opts ...Option) *Projection[T] {
 	p := &Projection[T]{
 		name: name, sink: sink,
-		family: name,
+		family:   name,
 		set:      settings{version: 1, retries: 5, backoff: 100 * time.Millisecond, maxBatch: 500, batchTimeout: time.Minute},
 		handlers: map[reflect.Type]handler[T]{},
 		raw:      map[string]func(context.Context, T, *kgo.Record) error{},
