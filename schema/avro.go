@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -320,6 +321,10 @@ func (s *avroSerde) Encode(v any) (b []byte, err error) {
 // Decode checks the frame and the body before hamba/avro reads it, so that
 // no input can make it panic or allocate more than the input's size.
 func (s *avroSerde) Decode(b []byte) (v any, err error) {
+	return s.decode(context.Background(), b)
+}
+
+func (s *avroSerde) decode(ctx context.Context, b []byte) (v any, err error) {
 	if len(b) < headerLen {
 		return nil, s.decodeErr(fmt.Errorf("frame of %d bytes is shorter than its %d-byte header", len(b), headerLen))
 	}
@@ -328,7 +333,7 @@ func (s *avroSerde) Decode(b []byte) (v any, err error) {
 	}
 	check, dec := s.check, s.dec
 	if id := binary.BigEndian.Uint32(b[1:headerLen]); id != s.frame.Load().id {
-		wd, err := s.writer(id)
+		wd, err := s.writer(ctx, id)
 		if err != nil {
 			return nil, err
 		}

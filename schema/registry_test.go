@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/interlock-go/interlock/schema"
 	"github.com/interlock-go/interlock/schema/registrytest"
@@ -191,8 +192,8 @@ func TestDecodeOldEvents(t *testing.T) {
 			t.Fatalf("decoded %+v, want amount -70000 and no memo", v)
 		}
 	}
-	if n := reg.Lookups(); n != 1 {
-		t.Errorf("%d lookups of the writer schema, want 1 (cached)", n)
+	if n := reg.Lookups(); n != 0 {
+		t.Errorf("%d lookups of the writer schema, want none (Register read the versions)", n)
 	}
 	// Its own records still decode, with no lookup.
 	m := "hi"
@@ -214,8 +215,18 @@ func TestDecodeOldEvents(t *testing.T) {
 	if !errors.Is(err, schema.ErrDecode) || !errors.Is(err, schema.ErrIncompatible) || !strings.HasPrefix(err.Error(), want) {
 		t.Errorf("v1 reading v2: %v, %v; want %s", got, err, want)
 	}
+	if n := reg.Lookups(); n != 1 {
+		t.Errorf("%d lookups, want 1", n)
+	}
+	// Not registered, v2's code looks v1's schema up, once.
+	fresh := serde(t, reg, depositedV2Compatible())
+	for range 3 {
+		if _, err := fresh.Decode(b); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if n := reg.Lookups(); n != 2 {
-		t.Errorf("%d lookups, want 2", n)
+		t.Errorf("%d lookups, want 2 (cached per ID)", n)
 	}
 }
 
@@ -266,5 +277,45 @@ func TestDecodeBadInputWithRegistry(t *testing.T) {
 		if _, err := v2.Decode(good[:n]); !errors.Is(err, schema.ErrDecode) {
 			t.Errorf("prefix of %d bytes: err = %v", n, err)
 		}
+	}
+}
+
+// blocking is a registry that answers no lookup.
+type blocking struct{ schema.Registry }
+
+func (blocking) SchemaByID(ctx context.Context, _ uint32) (string, error) {
+	<-ctx.Done()
+	return "", ctx.Err()
+}
+
+func TestDecodeContext(t *testing.T) {
+	frame := []byte{0, 0, 0, 0, 9, 0}
+	tests := []struct {
+		name    string
+		opts    []schema.RegistryOpt
+		timeout time.Duration // of the caller's ctx
+	}{
+		{"caller's ctx", nil, 20 * time.Millisecond},
+		{"LookupTimeout", []schema.RegistryOpt{schema.LookupTimeout(20 * time.Millisecond)}, time.Hour},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := serde(t, blocking{}, depositedV1(), tc.opts...)
+			ctx, cancel := context.WithTimeout(context.Background(), tc.timeout)
+			defer cancel()
+			start := time.Now()
+			_, err := schema.DecodeContext(ctx, s, frame)
+			if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, schema.ErrDecode) {
+				t.Errorf("err = %v, want the deadline and no ErrDecode", err)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("took %v", d)
+			}
+		})
+	}
+	// Other Serdes decode as they do.
+	js, _ := schema.JSON().For(depositedV1())
+	if _, err := schema.DecodeContext(context.Background(), js, []byte(`{"Amount":1}`)); err != nil {
+		t.Error(err)
 	}
 }

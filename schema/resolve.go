@@ -50,7 +50,7 @@ func (e *writerError) Unwrap() error { return ErrIncompatible }
 // not the Serde's own: the writer schema, looked up in the registry and
 // resolved against the Serde's type. Results are cached per ID, except a
 // failure to reach the registry, which is returned without ErrDecode.
-func (s *avroSerde) writer(id uint32) (*writerDecoder, error) {
+func (s *avroSerde) writer(ctx context.Context, id uint32) (*writerDecoder, error) {
 	if v, ok := s.readers.Load(id); ok {
 		wd := v.(*writerDecoder)
 		return wd, wd.err
@@ -60,7 +60,7 @@ func (s *avroSerde) writer(id uint32) (*writerDecoder, error) {
 	if rc == nil {
 		return nil, s.decodeErr(&unknownIDError{id: id, own: own})
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), rc.timeout)
+	ctx, cancel := context.WithTimeout(ctx, rc.timeout)
 	defer cancel()
 	text, err := rc.reg.SchemaByID(ctx, id)
 	var wd *writerDecoder
@@ -75,11 +75,28 @@ func (s *avroSerde) writer(id uint32) (*writerDecoder, error) {
 	default:
 		wd = s.resolve(id, text)
 	}
+	wd = s.remember(id, wd)
+	return wd, wd.err
+}
+
+// remember caches wd as the decoder of writer schema id, unless the cache
+// is full of failures, and returns the cached one.
+func (s *avroSerde) remember(id uint32, wd *writerDecoder) *writerDecoder {
 	if s.nreaders.Add(1) <= maxWriters || wd.err == nil {
 		v, _ := s.readers.LoadOrStore(id, wd)
-		wd = v.(*writerDecoder)
+		return v.(*writerDecoder)
 	}
-	return wd, wd.err
+	return wd
+}
+
+// DecodeContext is s.Decode(b), except that when s must ask its registry
+// for b's writer schema, ctx bounds the request (as well as the codec's
+// LookupTimeout): a caller that is shutting down does not wait for it.
+func DecodeContext(ctx context.Context, s Serde, b []byte) (any, error) {
+	if a, ok := s.(*avroSerde); ok {
+		return a.decode(ctx, b)
+	}
+	return s.Decode(b)
 }
 
 // resolve compiles the decoder of records written with writer schema text
@@ -180,7 +197,17 @@ func (s *avroSerde) register(ctx context.Context, topic string, write bool) (uin
 	if !write {
 		return id, nil
 	}
-	return id, s.setID(id, subject)
+	if err := s.setID(id, subject); err != nil {
+		return 0, err
+	}
+	// The decoders of the older versions, from the texts at hand: old
+	// events need no request to the registry.
+	for _, v := range versions {
+		if _, ok := s.readers.Load(v.ID); !ok && v.ID != id {
+			s.remember(v.ID, s.resolve(v.ID, v.Schema))
+		}
+	}
+	return id, nil
 }
 
 // setID makes s write id, given by the registry for subject.
