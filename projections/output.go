@@ -34,8 +34,10 @@ func (kafkaSink) Apply(context.Context, string, []Checkpoint, func(context.Conte
 // Output is how a Kafka projection's handler writes: its records and
 // commands commit with the batch, or not at all.
 type Output struct {
-	ctx     context.Context
-	sess    *kgo.GroupTransactSession
+	ctx  context.Context
+	sess *kgo.GroupTransactSession
+	// recorded holds, in a recording Output, what was produced and sent.
+	recorded *Recorded
 	routes  []*producer.Route
 	name    string
 	event   aggregate.EventEnvelope
@@ -44,9 +46,31 @@ type Output struct {
 	failure error
 }
 
+// Recorded is what a recording Output was given.
+type Recorded struct {
+	// Records are the records produced, in order.
+	Records []*kgo.Record
+	// Commands are the commands sent, in order, with their envelopes as
+	// Send filled them in.
+	Commands []any
+}
+
+// NewRecorder returns an Output that records what handlers produce and
+// send instead of writing to Kafka, for tests (see package
+// projectionstest). projection names the projection, as command IDs
+// derive from it.
+func NewRecorder(projection string) (*Output, *Recorded) {
+	r := &Recorded{}
+	return &Output{recorded: r, name: projection}, r
+}
+
 // Produce writes r (any topic, any bytes: a record for a downstream
 // pipeline) in the batch's transaction.
 func (o *Output) Produce(r *kgo.Record) {
+	if o.recorded != nil {
+		o.recorded.Records = append(o.recorded.Records, r)
+		return
+	}
 	o.sess.Produce(o.ctx, r, func(r *kgo.Record, err error) {
 		if err != nil {
 			o.fail(fmt.Errorf("producing to %s: %w", r.Topic, err))
@@ -70,10 +94,13 @@ func (o *Output) Send(cmd any) error {
 			break
 		}
 	}
-	if route == nil {
+	if route == nil && o.recorded == nil {
 		return fmt.Errorf("%w %T: register the aggregate that handles it", producer.ErrUnknownCommand, cmd)
 	}
-	env, _ := aggregate.EnvelopeOf(cmd)
+	env, ok := aggregate.EnvelopeOf(cmd)
+	if !ok {
+		return fmt.Errorf("%T is not a command (it does not embed aggregate.Command)", cmd)
+	}
 	if env.AggregateID == (ulid.ULID{}) {
 		return fmt.Errorf("%T: %w", cmd, aggregate.ErrMissingID)
 	}
@@ -86,6 +113,13 @@ func (o *Output) Send(cmd any) error {
 	}
 	if env.CausationID == "" {
 		env.CausationID = o.event.EventID.String()
+	}
+	if o.recorded != nil {
+		ptr := reflect.New(reflect.TypeOf(cmd))
+		ptr.Elem().Set(reflect.ValueOf(cmd))
+		aggregate.SetEnvelope(ptr.Interface(), env)
+		o.recorded.Commands = append(o.recorded.Commands, ptr.Elem().Interface())
+		return nil
 	}
 	rec, err := producer.CommandRecord(route, msg, cmd, env, nil, -1, time.Time{})
 	if err != nil {

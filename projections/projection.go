@@ -193,3 +193,20 @@ type Runner interface {
 }
 
 var _ Runner = (*Projection[struct{}])(nil)
+
+// Handle runs p's handler of event (an event value, not a pointer) with tx,
+// as the runtime does for a recorded event with envelope env, without
+// Kafka: for tests of handlers (see package projectionstest). An event p
+// does not follow is ignored.
+func (p *Projection[T]) Handle(ctx context.Context, tx T, env aggregate.EventEnvelope, event any) error {
+	h, ok := p.handlers[reflect.TypeOf(event)]
+	if !ok {
+		return nil
+	}
+	ptr := reflect.New(reflect.TypeOf(event))
+	ptr.Elem().Set(reflect.ValueOf(event))
+	if o, ok := any(tx).(*Output); ok {
+		o.event, o.sent = env, 0
+	}
+	return h(ctx, tx, env, ptr.Interface(), producer.Position{}, nil)
+}
