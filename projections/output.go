@@ -38,12 +38,12 @@ type Output struct {
 	sess *kgo.GroupTransactSession
 	// recorded holds, in a recording Output, what was produced and sent.
 	recorded *Recorded
-	routes  []*producer.Route
-	name    string
-	event   aggregate.EventEnvelope
-	sent    int // commands sent for the current event
-	mu      sync.Mutex
-	failure error
+	routes   []*producer.Route
+	name     string
+	event    aggregate.EventEnvelope
+	sent     int // commands sent for the current event
+	mu       sync.Mutex
+	failure  error
 }
 
 // Recorded is what a recording Output was given.

@@ -112,4 +112,3 @@ func payload(cmd any) any {
 	aggregate.SetEnvelope(ptr.Interface(), aggregate.Command{})
 	return fmt.Sprintf("%+v", ptr.Elem().Interface())
 }
-
