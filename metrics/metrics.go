@@ -206,7 +206,7 @@ func newStatsCollector() *statsCollector {
 		counts: []statDesc{
 			counter("interlock_snapshot_hits_total", "Snapshots loaded from the snapshot store (restores and evicted aggregates loaded again).",
 				func(s consumer.Stats) int64 { return s.SnapshotsLoaded }),
-			counter("interlock_snapshot_misses_total", "Aggregates met in a replay from the watermark that had no snapshot in the store.",
+			counter("interlock_snapshot_misses_total", "Aggregates looked up in the snapshot store that had no snapshot (a new aggregate's first command is one).",
 				func(s consumer.Stats) int64 { return s.SnapshotMisses }),
 			counter("interlock_snapshot_writes_total", "Snapshots written to the snapshot store.",
 				func(s consumer.Stats) int64 { return s.SnapshotsWritten }),
