@@ -27,6 +27,7 @@ type IncompatibleError struct {
 	Rule string
 }
 
+// Error says which type breaks which level, where and how.
 func (e *IncompatibleError) Error() string {
 	var b strings.Builder
 	b.WriteString("schema: ")

@@ -180,8 +180,10 @@ func (up Upcaster) call(v any) (out any, err error) {
 // type called name (nil if none is), first; when current does not know
 // b's schema or cannot resolve it (ErrUnknownSchema, ErrIncompatible), it
 // tries the old types recorded under name in order, and upcasts what the
-// first that reads b decodes. Errors are those of current (or of the last
-// old type when there is no current type) and those of upcasting.
+// first that reads b decodes. Errors are those of current (or of the
+// first old type when there is no current type) and those of upcasting.
+// With the JSON codec, which has no schemas, old types are tried only for
+// names that have no current type (renamed event types).
 func (u *Upcasters) Decode(name string, b []byte, current Serde) (any, error) {
 	var err error
 	if current != nil {

@@ -248,3 +248,22 @@ func TestUpcastApply(t *testing.T) {
 		t.Errorf("Old(A) = %v", got)
 	}
 }
+
+// With the JSON codec, which reads any document into any type, upcasters
+// apply to renamed types: the recorded name has no current type.
+func TestUpcastJSON(t *testing.T) {
+	codec := schema.JSON()
+	ups, err := history(codec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ups.Decode("MoneyDeposited", []byte(`{"Amount":"0.5 CHF"}`), nil)
+	if err != nil || *got.(*FundsDeposited) != (FundsDeposited{Cents: 50, Currency: "CHF"}) {
+		t.Errorf("got %+v, %v", got, err)
+	}
+	cur, _ := codec.For(reflect.TypeFor[FundsDeposited]())
+	got, err = ups.Decode("FundsDeposited", []byte(`{"Cents":7,"Currency":"EUR"}`), cur)
+	if err != nil || *got.(*FundsDeposited) != (FundsDeposited{Cents: 7, Currency: "EUR"}) {
+		t.Errorf("got %+v, %v", got, err)
+	}
+}
