@@ -92,7 +92,7 @@ func (s *avroSerde) remember(id uint32, wd *writerDecoder) *writerDecoder {
 // DecodeContext is s.Decode(b), except that when s must ask its registry
 // for b's writer schema, ctx bounds the request (as well as the codec's
 // LookupTimeout): a caller that is shutting down does not wait for it.
-func DecodeContext(ctx context.Context, s Serde, b []byte) (any, error) {
+func DecodeContext(ctx context.Context, s Decoder, b []byte) (any, error) {
 	if a, ok := s.(*avroSerde); ok {
 		return a.decode(ctx, b)
 	}

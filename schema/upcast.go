@@ -47,6 +47,13 @@ func (u Upcaster) RecordedAs(name string) Upcaster {
 	return u
 }
 
+// Decoder decodes record values: a Serde, or any value holding one (such
+// as the runtime's producer.Serde).
+type Decoder interface {
+	// Decode is Serde.Decode.
+	Decode(b []byte) (any, error)
+}
+
 // Upcasters is a validated set of upcasters that decodes recorded events
 // into the current event types: the command processor, restores and
 // projections use one Upcasters, so all of them read old events the same
@@ -184,7 +191,7 @@ func (up Upcaster) call(v any) (out any, err error) {
 // first old type when there is no current type) and those of upcasting.
 // With the JSON codec, which has no schemas, old types are tried only for
 // names that have no current type (renamed event types).
-func (u *Upcasters) Decode(name string, b []byte, current Serde) (any, error) {
+func (u *Upcasters) Decode(name string, b []byte, current Decoder) (any, error) {
 	var err error
 	if current != nil {
 		var v any
