@@ -71,7 +71,7 @@ func series(mfs map[string]*dto.MetricFamily, name string) map[string]float64 {
 	return out
 }
 
-func mustNew(t *testing.T, reg prometheus.Registerer) *metrics.Metrics {
+func mustNew(t testing.TB, reg prometheus.Registerer) *metrics.Metrics {
 	t.Helper()
 	m, err := metrics.New(reg)
 	if err != nil {

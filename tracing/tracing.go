@@ -177,47 +177,54 @@ func (t *tracer) wrap(next middleware.Handler) middleware.Handler {
 		))
 		defer span.End()
 		prop.Inject(ctx, m.Metadata)
-
+		if !span.IsRecording() {
+			// No SDK, or not sampled: the context flows on, nothing to record.
+			return next(ctx, m)
+		}
 		out, err := next(ctx, m)
-
-		// The envelope as it reached the end of the chain: a middleware
-		// may have replaced the command.
-		env := m.Envelope()
-		span.SetAttributes(
-			CommandIDKey.String(env.CommandID.String()),
-			semconv.MessagingMessageID(env.CommandID.String()),
-			semconv.MessagingKafkaMessageKey(env.AggregateID.String()),
-		)
-		if env.CorrelationID != "" {
-			span.SetAttributes(semconv.MessagingMessageConversationID(env.CorrelationID))
-		}
-		var rej *aggregate.RejectedError
-		switch {
-		case errors.As(err, &rej):
-			span.SetAttributes(OutcomeKey.String("rejected"))
-			if m.Side == middleware.Handle {
-				span.AddEvent("interlock.rejected", trace.WithAttributes(ReasonKey.String(rej.Reason)))
-				break
-			}
-			errType := "rejected"
-			if errors.Is(err, aggregate.ErrConcurrency) {
-				errType = "concurrency_conflict"
-			}
-			span.SetAttributes(semconv.ErrorTypeKey.String(errType))
-			span.RecordError(err)
-			span.SetStatus(codes.Error, err.Error())
-		case err != nil:
-			span.SetAttributes(OutcomeKey.String("failed"), semconv.ErrorType(err))
-			span.RecordError(err)
-			span.SetStatus(codes.Error, err.Error())
-		case m.Async:
-			span.SetAttributes(OutcomeKey.String("sent"))
-		default:
-			span.SetAttributes(OutcomeKey.String("applied"), VersionKey.Int64(out.Version))
-			if m.Side == middleware.Handle {
-				span.SetAttributes(EventsKey.Int(len(out.Events)))
-			}
-		}
+		record(span, m, out, err)
 		return out, err
+	}
+}
+
+// record sets the attributes of a command's outcome on span.
+func record(span trace.Span, m *middleware.Message, out middleware.Outcome, err error) {
+	// The envelope as it reached the end of the chain: a middleware
+	// may have replaced the command.
+	env := m.Envelope()
+	span.SetAttributes(
+		CommandIDKey.String(env.CommandID.String()),
+		semconv.MessagingMessageID(env.CommandID.String()),
+		semconv.MessagingKafkaMessageKey(env.AggregateID.String()),
+	)
+	if env.CorrelationID != "" {
+		span.SetAttributes(semconv.MessagingMessageConversationID(env.CorrelationID))
+	}
+	var rej *aggregate.RejectedError
+	switch {
+	case errors.As(err, &rej):
+		span.SetAttributes(OutcomeKey.String("rejected"))
+		if m.Side == middleware.Handle {
+			span.AddEvent("interlock.rejected", trace.WithAttributes(ReasonKey.String(rej.Reason)))
+			break
+		}
+		errType := "rejected"
+		if errors.Is(err, aggregate.ErrConcurrency) {
+			errType = "concurrency_conflict"
+		}
+		span.SetAttributes(semconv.ErrorTypeKey.String(errType))
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	case err != nil:
+		span.SetAttributes(OutcomeKey.String("failed"), semconv.ErrorType(err))
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	case m.Async:
+		span.SetAttributes(OutcomeKey.String("sent"))
+	default:
+		span.SetAttributes(OutcomeKey.String("applied"), VersionKey.Int64(out.Version))
+		if m.Side == middleware.Handle {
+			span.SetAttributes(EventsKey.Int(len(out.Events)))
+		}
 	}
 }
