@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -159,4 +160,52 @@ func Subjects(f func(topic, fullName string) string) RegistryOpt {
 // the default is 10s. Decode has no ctx: this is its deadline.
 func LookupTimeout(d time.Duration) RegistryOpt {
 	return registryOptFunc(func(r *registryConfig) { r.timeout = d })
+}
+
+// ErrNoRegistry is returned by a DeferredRegistry before Set.
+var ErrNoRegistry = errors.New("schema: the schema registry is not open yet")
+
+// DeferredRegistry is a Registry whose backing registry is given later,
+// by Set: for a codec built before its registry can be opened, e.g. a
+// kafkaregistry on the embedded Kafka, which starts with the application.
+// Until Set, every call fails with ErrNoRegistry (for Decode, an error
+// that is not ErrDecode: the record is not bad, the registry is missing).
+// The zero value is ready to use; safe for concurrent use.
+type DeferredRegistry struct{ p atomic.Pointer[Registry] }
+
+// Set makes r the backing registry.
+func (d *DeferredRegistry) Set(r Registry) { d.p.Store(&r) }
+
+func (d *DeferredRegistry) get() (Registry, error) {
+	if p := d.p.Load(); p != nil && *p != nil {
+		return *p, nil
+	}
+	return nil, ErrNoRegistry
+}
+
+// Register calls the backing registry's Register.
+func (d *DeferredRegistry) Register(ctx context.Context, subject, schema string) (uint32, error) {
+	r, err := d.get()
+	if err != nil {
+		return 0, err
+	}
+	return r.Register(ctx, subject, schema)
+}
+
+// SchemaByID calls the backing registry's SchemaByID.
+func (d *DeferredRegistry) SchemaByID(ctx context.Context, id uint32) (string, error) {
+	r, err := d.get()
+	if err != nil {
+		return "", err
+	}
+	return r.SchemaByID(ctx, id)
+}
+
+// Versions calls the backing registry's Versions.
+func (d *DeferredRegistry) Versions(ctx context.Context, subject string) ([]Version, error) {
+	r, err := d.get()
+	if err != nil {
+		return nil, err
+	}
+	return r.Versions(ctx, subject)
 }

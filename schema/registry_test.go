@@ -319,3 +319,26 @@ func TestDecodeContext(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestDeferredRegistry(t *testing.T) {
+	ctx := context.Background()
+	var late schema.DeferredRegistry
+	s := serde(t, &late, depositedV1()) // built before the registry exists
+	if _, err := schema.Register(ctx, s, topic); !errors.Is(err, schema.ErrNoRegistry) {
+		t.Errorf("Register before Set: err = %v", err)
+	}
+	if _, err := s.Decode([]byte{0, 0, 0, 0, 9, 0}); !errors.Is(err, schema.ErrNoRegistry) || errors.Is(err, schema.ErrDecode) {
+		t.Errorf("Decode before Set: err = %v, want ErrNoRegistry and no ErrDecode", err)
+	}
+	reg := registrytest.NewMemory()
+	late.Set(reg)
+	if id, err := schema.Register(ctx, s, topic); err != nil || id != 1 {
+		t.Errorf("Register after Set: %d, %v", id, err)
+	}
+	if vs, err := late.Versions(ctx, "bank.account.events-bank.Deposited"); err != nil || len(vs) != 1 {
+		t.Errorf("versions: %+v, %v", vs, err)
+	}
+	if text, err := late.SchemaByID(ctx, 1); err != nil || text != s.Schema() {
+		t.Errorf("schema 1: %q, %v", text, err)
+	}
+}
