@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -174,5 +175,58 @@ func TestRedisView(t *testing.T) {
 		if err != nil || got != b.Balance {
 			t.Errorf("account %s: view %d (%v), fold of the log %d", id, got, err, b.Balance)
 		}
+	}
+}
+
+// TestKafkaSinkDeadLetters: on the Kafka sink a poison event is parked in
+// the transaction, with its aggregate's later events, and a retry applies
+// them in a transaction that also answers the request.
+func TestKafkaSinkDeadLetters(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	ctx := ctxT(t)
+	export := name + ".export"
+	kafkatest.CreateTopic(t, brokers, export, 1)
+	var cured atomic.Bool
+	p := projections.New("export", projections.Kafka(), projections.WithPolicy(projections.DeadLetter), projections.WithRetries(1, time.Millisecond))
+	projections.On(p, func(ctx context.Context, out *projections.Output, e projections.Event[bank.MoneyDeposited]) error {
+		if e.Data.Amount == 13 && !cured.Load() {
+			return fmt.Errorf("unlucky amount")
+		}
+		out.Produce(&kgo.Record{Topic: export, Key: []byte(e.AggregateID.String()), Value: []byte(strconv.FormatInt(e.Data.Amount, 10))})
+		return nil
+	})
+	app := startWith(t, interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithPartitions(3),
+		interlock.WithLogger(testLogger())).RegisterAggregate(bank.Accounts()).RegisterProjection(p))
+	good, bad := open(t, ctx, app), open(t, ctx, app)
+	for _, c := range []bank.DepositMoney{deposit(bad, 1), deposit(bad, 13), deposit(good, 2), deposit(bad, 3)} {
+		if _, err := interlock.Dispatch(ctx, app, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pr := app.Projection("export")
+	exported := func() map[string]string {
+		out := map[string]string{}
+		for _, r := range kafkatest.ReadAll(t, brokers, export) {
+			out[string(r.Key)] += string(r.Value) + ";"
+		}
+		return out
+	}
+	if err := pr.WaitFor(ctx, lastPositions(t, brokers, name+".bank-account.events")); err != nil {
+		t.Fatal(err)
+	}
+	if got := exported(); got[good.String()] != "2;" || got[bad.String()] != "1;" {
+		t.Fatalf("exported %v before the retry", got)
+	}
+	if list, err := pr.Parked(ctx); err != nil || len(list) != 2 {
+		t.Fatalf("parked %+v, %v", list, err)
+	}
+	cured.Store(true)
+	if err := pr.Retry(ctx, bad.String()); err != nil {
+		t.Fatal(err)
+	}
+	if got := exported(); got[bad.String()] != "1;13;3;" {
+		t.Fatalf("exported %v after the retry", got)
 	}
 }

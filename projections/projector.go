@@ -60,6 +60,10 @@ type Projector struct {
 	cl     *kgo.Client               // the consumer (sinks other than Kafka)
 	sess   *kgo.GroupTransactSession // the consumer and producer (Kafka sink)
 	dlq    *kgo.Client
+	// tail follows the dead-letter topic; requests are the retry requests
+	// it found, for the loop.
+	tail     *kgo.Client
+	requests chan *kgo.Record
 	cfg    Config
 	topics []string
 	cancel context.CancelFunc
@@ -72,6 +76,7 @@ type Projector struct {
 	// known is the checkpoint the sink holds for each owned partition,
 	// -1 for none (exactly-once sinks only).
 	known map[topicPartition]int64
+	owned map[topicPartition]bool
 	// applied is the next offset this process applied, per partition.
 	applied map[topicPartition]int64
 	changed chan struct{}
@@ -122,7 +127,7 @@ func (p *Projection[T]) Start(ctx context.Context, cfg Config) (*Projector, erro
 	}
 	pr := &Projector{
 		name: p.name, log: cfg.Logger.With("projection", p.name), cfg: cfg, topics: topics,
-		done: make(chan struct{}), known: map[topicPartition]int64{}, applied: map[topicPartition]int64{},
+		done: make(chan struct{}), known: map[topicPartition]int64{}, owned: map[topicPartition]bool{}, applied: map[topicPartition]int64{},
 		changed: make(chan struct{}), held: map[string]int64{},
 	}
 	cp, exactlyOnce := p.sink.(Checkpointer)
@@ -132,6 +137,7 @@ func (p *Projection[T]) Start(ctx context.Context, cfg Config) (*Projector, erro
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsAssigned(pr.assigned),
 		kgo.OnPartitionsRevoked(pr.forget),
 		kgo.OnPartitionsLost(pr.forget),
 	)
@@ -164,11 +170,15 @@ func (p *Projection[T]) Start(ctx context.Context, cfg Config) (*Projector, erro
 	pr.cancel = cancel
 	if _, ok := any(p.sink).(kafkaSink); ok {
 		if cfg.TransactionalID == "" {
-			pr.dlq.Close()
-			return nil, fmt.Errorf("projection %q: the Kafka sink needs a transactional ID", p.name)
+			err = errors.New("the Kafka sink needs a transactional ID")
+		} else {
+			opts = append(opts, kgo.TransactionalID(cfg.TransactionalID), kgo.RequireStableFetchOffsets(), kgo.ProducerLinger(0))
+			pr.sess, err = pr.newSession(opts)
 		}
-		opts = append(opts, kgo.TransactionalID(cfg.TransactionalID), kgo.RequireStableFetchOffsets(), kgo.ProducerLinger(0))
-		if pr.sess, err = pr.newSession(opts); err != nil {
+		if err != nil {
+			cancel()
+			close(pr.done)
+			pr.tail.Close()
 			pr.dlq.Close()
 			return nil, fmt.Errorf("projection %q: %w", p.name, err)
 		}
@@ -176,6 +186,9 @@ func (p *Projection[T]) Start(ctx context.Context, cfg Config) (*Projector, erro
 		return pr, nil
 	}
 	if pr.cl, err = kgo.NewClient(opts...); err != nil {
+		cancel()
+		close(pr.done)
+		pr.tail.Close()
 		pr.dlq.Close()
 		return nil, fmt.Errorf("projection %q: %w", p.name, err)
 	}
@@ -211,14 +224,32 @@ func (pr *Projector) fromSink(ctx context.Context, cp Checkpointer, offsets map[
 	return out, nil
 }
 
+func (pr *Projector) assigned(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	for t, ps := range m {
+		for _, p := range ps {
+			pr.owned[topicPartition{t, p}] = true
+		}
+	}
+}
+
 func (pr *Projector) forget(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
 	for t, ps := range m {
 		for _, p := range ps {
 			delete(pr.known, topicPartition{t, p})
+			delete(pr.owned, topicPartition{t, p})
 		}
 	}
+}
+
+// owns reports whether this instance owns the partition.
+func (pr *Projector) owns(topic string, partition int32) bool {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	return pr.owned[topicPartition{topic, partition}]
 }
 
 // committed returns the group's committed offsets of topic.
@@ -248,6 +279,9 @@ func (pr *Projector) Close(ctx context.Context) error {
 	}
 	if pr.cl != nil {
 		pr.cl.Close()
+	}
+	if pr.tail != nil {
+		pr.tail.Close()
 	}
 	pr.dlq.Close()
 	return err
@@ -362,64 +396,53 @@ func (pr *Projector) stop(err error) {
 }
 
 // loadHeld reads the dead-letter topic from its start to its end and
-// holds back every aggregate with parked events not yet resolved.
+// holds back every key with parked events not yet resolved; then it
+// tails the topic for retry requests and resolutions.
 func (pr *Projector) loadHeld(ctx context.Context) error {
-	adm := kadm.NewClient(pr.dlq)
-	starts, err := adm.ListStartOffsets(ctx, pr.cfg.DeadLetterTopic)
-	if err == nil {
-		err = starts.Error()
-	}
+	recs, tail, err := pr.readDLQ(ctx)
 	if err != nil {
 		return err
 	}
-	ends, err := adm.ListEndOffsets(ctx, pr.cfg.DeadLetterTopic)
-	if err == nil {
-		err = ends.Error()
-	}
-	if err != nil {
-		return err
-	}
-	from := map[int32]kgo.Offset{}
-	left := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		s, _ := starts.Lookup(o.Topic, o.Partition)
-		if o.Offset > s.Offset {
-			from[o.Partition] = kgo.NewOffset().At(s.Offset)
-			left[o.Partition] = o.Offset
-		}
-	})
-	if len(from) == 0 {
-		return nil
-	}
-	cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), pr.cfg.ClientOpts...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{pr.cfg.DeadLetterTopic: from}))...)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	for len(left) > 0 {
-		fs := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := fs.Err0(); err != nil {
-			return err
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			if r.Offset+1 >= left[r.Partition] {
-				delete(left, r.Partition)
-			}
-			if _, resolved := producer.Header(r, HeaderDLQResolved); resolved {
-				delete(pr.held, string(r.Key))
-			} else {
-				pr.held[string(r.Key)] = 0
-			}
-		})
+	for key := range parkedOf(recs) {
+		pr.held[key] = 0
 	}
 	if len(pr.held) > 0 {
 		pr.log.Warn("interlock: aggregates held back by parked events", "aggregates", len(pr.held), "topic", pr.cfg.DeadLetterTopic)
 	}
+	pr.tail, err = kgo.NewClient(append(append([]kgo.Opt(nil), pr.cfg.ClientOpts...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{pr.cfg.DeadLetterTopic: tail}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()))...)
+	if err != nil {
+		return err
+	}
+	pr.requests = make(chan *kgo.Record, 64)
+	go pr.follow()
 	return nil
+}
+
+// follow tails the dead-letter topic: it hands retry requests to the loop
+// and releases keys that another instance resolved.
+func (pr *Projector) follow() {
+	defer close(pr.requests)
+	for {
+		fs := pr.tail.PollFetches(context.Background())
+		if fs.IsClientClosed() {
+			return
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			switch {
+			case hasHeader(r, HeaderDLQRetry):
+				select {
+				case pr.requests <- r:
+				case <-pr.done: // the loop ended: nobody serves requests
+				}
+			case hasHeader(r, HeaderDLQResolved):
+				pr.mu.Lock()
+				delete(pr.held, string(r.Key))
+				pr.mu.Unlock()
+			}
+		})
+	}
 }
 
 // deadLetter returns the dead-letter record of r, parked because of why.

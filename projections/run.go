@@ -16,13 +16,18 @@ import (
 func (p *Projection[T]) run(ctx context.Context, pr *Projector, bindings map[string]map[string]binding[T], exactlyOnce bool) {
 	defer close(pr.done)
 	for {
-		fs := pr.cl.PollRecords(ctx, p.set.maxBatch)
+		// Between batches (a retry commits no polled offset), and at
+		// least once a second: retry requests.
+		p.serveRetries(ctx, pr, bindings)
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		fs := pr.cl.PollRecords(pctx, p.set.maxBatch)
+		cancel()
 		if fs.IsClientClosed() || ctx.Err() != nil {
 			pr.cl.AllowRebalance()
 			return
 		}
 		fs.EachError(func(t string, part int32, err error) {
-			if !errors.Is(err, context.Canceled) {
+			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 				pr.log.Warn("interlock: fetching events", "topic", t, "partition", part, "err", err)
 			}
 		})

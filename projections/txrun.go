@@ -34,13 +34,19 @@ func runTx(ctx context.Context, p *Projection[*Output], pr *Projector, opts []kg
 	defer func() { sess.Close() }()
 	wait := p.set.backoff
 	for {
-		fs := sess.PollRecords(ctx, p.set.maxBatch)
+		// Between batches (the session's offsets are all committed), and
+		// at least once a second: retry requests.
+		pr.sess = sess
+		p.serveRetries(ctx, pr, bindings)
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		fs := sess.PollRecords(pctx, p.set.maxBatch)
+		cancel()
 		if fs.IsClientClosed() || ctx.Err() != nil {
 			sess.AllowRebalance()
 			return
 		}
 		fs.EachError(func(t string, part int32, err error) {
-			if !errors.Is(err, context.Canceled) {
+			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 				pr.log.Warn("interlock: fetching events", "topic", t, "partition", part, "err", err)
 			}
 		})
