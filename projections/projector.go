@@ -55,19 +55,19 @@ type topicPartition struct {
 
 // Projector is a running projection.
 type Projector struct {
-	name   string
-	log    *slog.Logger
-	cl     *kgo.Client               // the consumer (sinks other than Kafka)
-	sess   *kgo.GroupTransactSession // the consumer and producer (Kafka sink)
-	dlq    *kgo.Client
+	name string
+	log  *slog.Logger
+	cl   *kgo.Client               // the consumer (sinks other than Kafka)
+	sess *kgo.GroupTransactSession // the consumer and producer (Kafka sink)
+	dlq  *kgo.Client
 	// tail follows the dead-letter topic; requests are the retry requests
 	// it found, for the loop.
 	tail     *kgo.Client
 	requests chan *kgo.Record
-	cfg    Config
-	topics []string
-	cancel context.CancelFunc
-	done   chan struct{}
+	cfg      Config
+	topics   []string
+	cancel   context.CancelFunc
+	done     chan struct{}
 	// remote returns the next offsets the projection has applied for a
 	// topic's partitions, whoever applied them.
 	remote func(ctx context.Context, topic string) (map[int32]int64, error)
