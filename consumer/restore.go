@@ -1,6 +1,7 @@
 package consumer
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -487,9 +488,11 @@ func (p *Processor) replayOne(part *partition, r *kgo.Record, now time.Time) err
 }
 
 // remember records the event with headers h at offset in inst's recent
-// commands. The replay owns inst, so it updates the slice in place.
+// commands. The replay owns inst, so it updates the slice in place. The
+// result is copied: the header's value shares the fetched batch's memory,
+// which the result would otherwise keep alive, unseen by the cache bounds.
 func (p *Processor) remember(inst *aggregate.Instance, h producer.Headers, offset int64) {
-	id, result := h.Command.CommandID, h.Result
+	id, result := h.Command.CommandID, bytes.Clone(h.Result)
 	recent := inst.Recent
 	if n := len(recent); n > 0 && recent[n-1].CommandID == id {
 		last := &recent[n-1]

@@ -31,17 +31,8 @@ func TestRestoreSeveralPartitionsAtOnce(t *testing.T) {
 	brokers := kafkatest.Brokers(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	name := kafkatest.Name(t)
+	route, state := testRoute(t, kafkatest.Name(t))
 	codec := schema.JSON()
-	route, err := producer.NewRoute(bank.Accounts(), name+".commands", name+".events", codec.Name(),
-		func(rt reflect.Type) (producer.Serde, error) { return codec.For(rt) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	state, err := codec.For(reflect.TypeFor[bank.Account]())
-	if err != nil {
-		t.Fatal(err)
-	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
@@ -83,17 +74,9 @@ func TestRestoreSeveralPartitionsAtOnce(t *testing.T) {
 	}
 
 	store := snapshot.NewMemory()
-	p := &Processor{
-		cfg: Config{
-			ClientOpts: []kgo.Opt{kgo.SeedBrokers(brokers...)}, Store: store,
-			MaxCached: 5, MaxCachedBytes: 1 << 30, TransactionTimeout: 10 * time.Second, IdempotencyWindow: 20,
-		},
-		log:   slog.New(slog.DiscardHandler),
-		aggs:  map[string]*Aggregate{},
-		parts: map[topicPartition]*partition{},
-		cache: newCache(),
-	}
-	p.aggs[route.CommandsTopic] = &Aggregate{Route: route, State: state, Fingerprint: 1, Snapshots: snapshot.EveryN(1000)}
+	p := testProcessor(route, state, Config{
+		ClientOpts: []kgo.Opt{kgo.SeedBrokers(brokers...)}, Store: store, MaxCached: 5, MaxCachedBytes: 1 << 30,
+	})
 	sp := snapshot.Partition{Topic: route.EventsTopic, ID: 2}
 	mark, err := store.Claim(ctx, sp)
 	if err != nil {
@@ -147,5 +130,64 @@ func TestRestoreSeveralPartitionsAtOnce(t *testing.T) {
 	}
 	if n != len(want) {
 		t.Fatalf("%d aggregates restored, want %d", n, len(want))
+	}
+}
+
+// testRoute returns the route of the bank account aggregate under name,
+// with JSON payloads, and the codec of its state.
+func testRoute(t *testing.T, name string) (*producer.Route, producer.Serde) {
+	t.Helper()
+	codec := schema.JSON()
+	route, err := producer.NewRoute(bank.Accounts(), name+".commands", name+".events", codec.Name(),
+		func(rt reflect.Type) (producer.Serde, error) { return codec.For(rt) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	state, err := codec.For(reflect.TypeFor[bank.Account]())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return route, state
+}
+
+// testProcessor returns a processor of route with cfg (defaults filled in)
+// that is not started: no group, no session; its restore and replay work.
+func testProcessor(route *producer.Route, state producer.Serde, cfg Config) *Processor {
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	cfg.defaults()
+	p := &Processor{cfg: cfg, log: cfg.Logger, aggs: map[string]*Aggregate{}, parts: map[topicPartition]*partition{}, cache: newCache()}
+	p.aggs[route.CommandsTopic] = &Aggregate{Route: route, State: state, Fingerprint: 1, Snapshots: snapshot.EveryN(1000)}
+	return p
+}
+
+// TestReplayKeepsNoFetchedMemory: a fetched record's key, value and header
+// values share the fetched batch's buffer. What a replay keeps of a record
+// (the command's result, for retries) must be a copy, or each result would
+// pin its whole batch, out of sight of the cache bounds.
+func TestReplayKeepsNoFetchedMemory(t *testing.T) {
+	route, state := testRoute(t, "retain")
+	p := testProcessor(route, state, Config{})
+	part := p.partitionOf(route.CommandsTopic, 0)
+	id := ulid.Make()
+	msg, _ := route.EventOf(reflect.TypeFor[bank.AccountOpened]())
+	value, err := msg.Serde.Encode(bank.AccountOpened{Owner: "o"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := producer.EventRecord(route.EventsTopic, 0, "json", aggregate.EventEnvelope{
+		EventID: ulid.Make(), AggregateType: route.Type.Name(), AggregateID: id, Type: msg.Name, Version: 1, Time: time.Now(), CommandID: ulid.Make(),
+	}, value)
+	batch := []byte(`...{"balance":0}...`) // stands for the fetched batch
+	r.Headers = append(r.Headers, kgo.RecordHeader{Key: producer.HeaderResult, Value: batch[3 : len(batch)-3]})
+	if err := p.replayOne(part, r, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	copy(batch, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx") // the batch's memory reused
+	e := part.entries[id]
+	if e == nil {
+		t.Fatal("the event was not replayed")
+	}
+	if len(e.inst.Recent) != 1 || string(e.inst.Recent[0].Result) != `{"balance":0}` {
+		t.Fatalf("after the fetched memory changed, the replayed aggregate remembers %+v", e.inst.Recent)
 	}
 }

@@ -192,3 +192,13 @@ func TestEventRecordRoundTrip(t *testing.T) {
 		t.Fatalf("key = %q after appending to every value", r.Key)
 	}
 }
+
+func BenchmarkCommandHeaders(b *testing.B) {
+	c := aggregate.To(ulid.Make()).Expect(7)
+	c.CommandID, c.CorrelationID = ulid.Make(), ulid.Make().String()
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		commandHeaders("DepositMoney", "bank-account", "avro", c, 3, now, now.Add(time.Second))
+	}
+}
