@@ -77,12 +77,32 @@ func AvroRegistry(reg Registry, opts ...RegistryOpt) AvroOpt {
 // unless a type has an AvroSchema() string method. Values are encoded and
 // decoded by github.com/hamba/avro/v2, which stays behind this package.
 func Avro(opts ...AvroOpt) Codec {
+	var cfg avroConfig
+	for _, o := range opts {
+		o.apply(&cfg)
+	}
+	return newAvro(cfg)
+}
+
+// WithRegistry returns a new codec like c whose schemas live in reg, as
+// if c had been made with AvroRegistry(reg, opts...): for an application
+// that takes its codec and its registry as separate options. A codec with
+// no schemas (JSON) is returned as it is.
+func WithRegistry(c Codec, reg Registry, opts ...RegistryOpt) Codec {
+	ac, ok := c.(*avroCodec)
+	if !ok {
+		return c
+	}
+	cfg := ac.cfg
+	AvroRegistry(reg, opts...).apply(&cfg)
+	return newAvro(cfg)
+}
+
+func newAvro(cfg avroConfig) *avroCodec {
 	c := &avroCodec{
+		cfg:    cfg,
 		serdes: map[reflect.Type]*avroSerde{},
 		ids:    map[uint32]string{},
-	}
-	for _, o := range opts {
-		o.apply(&c.cfg)
 	}
 	c.api = avro.Config{
 		TagKey: "avro",

@@ -342,3 +342,29 @@ func TestDeferredRegistry(t *testing.T) {
 		t.Errorf("schema 1: %q, %v", text, err)
 	}
 }
+
+func TestWithRegistry(t *testing.T) {
+	ctx := context.Background()
+	reg := registrytest.NewMemory()
+	user := schema.Avro(schema.AvroNamespace("bank"))
+	c := schema.WithRegistry(user, reg, schema.Subjects(func(topic, name string) string { return "s-" + name }))
+	s, err := c.For(depositedV1())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, err := schema.Register(ctx, s, topic); err != nil || id != 1 {
+		t.Fatalf("Register: %d, %v", id, err)
+	}
+	// The user's options are kept (namespace), the registry's added.
+	if vs, _ := reg.Versions(ctx, "s-bank.Deposited"); len(vs) != 1 {
+		t.Errorf("versions: %+v", vs)
+	}
+	// The user's codec is unchanged.
+	us, _ := user.For(depositedV1())
+	if id, _ := schema.Register(ctx, us, topic); id == 1 || us.ID() != id {
+		t.Errorf("the codec given was changed: ID %d", id)
+	}
+	if j := schema.JSON(); schema.WithRegistry(j, reg) != j {
+		t.Error("JSON changed")
+	}
+}
