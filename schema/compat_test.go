@@ -200,3 +200,35 @@ func TestDecodeRecursiveWriter(t *testing.T) {
 		t.Errorf("got %+v, %v", v, err)
 	}
 }
+
+// A named type used twice (a reference, not recursion) evolves: both uses
+// resolve.
+func TestDecodeReusedNamedType(t *testing.T) {
+	type Addr struct {
+		Street string  `avro:"street"`
+		Zip    *string `avro:"zip"` // added
+	}
+	type Moved struct {
+		From Addr   `avro:"from"`
+		To   []Addr `avro:"to"`
+	}
+	writer := `{"type":"record","name":"bank.Moved","fields":[
+		{"name":"from","type":{"type":"record","name":"bank.Addr","fields":[{"name":"street","type":"string"},{"name":"old","type":"int"}]}},
+		{"name":"to","type":{"type":"array","items":"bank.Addr"}}]}`
+	s, err := Avro(AvroNamespace("bank"), AvroRegistry(mapRegistry{5: writer})).For(reflect.TypeFor[Moved]())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Compatible(BackwardTransitive, s.Schema(), []Version{{Version: 1, ID: 5, Schema: writer}}); err != nil {
+		t.Fatal(err)
+	}
+	// from = {"a", 1}, to = [{"b", 2}]
+	b := []byte{0, 0, 0, 0, 5, 2, 'a', 2, 2, 2, 'b', 4, 0}
+	v, err := s.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := v.(*Moved); m.From.Street != "a" || len(m.To) != 1 || m.To[0].Street != "b" || m.From.Zip != nil || m.To[0].Zip != nil {
+		t.Errorf("got %+v", m)
+	}
+}
