@@ -441,3 +441,49 @@ func TestProjectionRebuild(t *testing.T) {
 		t.Fatalf("rebuilt read model %v, old %v", rebuilt, old)
 	}
 }
+
+// TestProjectionReset: a reset projection starts over from the beginning of
+// the log, once no instance runs it, and ends equal to the fold of the log.
+func TestProjectionReset(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	pool, _ := pgtest.Pool(t)
+	ctx := ctxT(t)
+	app := startApp(t, brokers, name)
+	for range 3 {
+		id := open(t, ctx, app)
+		if _, err := interlock.Dispatch(ctx, app, deposit(id, 5)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	topic := name + ".bank-account.events"
+	runner := projectorApp(t, brokers, name, bank.Balances("balances", pool))
+	if err := runner.Projection("balances").WaitFor(ctx, lastPositions(t, brokers, topic)); err != nil {
+		t.Fatal(err)
+	}
+	admin := startWith(t, interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithPartitions(3),
+		interlock.WithLogger(testLogger()), interlock.WithRoles(interlock.RoleDispatch)).RegisterAggregate(bank.Accounts()).
+		RegisterProjection(bank.Balances("balances", pool)))
+	if err := admin.Projection("balances").Reset(ctx); !errors.Is(err, projections.ErrRunning) {
+		t.Fatalf("reset while running: %v", err)
+	}
+	if err := runner.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Projection("balances").Reset(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(readModel(t, pool)); n != 0 {
+		t.Fatalf("%d rows after the reset", n)
+	}
+	again := projectorApp(t, brokers, name, bank.Balances("balances", pool))
+	defer again.Close(context.Background())
+	if err := again.Projection("balances").WaitFor(ctx, lastPositions(t, brokers, topic)); err != nil {
+		t.Fatal(err)
+	}
+	want, got := fold(t, brokers, topic), readModel(t, pool)
+	if fmt.Sprint(want) != fmt.Sprint(got) {
+		t.Fatalf("read model after the reset %v, fold %v", got, want)
+	}
+}

@@ -65,6 +65,7 @@ type Projector struct {
 	tail     *kgo.Client
 	requests chan *kgo.Record
 	cfg      Config
+	sink     any
 	topics   []string
 	cancel   context.CancelFunc
 	done     chan struct{}
@@ -126,7 +127,7 @@ func (p *Projection[T]) Start(ctx context.Context, cfg Config) (*Projector, erro
 		}
 	}
 	pr := &Projector{
-		name: p.name, log: cfg.Logger.With("projection", p.name), cfg: cfg, topics: topics,
+		name: p.name, log: cfg.Logger.With("projection", p.name), cfg: cfg, sink: p.sink, topics: topics,
 		done: make(chan struct{}), known: map[topicPartition]int64{}, owned: map[topicPartition]bool{}, applied: map[topicPartition]int64{},
 		changed: make(chan struct{}), held: map[string]int64{},
 	}

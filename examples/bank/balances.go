@@ -95,3 +95,12 @@ func (s *tableSink) Setup(ctx context.Context) error {
 )`)
 	return err
 }
+
+// Reset forgets the projection: its checkpoints and the table's rows.
+func (s *tableSink) Reset(ctx context.Context, projection string) error {
+	if err := s.Sink.Reset(ctx, projection); err != nil {
+		return err
+	}
+	_, err := s.pool.Exec(ctx, `TRUNCATE bank_balances`)
+	return err
+}

@@ -41,6 +41,7 @@ func NewSink(pool *pgxpool.Pool) *Sink { return &Sink{pool: pool} }
 var _ projections.Sink[pgx.Tx] = (*Sink)(nil)
 var _ projections.Checkpointer = (*Sink)(nil)
 var _ projections.Setup = (*Sink)(nil)
+var _ projections.Resetter = (*Sink)(nil)
 
 // Setup creates the checkpoints table when it is missing.
 func (s *Sink) Setup(ctx context.Context) error {
@@ -100,4 +101,13 @@ func (s *Sink) Apply(ctx context.Context, projection string, cps []projections.C
 		}
 		return fn(ctx, tx)
 	})
+}
+
+// Reset deletes projection's checkpoints. Wrap the sink to also clear the
+// read model's tables (see examples/bank).
+func (s *Sink) Reset(ctx context.Context, projection string) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM interlock_checkpoints WHERE projection = $1`, projection); err != nil {
+		return fmt.Errorf("postgres sink: deleting checkpoints: %w", err)
+	}
+	return nil
 }
