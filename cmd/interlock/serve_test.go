@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +21,24 @@ import (
 	"github.com/interlock-go/interlock/examples/bank"
 	"github.com/interlock-go/interlock/internal/kafkatest"
 )
+
+// syncBuffer is a log sink safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
 
 type fakeHealth struct{ live, ready bool }
 
@@ -94,10 +114,16 @@ func TestServeHTTP(t *testing.T) {
 	if kafkatest.Real() {
 		args = append(args, "--brokers", strings.Join(kafkatest.Brokers(t), ","))
 	}
-	cfg, err := parseServe(args, io.Discard)
+	logs := &syncBuffer{}
+	cfg, err := parseServe(args, logs)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("serve's log:\n%s", logs.String())
+		}
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	svc, err := newService(ctx, cfg)
@@ -169,8 +195,16 @@ func TestServeHTTP(t *testing.T) {
 			t.Fatal("the six partitions were never restored")
 		}
 	}
-	if code, body := get("/readyz"); code != http.StatusOK || strings.TrimSpace(body) != `{"ready":true}` {
-		t.Fatalf("/readyz: %d %s", code, body)
+	// The restores may end before Start returns, and the probes say no
+	// until it has.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		code, body := get("/readyz")
+		if code == http.StatusOK && strings.TrimSpace(body) == `{"ready":true}` {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz: %d %s", code, body)
+		}
 	}
 	if code, body := get("/healthz"); code != http.StatusOK || strings.TrimSpace(body) != `{"live":true}` {
 		t.Fatalf("/healthz: %d %s", code, body)
