@@ -80,7 +80,10 @@ func parseBench(args []string) (benchConfig, error) {
 	fs.IntVar(&c.restoreEvents, "restore-events", 200_000, "events written by raw_txn_produce, read by raw_consume and replayed by restore")
 	fs.IntVar(&c.accounts, "accounts", 1000, "bank accounts the commands (and the restore events) spread over")
 	fs.IntVar(&c.commands, "commands", 100_000, "deposits sent by commands_async")
-	fs.IntVar(&c.senders, "senders", 64, "goroutines calling Send in commands_async")
+	// Each Send waits for its write (acks from all replicas), so the
+	// senders offer at most senders / write latency: 64 of them (run 1)
+	// set the pace on a local Kafka instead of the processor.
+	fs.IntVar(&c.senders, "senders", 1024, "goroutines calling Send in commands_async: enough that Send outpaces the processor (send_per_sec above per_sec)")
 	fs.IntVar(&c.dispatchers, "dispatchers", 64, "goroutines calling Dispatch in the closed-loop probe of the max sync rate")
 	fs.DurationVar(&c.probe, "probe", 5*time.Second, "length of the closed-loop probe of the max sync rate")
 	fs.DurationVar(&c.syncDuration, "sync-duration", 10*time.Second, "length of the open-loop sync run at half the max rate")
