@@ -13,15 +13,16 @@ import (
 	"github.com/interlock-go/interlock"
 	"github.com/interlock-go/interlock/examples/bank"
 	"github.com/interlock-go/interlock/internal/kafkatest"
+	"github.com/interlock-go/interlock/middleware"
 	"github.com/interlock-go/interlock/producer"
 )
 
-func transfersApp(t *testing.T, brokers []string, name string, roles interlock.Role) *interlock.App {
+func transfersApp(t *testing.T, brokers []string, name string, roles interlock.Role, mws ...middleware.Middleware) *interlock.App {
 	t.Helper()
 	return launch(t, interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithPartitions(3),
 		interlock.WithLogger(testLogger()), interlock.WithRoles(roles),
 		interlock.WithSessionTimeout(6*time.Second), interlock.WithTransactionTimeout(5*time.Second),
-	).RegisterAggregate(bank.Accounts()).RegisterAggregate(bank.Transfers()).RegisterProjection(bank.TransferSaga()))
+	).RegisterAggregate(bank.Accounts()).RegisterAggregate(bank.Transfers()).RegisterProjection(bank.TransferSaga()).UseDispatch(mws...))
 }
 
 // TestTransferSaga: concurrent transfers, some refused at the debit
@@ -35,7 +36,13 @@ func TestTransferSaga(t *testing.T) {
 	brokers := kafkatest.Brokers(t)
 	name := kafkatest.Name(t)
 	ctx := ctxT(t)
-	client := transfersApp(t, brokers, name, interlock.RoleDispatch)
+	tenant := func(next middleware.Handler) middleware.Handler {
+		return func(ctx context.Context, m *middleware.Message) (middleware.Outcome, error) {
+			m.Metadata.Set("tenant", "acme")
+			return next(ctx, m)
+		}
+	}
+	client := transfersApp(t, brokers, name, interlock.RoleDispatch, tenant)
 	defer client.Close(context.Background())
 	workers := []*interlock.App{transfersApp(t, brokers, name, interlock.RoleProcess|interlock.RoleProject)}
 	accounts := make([]ulid.ULID, 6)
@@ -151,6 +158,9 @@ func TestTransferSaga(t *testing.T) {
 		steps[transfer][typ]++
 		if got, want := header(e, producer.HeaderCorrelationID), "transfer-"+transfer; got != want {
 			t.Errorf("%s of transfer %s: correlation %q, want the transfer's %q", typ, transfer, got, want)
+		}
+		if got := header(e, "tenant"); got != "acme" {
+			t.Errorf("%s of transfer %s: tenant %q: the metadata of the transfer did not follow the saga's commands", typ, transfer, got)
 		}
 	}
 	if want := int64(100 * len(accounts)); total != want {

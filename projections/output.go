@@ -41,7 +41,8 @@ type Output struct {
 	routes   []*producer.Route
 	name     string
 	event    aggregate.EventEnvelope
-	sent     int // commands sent for the current event
+	md       map[string]string // the current event's metadata
+	sent     int               // commands sent for the current event
 	mu       sync.Mutex
 	failure  error
 }
@@ -84,7 +85,8 @@ func (o *Output) Produce(r *kgo.Record) {
 // event being handled: the correlation ID is the event's, the causation ID
 // the event's ID, and the command ID, unless set, is derived from the
 // event, the projection and the order of the sends, so it is the same
-// every time this event is handled.
+// every time this event is handled. The event's metadata (trace context,
+// tenant) goes with the command.
 func (o *Output) Send(cmd any) error {
 	var route *producer.Route
 	var msg *producer.Message
@@ -121,12 +123,18 @@ func (o *Output) Send(cmd any) error {
 		o.recorded.Commands = append(o.recorded.Commands, ptr.Elem().Interface())
 		return nil
 	}
-	rec, err := producer.CommandRecord(route, msg, cmd, env, nil, -1, time.Time{})
+	rec, err := producer.CommandRecord(route, msg, cmd, env, o.md, -1, time.Time{})
 	if err != nil {
 		return err
 	}
 	o.Produce(rec)
 	return nil
+}
+
+// begin makes the event with envelope env and metadata md the one whose
+// handler runs next.
+func (o *Output) begin(env aggregate.EventEnvelope, md map[string]string) {
+	o.event, o.md, o.sent = env, md, 0
 }
 
 func (o *Output) fail(err error) {

@@ -206,7 +206,7 @@ func (p *Projection[T]) Handle(ctx context.Context, tx T, env aggregate.EventEnv
 	ptr := reflect.New(reflect.TypeOf(event))
 	ptr.Elem().Set(reflect.ValueOf(event))
 	if o, ok := any(tx).(*Output); ok {
-		o.event, o.sent = env, 0
+		o.begin(env, nil)
 	}
 	return h(ctx, tx, env, ptr.Interface(), producer.Position{}, nil)
 }

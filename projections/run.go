@@ -176,10 +176,11 @@ func (p *Projection[T]) apply(ctx context.Context, tx T, bindings map[string]map
 		CorrelationID: h.Command.CorrelationID, CausationID: h.Command.CausationID,
 	}
 	pos := producer.Position{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}
+	md := producer.Metadata(r)
 	if o, ok := any(tx).(*Output); ok {
-		o.event, o.sent = env, 0
+		o.begin(env, md)
 	}
-	if err := b.handle(ctx, tx, env, data, pos, producer.Metadata(r)); err != nil {
+	if err := b.handle(ctx, tx, env, data, pos, md); err != nil {
 		return fmt.Errorf("handling %s %s version %d: %w", h.Type, env.AggregateID, h.Version, err)
 	}
 	return nil
