@@ -19,6 +19,7 @@ import (
 	"github.com/interlock-go/interlock/middleware"
 	"github.com/interlock-go/interlock/producer"
 	"github.com/interlock-go/interlock/projections"
+	"github.com/interlock-go/interlock/schema"
 )
 
 // App is a built application. Start it, use Dispatch and Send, Close it.
@@ -45,6 +46,14 @@ type App struct {
 	dispatcher *producer.Dispatcher
 	processor  *consumer.Processor
 	projectors map[string]*projections.Projector
+
+	// registry is where the codec's schemas live once it is open (nil:
+	// no registry); registrations are the message types to register at
+	// start; closeRegistry closes a registry the application opened.
+	registry      *schema.DeferredRegistry
+	registrations []registration
+	upcasters     *schema.Upcasters
+	closeRegistry func()
 }
 
 // Brokers returns the seed brokers the application uses: the configured
@@ -98,6 +107,14 @@ func (a *App) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("interlock: %w", err)
 	}
+	if err := a.openRegistry(ctx, clientOpts); err != nil {
+		return err
+	}
+	for _, r := range a.registrations {
+		if _, err := schema.Register(ctx, r.serde, r.topic); err != nil {
+			return fmt.Errorf("interlock: %w", err)
+		}
+	}
 
 	for _, h := range a.hooks {
 		if h.Start != nil {
@@ -124,6 +141,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 			Logger:             a.log,
 			Middleware:         a.handleChain,
 			Observers:          a.cfg.observers,
+			Upcasters:          a.upcasters,
 		})
 		if err != nil {
 			return fmt.Errorf("interlock: %w", err)
@@ -150,6 +168,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 			TransactionalID: a.cfg.name + ".projection." + p.Name() + "." + a.cfg.instanceID,
 			DeadLetterTopic: a.deadLetterTopic(p.Name()),
 			Routes:          a.routes(),
+			Upcasters:       a.upcasters,
 			Logger:          a.log,
 			Passive:         a.cfg.roles&RoleProject == 0,
 		})
@@ -194,6 +213,9 @@ func (a *App) stop(ctx context.Context) error {
 				errs = append(errs, fmt.Errorf("stopping hook %s: %w", h.Name, err))
 			}
 		}
+	}
+	if a.closeRegistry != nil {
+		a.closeRegistry()
 	}
 	if a.cluster != nil {
 		a.cluster.Close()
@@ -292,4 +314,47 @@ func (a *App) Projection(name string) *projections.Projector {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.projectors[name]
+}
+
+// openRegistry opens the schema registry, if the application has one, and
+// hands it to the codec.
+func (a *App) openRegistry(ctx context.Context, clientOpts []kgo.Opt) error {
+	if a.registry == nil {
+		return nil
+	}
+	reg, err := a.cfg.openRegistry(ctx, clientOpts)
+	if err != nil {
+		return fmt.Errorf("interlock: schema registry: %w", err)
+	}
+	if c, ok := reg.(interface{ Close() }); ok && a.cfg.builtin {
+		a.closeRegistry = c.Close
+	}
+	a.registry.Set(reg)
+	return nil
+}
+
+// CheckSchemas checks, without starting the application or registering
+// anything, that the schema of every command and event type is compatible
+// with what the registry holds for it at the compatibility level: what
+// `interlock schema check` runs in CI pipelines. Errors name the type, the
+// field and the rule broken (*schema.IncompatibleError); all are reported.
+// Call it on an application that is built, not started.
+func (a *App) CheckSchemas(ctx context.Context) error {
+	if a.registry == nil {
+		return nil
+	}
+	if a.cfg.builtin && len(a.cfg.brokers) == 0 {
+		return errors.New("interlock: checking schemas needs brokers (WithBrokers): the built-in registry lives in Kafka")
+	}
+	if err := a.openRegistry(ctx, append([]kgo.Opt{kgo.SeedBrokers(a.cfg.brokers...)}, a.cfg.clientOpts...)); err != nil {
+		return err
+	}
+	if a.closeRegistry != nil {
+		defer a.closeRegistry()
+	}
+	var errs []error
+	for _, r := range a.registrations {
+		errs = append(errs, schema.Check(ctx, r.serde, r.topic))
+	}
+	return errors.Join(errs...)
 }

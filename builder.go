@@ -13,6 +13,7 @@ import (
 	"github.com/interlock-go/interlock/middleware"
 	"github.com/interlock-go/interlock/producer"
 	"github.com/interlock-go/interlock/projections"
+	"github.com/interlock-go/interlock/schema"
 	"github.com/interlock-go/interlock/snapshot"
 )
 
@@ -141,6 +142,17 @@ func (b *Builder) Build() (*App, error) {
 	if len(b.aggs) == 0 {
 		errs = append(errs, errors.New("no aggregate registered (use RegisterAggregate)"))
 	}
+	if cfg.builtin {
+		cfg.openRegistry = builtinRegistry(cfg.name, cfg.replicationFactor)
+	}
+	var deferred *schema.DeferredRegistry
+	// WithRegistry returns a codec without schemas (JSON) as it is: no
+	// registry for it.
+	if cfg.openRegistry != nil && schema.WithRegistry(cfg.codec, nil) != cfg.codec {
+		deferred = &schema.DeferredRegistry{}
+		cfg.codec = schema.WithRegistry(cfg.codec, deferred, schema.CompatibilityLevel(cfg.compat))
+	}
+	var regs []registration
 	names := map[string]bool{}
 	handledBy := map[reflect.Type]string{}
 	var aggs []consumer.Aggregate
@@ -162,8 +174,22 @@ func (b *Builder) Build() (*App, error) {
 			handledBy[c.Type] = t.Name()
 		}
 		prefix := cfg.name + "." + t.Name()
+		isCmd := map[reflect.Type]bool{}
+		for _, c := range t.Commands() {
+			isCmd[c.Type] = true
+		}
 		r, err := producer.NewRoute(t, prefix+".commands", prefix+".events", cfg.codec.Name(),
-			func(rt reflect.Type) (producer.Serde, error) { return cfg.codec.For(rt) })
+			func(rt reflect.Type) (producer.Serde, error) {
+				s, err := cfg.codec.For(rt)
+				if err == nil {
+					topic := prefix + ".events"
+					if isCmd[rt] {
+						topic = prefix + ".commands"
+					}
+					regs = append(regs, registration{s, topic})
+				}
+				return s, err
+			})
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -207,6 +233,19 @@ func (b *Builder) Build() (*App, error) {
 			queries[q.Type] = append(queries[q.Type], query{projection: p.Name(), family: p.Family(), version: p.Version(), QueryHandler: q})
 		}
 	}
+	var ups *schema.Upcasters
+	if len(cfg.upcasters) > 0 {
+		var err error
+		if ups, err = schema.NewUpcasters(cfg.codec, cfg.upcasters...); err != nil {
+			errs = append(errs, err)
+		}
+		for _, u := range cfg.upcasters {
+			t := ups.Target(u.Old())
+			if !slices.ContainsFunc(routes, func(r *producer.Route) bool { _, ok := r.EventOf(t); return ok }) {
+				errs = append(errs, fmt.Errorf("an upcaster turns events into %v, which no registered aggregate applies", t))
+			}
+		}
+	}
 	for i, h := range b.hooks {
 		if h.Name == "" {
 			errs = append(errs, fmt.Errorf("hook %d has no name", i))
@@ -222,9 +261,16 @@ func (b *Builder) Build() (*App, error) {
 		cfg: cfg, log: cfg.logger, aggs: aggs, hooks: b.hooks, projs: slices.Clone(b.projs), queries: queries,
 		dispatchChain: middleware.Chain(slices.Clone(b.dispatch)...),
 		queryChain:    middleware.Chain(slices.Clone(b.query)...),
+		registry:      deferred, registrations: regs, upcasters: ups,
 	}
 	if len(b.handle) > 0 {
 		app.handleChain = middleware.Chain(slices.Clone(b.handle)...)
 	}
 	return app, nil
+}
+
+// registration is a message type's Serde and the topic its records go to.
+type registration struct {
+	serde schema.Serde
+	topic string
 }

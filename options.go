@@ -1,6 +1,7 @@
 package interlock
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/interlock-go/interlock/schema"
+	"github.com/interlock-go/interlock/schema/kafkaregistry"
 	"github.com/interlock-go/interlock/snapshot"
 )
 
@@ -54,6 +56,12 @@ type config struct {
 	flushInterval      time.Duration
 	idempotencyWindow  int
 	observers          []any
+	// openRegistry opens the schema registry (nil: none); builtin is
+	// set while it is the default one, which needs the final name.
+	openRegistry func(ctx context.Context, clientOpts []kgo.Opt) (schema.Registry, error)
+	builtin      bool
+	compat       schema.Compatibility
+	upcasters    []schema.Upcaster
 }
 
 func defaults() config {
@@ -75,6 +83,7 @@ func defaults() config {
 		maxCachedBytes:     1 << 30,
 		flushInterval:      5 * time.Second,
 		idempotencyWindow:  20,
+		builtin:            true,
 	}
 }
 
@@ -226,4 +235,52 @@ func WithIdempotencyWindow(n int) Option {
 // Prometheus. Default: none.
 func WithObserver(o any) Option {
 	return optionFunc(func(c *config) { c.observers = append(c.observers, o) })
+}
+
+// WithSchemaRegistry keeps the schemas of commands and events in reg, a
+// Confluent-compatible registry (schema/httpregistry) or any
+// schema.Registry. At start every command and event type's schema is
+// checked against what is registered under its subject (<topic>-<record
+// name>) at the compatibility level (WithCompatibility) and registered; an
+// incompatible change refuses to start. Records carry the registry's
+// schema IDs, and old events are read through their writer's schema.
+// Default: the built-in registry, the compacted topic <name>._schemas on
+// the application's own Kafka.
+func WithSchemaRegistry(reg schema.Registry) Option {
+	return optionFunc(func(c *config) {
+		c.builtin = false
+		c.openRegistry = func(context.Context, []kgo.Opt) (schema.Registry, error) { return reg, nil }
+	})
+}
+
+// WithoutSchemaRegistry keeps no registry: schema IDs are the schemas'
+// fingerprints, and nothing checks a change of a type against the events
+// already written. For tests and throwaway data.
+func WithoutSchemaRegistry() Option {
+	return optionFunc(func(c *config) { c.builtin, c.openRegistry = false, nil })
+}
+
+// WithCompatibility sets the rule new schemas must follow against the
+// registered ones. Default schema.BackwardTransitive: new code reads every
+// old event (plain schema.Backward checks only the latest version, so a
+// chain of changes can strand the oldest events).
+func WithCompatibility(level schema.Compatibility) Option {
+	return optionFunc(func(c *config) { c.compat = level })
+}
+
+// WithUpcasters adds upcasters (schema.Upcast): typed functions from an
+// event's old type to its new one, for changes schema resolution cannot
+// express (a renamed event type, a split field). They are applied wherever
+// events are read: restores and projections.
+func WithUpcasters(ups ...schema.Upcaster) Option {
+	return optionFunc(func(c *config) { c.upcasters = append(c.upcasters, ups...) })
+}
+
+// builtinRegistry opens the registry in the compacted topic
+// <name>._schemas.
+func builtinRegistry(name string, replication int16) func(context.Context, []kgo.Opt) (schema.Registry, error) {
+	return func(ctx context.Context, clientOpts []kgo.Opt) (schema.Registry, error) {
+		return kafkaregistry.New(ctx, kafkaregistry.Topic(name+"._schemas"), kafkaregistry.ClientOpts(clientOpts...),
+			kafkaregistry.ReplicationFactor(replication))
+	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/interlock-go/interlock/aggregate"
 	"github.com/interlock-go/interlock/middleware"
 	"github.com/interlock-go/interlock/producer"
+	"github.com/interlock-go/interlock/schema"
 	"github.com/interlock-go/interlock/snapshot"
 )
 
@@ -62,6 +63,8 @@ type Config struct {
 	// within the window gets the first outcome instead of running again.
 	// Default 20.
 	IdempotencyWindow int
+	// Upcasters read old events (nil: none).
+	Upcasters *schema.Upcasters
 	// MaxPollRecords bounds the commands in one transaction. Default 1000.
 	MaxPollRecords int
 	// Middleware runs around every handler (nil: none). See package

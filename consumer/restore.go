@@ -16,6 +16,7 @@ import (
 
 	"github.com/interlock-go/interlock/aggregate"
 	"github.com/interlock-go/interlock/producer"
+	"github.com/interlock-go/interlock/schema"
 	"github.com/interlock-go/interlock/snapshot"
 )
 
@@ -471,13 +472,27 @@ func (p *Processor) replayOne(part *partition, r *kgo.Record, now time.Time) err
 		}
 		return fail(fmt.Errorf("version %d follows version %d", h.Version, e.inst.Version))
 	}
+	var ptr any
 	msg, ok := route.Event(h.Type)
-	if !ok {
+	switch {
+	case p.cfg.Upcasters != nil:
+		var cur schema.Decoder
+		if ok {
+			cur = msg.Serde
+		}
+		ptr, err = p.cfg.Upcasters.Decode(h.Type, r.Value, cur)
+	case !ok:
 		return fail(fmt.Errorf("unknown event type %q", h.Type))
+	default:
+		ptr, err = msg.Serde.Decode(r.Value)
 	}
-	ptr, err := msg.Serde.Decode(r.Value)
-	if err != nil {
+	switch {
+	case errors.Is(err, schema.ErrDecode), errors.Is(err, schema.ErrUpcast):
 		return fail(err)
+	case err != nil:
+		// Not the record's fault (a schema registry out of reach): the
+		// restore fails and is tried again.
+		return fmt.Errorf("event at %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
 	}
 	if err := route.Type.Apply(e.inst, reflect.ValueOf(ptr).Elem().Interface()); err != nil {
 		return fail(err)

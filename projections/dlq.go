@@ -291,7 +291,7 @@ func (p *Projection[T]) retry(ctx context.Context, pr *Projector, bindings map[s
 func (p *Projection[T]) reapply(ctx context.Context, pr *Projector, bindings map[string]map[string]binding[T], req *kgo.Record, events []*kgo.Record) error {
 	if _, ok := any(p.sink).(kafkaSink); ok {
 		return pr.reapplyTx(ctx, req, events, func(ctx context.Context, out *Output, r *kgo.Record) error {
-			return p.apply(ctx, any(out).(T), bindings, r)
+			return p.apply(ctx, pr, any(out).(T), bindings, r)
 		})
 	}
 	var cps []Checkpoint
@@ -314,7 +314,7 @@ func (p *Projection[T]) reapply(ctx context.Context, pr *Projector, bindings map
 	defer cancel()
 	return p.sink.Apply(actx, p.name, cps, func(ctx context.Context, tx T) error {
 		for _, r := range events {
-			if err := p.apply(ctx, tx, bindings, r); err != nil {
+			if err := p.apply(ctx, pr, tx, bindings, r); err != nil {
 				return err
 			}
 		}

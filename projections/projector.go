@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/interlock-go/interlock/producer"
+	"github.com/interlock-go/interlock/schema"
 )
 
 // Config is what the application gives a projection to run.
@@ -26,6 +27,8 @@ type Config struct {
 	// Routes are the application's aggregates: they give the events
 	// topics and codecs of the projection's event types.
 	Routes []*producer.Route
+	// Upcasters read old events (nil: none).
+	Upcasters *schema.Upcasters
 	// TransactionalID is the projection's transactional ID in this
 	// instance, for the Kafka sink. Keep it stable per instance.
 	TransactionalID string

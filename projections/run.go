@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/interlock-go/interlock/aggregate"
 	"github.com/interlock-go/interlock/producer"
+	"github.com/interlock-go/interlock/schema"
 )
 
 func (p *Projection[T]) run(ctx context.Context, pr *Projector, bindings map[string]map[string]binding[T], exactlyOnce bool) {
@@ -119,7 +121,7 @@ func (p *Projection[T]) applyRetrying(ctx context.Context, pr *Projector, bindin
 		err := p.sink.Apply(actx, p.name, cps, func(ctx context.Context, tx T) error {
 			for i, r := range live {
 				failedAt = i
-				if err := p.apply(ctx, tx, bindings, r); err != nil {
+				if err := p.apply(ctx, pr, tx, bindings, r); err != nil {
 					return err
 				}
 			}
@@ -132,7 +134,7 @@ func (p *Projection[T]) applyRetrying(ctx context.Context, pr *Projector, bindin
 			return err
 		case ctx.Err() != nil:
 			return errClosing
-		case failedAt >= 0:
+		case failedAt >= 0 && !errors.As(err, new(transient)):
 			if failures++; failures > p.set.retries {
 				return &errPoison{at: failedAt, err: err}
 			}
@@ -151,24 +153,47 @@ func (p *Projection[T]) applyRetrying(ctx context.Context, pr *Projector, bindin
 
 // apply decodes r and runs its handler; events of types the projection
 // does not follow are skipped.
-func (p *Projection[T]) apply(ctx context.Context, tx T, bindings map[string]map[string]binding[T], r *kgo.Record) error {
+func (p *Projection[T]) apply(ctx context.Context, pr *Projector, tx T, bindings map[string]map[string]binding[T], r *kgo.Record) error {
 	if fn, ok := p.raw[r.Topic]; ok {
 		if err := fn(ctx, tx, r); err != nil {
 			return fmt.Errorf("record at %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
 		}
 		return nil
 	}
-	b, ok := bindings[r.Topic][header(r, producer.HeaderType)]
-	if !ok {
-		return nil
+	name := header(r, producer.HeaderType)
+	b, ok := bindings[r.Topic][name]
+	ups := pr.cfg.Upcasters
+	if !ok && (ups == nil || len(ups.Old(name)) == 0) {
+		return nil // not followed
 	}
 	h, err := producer.ParseHeaders(r)
 	if err != nil {
 		return fmt.Errorf("event at %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
 	}
-	data, err := b.msg.Serde.Decode(r.Value)
+	var data any
+	handle := b.handle
+	if ups != nil {
+		// Old events, of a type since changed or renamed, are upcast;
+		// the handler is that of the type they end up as.
+		var current schema.Decoder
+		if ok {
+			current = b.msg.Serde
+		}
+		data, err = ups.Decode(name, r.Value, current)
+		if err == nil {
+			if handle, ok = p.handlers[reflect.TypeOf(data).Elem()]; !ok {
+				return nil
+			}
+		}
+	} else {
+		data, err = b.msg.Serde.Decode(r.Value)
+	}
 	if err != nil {
-		return fmt.Errorf("event %s at %s/%d@%d: %w", h.Type, r.Topic, r.Partition, r.Offset, err)
+		err = fmt.Errorf("event %s at %s/%d@%d: %w", h.Type, r.Topic, r.Partition, r.Offset, err)
+		if !errors.Is(err, schema.ErrDecode) && !errors.Is(err, schema.ErrUpcast) {
+			return transient{err} // a registry out of reach: not the event's fault
+		}
+		return err
 	}
 	env := aggregate.EventEnvelope{
 		EventID: h.EventID, AggregateType: h.AggregateType, AggregateID: h.Command.AggregateID,
@@ -180,7 +205,7 @@ func (p *Projection[T]) apply(ctx context.Context, tx T, bindings map[string]map
 	if o, ok := any(tx).(*Output); ok {
 		o.begin(env, md)
 	}
-	if err := b.handle(ctx, tx, env, data, pos, md); err != nil {
+	if err := handle(ctx, tx, env, data, pos, md); err != nil {
 		return fmt.Errorf("handling %s %s version %d: %w", h.Type, env.AggregateID, h.Version, err)
 	}
 	return nil
@@ -262,3 +287,9 @@ func (pr *Projector) hold(r *kgo.Record) {
 		pr.held[string(r.Key)] = r.Offset
 	}
 }
+
+// transient is a failure to read an event that is not the event's fault:
+// it is retried without limit, never parked.
+type transient struct{ error }
+
+func (t transient) Unwrap() error { return t.error }

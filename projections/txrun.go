@@ -125,8 +125,10 @@ func (p *Projection[T]) txBatch(ctx context.Context, pr *Projector, sess *kgo.Gr
 			upTo = append(upTo, r)
 			continue
 		}
-		if err := p.apply(tctx, any(out).(T), bindings, r); err != nil {
-			st.failures[pos]++
+		if err := p.apply(tctx, pr, any(out).(T), bindings, r); err != nil {
+			if !errors.As(err, new(transient)) {
+				st.failures[pos]++
+			}
 			if st.failures[pos] > p.set.retries {
 				st.poison[pos] = err
 			}

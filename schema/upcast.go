@@ -47,6 +47,9 @@ func (u Upcaster) RecordedAs(name string) Upcaster {
 	return u
 }
 
+// Old returns the type u upcasts from.
+func (u Upcaster) Old() reflect.Type { return u.from }
+
 // Decoder decodes record values: a Serde, or any value holding one (such
 // as the runtime's producer.Serde).
 type Decoder interface {
