@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -67,9 +68,22 @@ func ParseEventHeaders(r *kgo.Record) (Headers, error) { return parseHeaders(r, 
 
 func parseHeaders(r *kgo.Record, event bool) (Headers, error) {
 	h := Headers{ReplyTo: -1}
+	var kept *keptStrings // the event parse keeps one string: no need
+	if !event {
+		kept = new(keptStrings)
+	}
+	err := h.parse(r, event, kept)
+	h.setKept(r, kept) // a bad record's other fields still say what they can
+	if err == nil && h.Type == "" {
+		err = fmt.Errorf("header %s is missing", HeaderType)
+	}
+	return h, err
+}
+
+func (h *Headers) parse(r *kgo.Record, event bool, kept *keptStrings) error {
 	id, err := ulid.ParseStrict(string(r.Key))
 	if err != nil {
-		return h, fmt.Errorf("record key %q is not an aggregate ID (ULID): %w", r.Key, err)
+		return fmt.Errorf("record key %q is not an aggregate ID (ULID): %w", r.Key, err)
 	}
 	h.Command.AggregateID = id
 	for i := range r.Headers {
@@ -78,44 +92,42 @@ func parseHeaders(r *kgo.Record, event bool) (Headers, error) {
 		// that does not escape costs no allocation.
 		switch kv.Key {
 		case HeaderType:
-			h.Type = string(kv.Value)
+			h.keep(kept, keepType, r, i)
 		case HeaderResult:
 			h.Result = kv.Value
 		case HeaderCommandID:
 			if h.Command.CommandID, err = ulid.ParseStrict(string(kv.Value)); err != nil {
-				return h, fmt.Errorf("header %s: %w", kv.Key, err)
+				return fmt.Errorf("header %s: %w", kv.Key, err)
 			}
 		case HeaderVersion:
 			if h.Version, err = strconv.ParseInt(string(kv.Value), 10, 64); err != nil {
-				return h, fmt.Errorf("header %s: %w", kv.Key, err)
+				return fmt.Errorf("header %s: %w", kv.Key, err)
 			}
 		default:
 			if !event {
-				if err := h.parseEnvelope(kv); err != nil {
-					return h, err
+				if err := h.parseEnvelope(r, i, kept); err != nil {
+					return err
 				}
 			}
 		}
 	}
-	if h.Type == "" {
-		return h, fmt.Errorf("header %s is missing", HeaderType)
-	}
-	return h, nil
+	return nil
 }
 
-// parseEnvelope decodes kv if it is one of the headers ParseEventHeaders
-// skips.
-func (h *Headers) parseEnvelope(kv *kgo.RecordHeader) error {
+// parseEnvelope decodes header i of r if it is one of the headers
+// ParseEventHeaders skips.
+func (h *Headers) parseEnvelope(r *kgo.Record, i int, kept *keptStrings) error {
+	kv := &r.Headers[i]
 	var err error
 	switch kv.Key {
 	case HeaderAggregateType:
-		h.AggregateType = string(kv.Value)
+		h.keep(kept, keepAggregateType, r, i)
 	case HeaderCodec:
-		h.Codec = string(kv.Value)
+		h.keep(kept, keepCodec, r, i)
 	case HeaderCorrelationID:
-		h.Command.CorrelationID = string(kv.Value)
+		h.keep(kept, keepCorrelationID, r, i)
 	case HeaderCausationID:
-		h.Command.CausationID = string(kv.Value)
+		h.keep(kept, keepCausationID, r, i)
 	case HeaderTime:
 		if h.Time, err = time.Parse(time.RFC3339Nano, string(kv.Value)); err != nil {
 			return fmt.Errorf("header %s: %w", kv.Key, err)
@@ -142,6 +154,83 @@ func (h *Headers) parseEnvelope(kv *kgo.RecordHeader) error {
 		h.ReplyTo = int32(n)
 	}
 	return nil
+}
+
+// The string fields of Headers, as keptStrings records them.
+const (
+	keepType = iota
+	keepAggregateType
+	keepCodec
+	keepCorrelationID
+	keepCausationID
+)
+
+// keptStrings records which headers hold the string fields a parse keeps,
+// so that setKept converts them in one allocation of which each field is a
+// substring: a command keeps five.
+type keptStrings struct {
+	header [8]int // index in the record's headers
+	field  [8]int8
+	n      int
+	size   int
+}
+
+// keep records in kept that header i of r holds field; without kept it
+// sets the field at once. A record that repeats headers beyond what kept
+// holds has the fields recorded so far set first, so the last value of a
+// repeated header wins, as for every other header.
+func (h *Headers) keep(kept *keptStrings, field int8, r *kgo.Record, i int) {
+	if kept == nil {
+		h.setString(field, string(r.Headers[i].Value))
+		return
+	}
+	if kept.n == len(kept.header) {
+		h.setKept(r, kept)
+		*kept = keptStrings{}
+	}
+	kept.header[kept.n], kept.field[kept.n] = i, field
+	kept.n++
+	kept.size += len(r.Headers[i].Value)
+}
+
+// setKept sets the kept string fields from r's headers.
+func (h *Headers) setKept(r *kgo.Record, kept *keptStrings) {
+	if kept == nil {
+		return
+	}
+	switch kept.n {
+	case 0:
+		return
+	case 1:
+		h.setString(kept.field[0], string(r.Headers[kept.header[0]].Value))
+		return
+	}
+	var b strings.Builder
+	b.Grow(kept.size)
+	for _, i := range kept.header[:kept.n] {
+		b.Write(r.Headers[i].Value)
+	}
+	s := b.String()
+	for j, i := range kept.header[:kept.n] {
+		n := len(r.Headers[i].Value)
+		h.setString(kept.field[j], s[:n])
+		s = s[n:]
+	}
+}
+
+func (h *Headers) setString(field int8, v string) {
+	switch field {
+	case keepType:
+		h.Type = v
+	case keepAggregateType:
+		h.AggregateType = v
+	case keepCodec:
+		h.Codec = v
+	case keepCorrelationID:
+		h.Command.CorrelationID = v
+	case keepCausationID:
+		h.Command.CausationID = v
+	}
 }
 
 // Header returns the value of r's header key, without parsing the others.

@@ -1,6 +1,7 @@
 package producer
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -200,5 +201,27 @@ func BenchmarkCommandHeaders(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		commandHeaders("DepositMoney", "bank-account", "avro", c, 3, now, now.Add(time.Second))
+	}
+}
+
+// TestParseHeadersRepeated: a record that repeats headers (hostile or
+// broken input) parses as if each header were read in order: the last
+// value wins, however many there are.
+func TestParseHeadersRepeated(t *testing.T) {
+	r := &kgo.Record{Key: []byte(ulid.Make().String())}
+	for i := range 20 {
+		r.Headers = append(r.Headers,
+			kgo.RecordHeader{Key: HeaderType, Value: []byte(fmt.Sprintf("T%d", i))},
+			kgo.RecordHeader{Key: HeaderCorrelationID, Value: []byte(fmt.Sprintf("c%d", i))})
+	}
+	r.Headers = append(r.Headers, kgo.RecordHeader{Key: HeaderCodec, Value: []byte("json")}, kgo.RecordHeader{Key: HeaderCausationID, Value: nil})
+	for name, parse := range map[string]func(*kgo.Record) (Headers, error){"ParseHeaders": ParseHeaders, "ParseEventHeaders": ParseEventHeaders} {
+		h, err := parse(r)
+		if err != nil || h.Type != "T19" {
+			t.Fatalf("%s: type %q, %v; want T19", name, h.Type, err)
+		}
+		if name == "ParseHeaders" && (h.Command.CorrelationID != "c19" || h.Codec != "json" || h.Command.CausationID != "") {
+			t.Fatalf("%s: %+v", name, h)
+		}
 	}
 }
