@@ -38,8 +38,14 @@ type App struct {
 	// middleware (handleChain is nil when there is none).
 	dispatchChain, handleChain, queryChain middleware.Middleware
 
+	// lifecycle serializes Start, Close and CheckSchemas. mu guards state
+	// and is held only briefly, so probes and scrapes never wait for a
+	// start or a drain. The fields below it are written by Start alone,
+	// while the state is starting; readers look at them only once the
+	// state (read under mu) says started or closing.
+	lifecycle  sync.Mutex
 	mu         sync.Mutex
-	state      int // 0 built, 1 started, 2 closed
+	state      lifecycleState
 	cluster    *kfake.Cluster
 	brokers    []string
 	started    []Hook
@@ -56,11 +62,36 @@ type App struct {
 	closeRegistry func()
 }
 
+type lifecycleState uint8
+
+const (
+	built lifecycleState = iota
+	starting
+	started
+	closing
+	closed
+)
+
+// running returns whether the application's parts may be read: started,
+// or closing (still draining).
+func (a *App) running() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.state == started || a.state == closing
+}
+
+func (a *App) setState(s lifecycleState) {
+	a.mu.Lock()
+	a.state = s
+	a.mu.Unlock()
+}
+
 // Brokers returns the seed brokers the application uses: the configured
 // ones, or the embedded Kafka's addresses once started.
 func (a *App) Brokers() []string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	if !a.running() {
+		return a.cfg.brokers
+	}
 	return a.brokers
 }
 
@@ -68,15 +99,22 @@ func (a *App) Brokers() []string {
 // topics, starts the hooks in order, then the dispatcher and the processor,
 // as the roles say. On error, everything already started is stopped.
 func (a *App) Start(ctx context.Context) (err error) {
+	a.lifecycle.Lock()
+	defer a.lifecycle.Unlock()
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.state != 0 {
+	state := a.state
+	if state == built {
+		a.state = starting
+	}
+	a.mu.Unlock()
+	if state != built {
 		return errors.New("interlock: application already started")
 	}
-	a.state = 1
 	defer func() {
 		if err != nil {
 			a.stop(context.WithoutCancel(ctx))
+		} else {
+			a.setState(started)
 		}
 	}()
 
@@ -187,16 +225,21 @@ func (a *App) Start(ctx context.Context) (err error) {
 // the embedded Kafka, if any, shuts down. It gets less graceful when ctx
 // ends, never dropping a committed command. Close is safe to call twice.
 func (a *App) Close(ctx context.Context) error {
+	a.lifecycle.Lock()
+	defer a.lifecycle.Unlock()
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.state != 1 {
+	state := a.state
+	a.mu.Unlock()
+	if state != started {
 		return nil
 	}
 	return a.stop(ctx)
 }
 
+// stop stops what Start started; the caller holds the lifecycle lock.
 func (a *App) stop(ctx context.Context) error {
-	a.state = 2
+	a.setState(closing)
+	defer a.setState(closed)
 	var errs []error
 	if a.dispatcher != nil {
 		errs = append(errs, a.dispatcher.Close(ctx))
@@ -240,8 +283,12 @@ func (a *App) Run(ctx context.Context) error {
 
 func (a *App) dispatcherFor() (*producer.Dispatcher, error) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.state != 1 || a.dispatcher == nil {
+	state := a.state
+	a.mu.Unlock()
+	switch {
+	case state == closing:
+		return nil, ErrClosed
+	case state != started || a.dispatcher == nil:
 		return nil, ErrNotStarted
 	}
 	return a.dispatcher, nil
@@ -262,13 +309,10 @@ type ProcessorStats = consumer.Stats
 // Stats returns the processor's counters (zero when the instance does not
 // process commands).
 func (a *App) Stats() ProcessorStats {
-	a.mu.Lock()
-	p := a.processor
-	a.mu.Unlock()
-	if p == nil {
+	if !a.running() || a.processor == nil {
 		return ProcessorStats{}
 	}
-	return p.Stats()
+	return a.processor.Stats()
 }
 
 // Ready reports whether the application serves: started, and, when it
@@ -276,11 +320,9 @@ func (a *App) Stats() ProcessorStats {
 // restored. Use it for readiness probes.
 func (a *App) Ready() bool {
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.state != 1 {
-		return false
-	}
-	return a.processor == nil || a.processor.Ready()
+	state := a.state
+	a.mu.Unlock()
+	return state == started && (a.processor == nil || a.processor.Ready())
 }
 
 // Live reports whether the application is not stuck: started, and its
@@ -289,30 +331,26 @@ func (a *App) Ready() bool {
 // took its transactional ID is not live. Use it for liveness probes.
 func (a *App) Live() bool {
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.state != 1 {
-		return false
-	}
-	return a.processor == nil || a.processor.Live()
+	state := a.state
+	a.mu.Unlock()
+	return state == started && (a.processor == nil || a.processor.Live())
 }
 
 // Lag returns, per commands topic and partition this instance owns, how
 // many committed commands wait behind the last one it fetched (nil when it
 // does not process commands).
 func (a *App) Lag() map[string]map[int32]int64 {
-	a.mu.Lock()
-	p := a.processor
-	a.mu.Unlock()
-	if p == nil {
+	if !a.running() || a.processor == nil {
 		return nil
 	}
-	return p.Lag()
+	return a.processor.Lag()
 }
 
 // Projection returns the running projection named name, or nil.
 func (a *App) Projection(name string) *projections.Projector {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	if !a.running() {
+		return nil
+	}
 	return a.projectors[name]
 }
 
@@ -340,6 +378,8 @@ func (a *App) openRegistry(ctx context.Context, clientOpts []kgo.Opt) error {
 // field and the rule broken (*schema.IncompatibleError); all are reported.
 // Call it on an application that is built, not started.
 func (a *App) CheckSchemas(ctx context.Context) error {
+	a.lifecycle.Lock()
+	defer a.lifecycle.Unlock()
 	if a.registry == nil {
 		return nil
 	}

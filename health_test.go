@@ -2,6 +2,7 @@ package interlock_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -144,5 +145,50 @@ func TestLive(t *testing.T) {
 	}
 	if app.Live() {
 		t.Fatal("live after Close")
+	}
+}
+
+// TestProbesDoNotWaitForStart: while Start is in progress (here held in a
+// hook), probes and counters answer at once: not ready, not live.
+func TestProbesDoNotWaitForStart(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	release := make(chan struct{})
+	entered := make(chan struct{})
+	app, err := interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(kafkatest.Name(t)), interlock.WithPartitions(1),
+		interlock.WithLogger(testLogger())).RegisterAggregate(bank.Accounts()).
+		RegisterHook(interlock.Hook{Name: "slow", Start: func(context.Context) error { close(entered); <-release; return nil }}).Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t)
+	started := make(chan error, 1)
+	go func() { started <- app.Start(ctx) }()
+	<-entered
+	answered := make(chan bool, 1)
+	go func() {
+		answered <- app.Ready() || app.Live() || app.Stats() != (interlock.ProcessorStats{}) || app.Lag() != nil || app.Projection("x") != nil
+	}()
+	select {
+	case yes := <-answered:
+		if yes {
+			t.Fatal("a probe says yes while the application starts")
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("probes wait for Start")
+	}
+	if _, err := interlock.Dispatch(ctx, app, deposit(interlock.NewID(), 1)); !errors.Is(err, interlock.ErrNotStarted) {
+		t.Fatalf("dispatch while starting: %v", err)
+	}
+	close(release)
+	if err := <-started; err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close(context.Background())
+	for deadline := time.Now().Add(10 * time.Second); !app.Ready() && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !app.Ready() || !app.Live() {
+		t.Fatal("not ready and live after Start")
 	}
 }
