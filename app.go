@@ -346,6 +346,19 @@ func (a *App) Lag() map[string]map[int32]int64 {
 	return a.processor.Lag()
 }
 
+// Projectors returns the application's projections, running or followed
+// passively (by an instance without RoleProject), in registration order.
+func (a *App) Projectors() []*projections.Projector {
+	if !a.running() {
+		return nil
+	}
+	out := make([]*projections.Projector, 0, len(a.projectors))
+	for _, p := range a.projs {
+		out = append(out, a.projectors[p.Name()])
+	}
+	return out
+}
+
 // Projection returns the running projection named name, or nil.
 func (a *App) Projection(name string) *projections.Projector {
 	if !a.running() {

@@ -20,6 +20,7 @@ import (
 	"github.com/interlock-go/interlock/examples/bank"
 	"github.com/interlock-go/interlock/internal/kafkatest"
 	"github.com/interlock-go/interlock/metrics"
+	"github.com/interlock-go/interlock/projections"
 	"github.com/interlock-go/interlock/snapshot"
 )
 
@@ -242,4 +243,59 @@ func formatSeries(s map[string]float64) string {
 		return "absent"
 	}
 	return fmt.Sprint(s)
+}
+
+// TestProjectionLagMetrics: a projection held back shows its lag in
+// records and in time on the partitions it owns, and none once it caught
+// up.
+func TestProjectionLagMetrics(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	m, err := metrics.New(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate := make(chan struct{})
+	var seen atomic.Int64
+	p := projections.New("slow", projections.Effects())
+	projections.On(p, func(ctx context.Context, _ *struct{}, e projections.Event[bank.MoneyDeposited]) error {
+		if seen.Add(1) > 1 {
+			<-gate // the second deposit waits: the later ones lag
+		}
+		return nil
+	})
+	app, err := interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithPartitions(1),
+		interlock.WithLogger(testLogger())).RegisterAggregate(bank.Accounts()).RegisterProjection(p).Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close(context.Background())
+	defer close(gate)
+	m.Watch(app)
+	id := interlock.NewID()
+	if _, err := interlock.Dispatch(ctx, app, bank.OpenAccount{Command: interlock.To(id), Owner: "ada"}); err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		if _, err := interlock.Dispatch(ctx, app, bank.DepositMoney{CommandOf: interlock.ToResult[bank.Balance](id), Amount: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key := "partition=0,projection=slow,topic=" + name + ".bank-account.events"
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		mfs := scrape(t, m.Handler())
+		records, seconds := series(mfs, "interlock_projection_lag_records")[key], series(mfs, "interlock_projection_lag_seconds")[key]
+		if records >= 3 && seconds > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lag %v records, %v s; want the waiting deposits, in records and time", records, seconds)
+		}
+	}
 }

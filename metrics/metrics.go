@@ -22,15 +22,18 @@
 package metrics
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/interlock-go/interlock/consumer"
+	"github.com/interlock-go/interlock/projections"
 )
 
 // Metrics holds an application's Prometheus metrics. It is a middleware
@@ -64,12 +67,13 @@ type Source interface {
 
 // Label names.
 const (
-	labelSide      = "side"
-	labelAggregate = "aggregate"
-	labelType      = "type"
-	labelOutcome   = "outcome"
-	labelTopic     = "topic"
-	labelPartition = "partition"
+	labelSide       = "side"
+	labelAggregate  = "aggregate"
+	labelType       = "type"
+	labelOutcome    = "outcome"
+	labelTopic      = "topic"
+	labelPartition  = "partition"
+	labelProjection = "projection"
 )
 
 // Outcomes, the values of the outcome label.
@@ -190,6 +194,9 @@ type statsCollector struct {
 	counts []statDesc
 	cached *prometheus.Desc
 	lag    *prometheus.Desc
+	// projLag and projBehind are the projections' lag in records and
+	// in time.
+	projLag, projBehind *prometheus.Desc
 }
 
 // statDesc is one counter of consumer.Stats.
@@ -224,7 +231,17 @@ func newStatsCollector() *statsCollector {
 		cached: prometheus.NewDesc("interlock_cache_aggregates", "Aggregates held in the processor's memory.", nil, nil),
 		lag: prometheus.NewDesc("interlock_consumer_lag", "Committed commands waiting behind the last one fetched, per owned commands partition.",
 			[]string{labelTopic, labelPartition}, nil),
+		projLag: prometheus.NewDesc("interlock_projection_lag_records", "Records of an events partition after the last event a projection applied (any instance; transaction markers included, so a caught-up partition shows 0 or 1).",
+			[]string{labelProjection, labelTopic, labelPartition}, nil),
+		projBehind: prometheus.NewDesc("interlock_projection_lag_seconds", "How long ago the last event a projection applied on a partition this instance owns was written, while events wait behind it; 0 when caught up.",
+			[]string{labelProjection, labelTopic, labelPartition}, nil),
 	}
+}
+
+// Projectors is what Watch reads of a source that has projections (an
+// *interlock.App) for their lag.
+type Projectors interface {
+	Projectors() []*projections.Projector
 }
 
 // Describe implements prometheus.Collector.
@@ -234,6 +251,8 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	}
 	ch <- c.cached
 	ch <- c.lag
+	ch <- c.projLag
+	ch <- c.projBehind
 }
 
 // Collect implements prometheus.Collector.
@@ -251,6 +270,23 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	for topic, parts := range src.Lag() {
 		for p, lag := range parts {
 			ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(lag), topic, fmt.Sprint(p))
+		}
+	}
+	ps, ok := src.(Projectors)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for _, pr := range ps.Projectors() {
+		parts, err := pr.Lag(ctx)
+		if err != nil {
+			continue // a scrape must not fail for one projection
+		}
+		for _, p := range parts {
+			part := fmt.Sprint(p.Partition)
+			ch <- prometheus.MustNewConstMetric(c.projLag, prometheus.GaugeValue, float64(p.Lag), pr.Name(), p.Topic, part)
+			ch <- prometheus.MustNewConstMetric(c.projBehind, prometheus.GaugeValue, p.Behind.Seconds(), pr.Name(), p.Topic, part)
 		}
 	}
 }

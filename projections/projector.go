@@ -81,9 +81,11 @@ type Projector struct {
 	// -1 for none (exactly-once sinks only).
 	known map[topicPartition]int64
 	owned map[topicPartition]bool
-	// applied is the next offset this process applied, per partition.
-	applied map[topicPartition]int64
-	changed chan struct{}
+	// applied is the next offset this process applied, per partition;
+	// appliedAt the time of the last record it applied.
+	applied   map[topicPartition]int64
+	appliedAt map[topicPartition]time.Time
+	changed   chan struct{}
 	// held are the aggregates (record keys) whose events are parked from
 	// an offset on (0: all events not yet applied).
 	held map[string]int64
@@ -131,7 +133,7 @@ func (p *Projection[T]) Start(ctx context.Context, cfg Config) (*Projector, erro
 	}
 	pr := &Projector{
 		name: p.name, log: cfg.Logger.With("projection", p.name), cfg: cfg, sink: p.sink, topics: topics,
-		done: make(chan struct{}), known: map[topicPartition]int64{}, owned: map[topicPartition]bool{}, applied: map[topicPartition]int64{},
+		done: make(chan struct{}), known: map[topicPartition]int64{}, owned: map[topicPartition]bool{}, applied: map[topicPartition]int64{}, appliedAt: map[topicPartition]time.Time{},
 		changed: make(chan struct{}), held: map[string]int64{},
 	}
 	cp, exactlyOnce := p.sink.(Checkpointer)
@@ -376,10 +378,14 @@ func (pr *Projector) checkRemote(ctx context.Context, want map[topicPartition]in
 }
 
 // progress records that the partitions of cps are applied up to their
-// Next offsets and wakes waiters.
-func (pr *Projector) progress(cps []Checkpoint) {
+// Next offsets, the last of recs being the last applied, and wakes
+// waiters.
+func (pr *Projector) progress(cps []Checkpoint, recs []*kgo.Record) {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
+	for _, r := range recs {
+		pr.appliedAt[topicPartition{r.Topic, r.Partition}] = r.Timestamp
+	}
 	for _, cp := range cps {
 		k := topicPartition{cp.Topic, cp.Partition}
 		pr.applied[k] = max(pr.applied[k], cp.Next)

@@ -72,7 +72,7 @@ func (p *Projection[T]) process(ctx context.Context, pr *Projector, bindings map
 		var poison *errPoison
 		switch {
 		case err == nil:
-			pr.progress(cps)
+			pr.progress(cps, recs)
 			if err := pr.cl.CommitRecords(context.WithoutCancel(ctx), recs...); err != nil && !exactlyOnce {
 				// The batch will be applied again after a restart: at
 				// least once, as documented for this sink.

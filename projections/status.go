@@ -22,6 +22,10 @@ type PartitionStatus struct {
 	// Lag is End - Applied: records, aborted ones and transaction markers
 	// included (a caught-up partition shows 0, or 1 after a transaction).
 	Lag int64
+	// Behind is, when Lag shows events waiting on a partition this
+	// instance owns, how long ago the last event it applied was written:
+	// the lag in time. Zero otherwise.
+	Behind time.Duration
 }
 
 // Status is a projection's progress.
@@ -36,22 +40,23 @@ type Status struct {
 	Err error
 }
 
-// Status reports the projection's progress on every partition of its
-// topics, as applied by any instance.
-func (pr *Projector) Status(ctx context.Context) (Status, error) {
-	st := Status{Name: pr.name, Err: pr.Err()}
+// Lag reports the projection's progress on every partition of its topics,
+// as applied by any instance; Behind is known for the partitions this
+// instance owns.
+func (pr *Projector) Lag(ctx context.Context) ([]PartitionStatus, error) {
 	ends, err := kadm.NewClient(pr.dlq).ListCommittedOffsets(ctx, pr.topics...)
 	if err == nil {
 		err = ends.Error()
 	}
 	if err != nil {
-		return st, fmt.Errorf("projection %q: end offsets: %w", pr.name, err)
+		return nil, fmt.Errorf("projection %q: end offsets: %w", pr.name, err)
 	}
-	pending := map[string]map[int32]kgo.Offset{}
+	var out []PartitionStatus
+	now := time.Now()
 	for _, topic := range pr.topics {
 		applied, err := pr.remote(ctx, topic)
 		if err != nil {
-			return st, fmt.Errorf("projection %q: progress on %s: %w", pr.name, topic, err)
+			return nil, fmt.Errorf("projection %q: progress on %s: %w", pr.name, topic, err)
 		}
 		ends.Each(func(o kadm.ListedOffset) {
 			if o.Topic != topic {
@@ -59,19 +64,40 @@ func (pr *Projector) Status(ctx context.Context) (Status, error) {
 			}
 			ps := PartitionStatus{Topic: topic, Partition: o.Partition, Applied: applied[o.Partition], End: o.Offset}
 			ps.Lag = max(0, ps.End-ps.Applied)
-			st.Partitions = append(st.Partitions, ps)
-			st.Lag += ps.Lag
-			if ps.Lag > 0 {
-				if pending[topic] == nil {
-					pending[topic] = map[int32]kgo.Offset{}
-				}
-				pending[topic][o.Partition] = kgo.NewOffset().At(ps.Applied)
+			pr.mu.Lock()
+			if at, ok := pr.appliedAt[topicPartition{topic, o.Partition}]; ok && ps.Lag > 1 && pr.owned[topicPartition{topic, o.Partition}] {
+				ps.Behind = now.Sub(at)
 			}
+			pr.mu.Unlock()
+			out = append(out, ps)
 		})
 	}
-	slices.SortFunc(st.Partitions, func(a, b PartitionStatus) int {
+	slices.SortFunc(out, func(a, b PartitionStatus) int {
 		return cmp.Or(cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
 	})
+	return out, nil
+}
+
+// Status reports the projection's progress on every partition of its
+// topics, as applied by any instance, and whether it has caught up (which
+// takes up to a second to tell).
+func (pr *Projector) Status(ctx context.Context) (Status, error) {
+	st := Status{Name: pr.name, Err: pr.Err()}
+	parts, err := pr.Lag(ctx)
+	if err != nil {
+		return st, err
+	}
+	st.Partitions = parts
+	pending := map[string]map[int32]kgo.Offset{}
+	for _, ps := range parts {
+		st.Lag += ps.Lag
+		if ps.Lag > 0 {
+			if pending[ps.Topic] == nil {
+				pending[ps.Topic] = map[int32]kgo.Offset{}
+			}
+			pending[ps.Topic][ps.Partition] = kgo.NewOffset().At(ps.Applied)
+		}
+	}
 	st.CaughtUp, err = pr.nothingCommitted(ctx, pending)
 	return st, err
 }

@@ -158,7 +158,7 @@ func (p *Projection[T]) txBatch(ctx context.Context, pr *Projector, sess *kgo.Gr
 			delete(st.poison, producer.Position{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset})
 			cps = append(cps, Checkpoint{Topic: r.Topic, Partition: r.Partition, Next: r.Offset + 1})
 		}
-		pr.progress(cps)
+		pr.progress(cps, upTo)
 	}
 	return ok, stop, nil
 }
