@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/oklog/ulid/v2"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/interlock-go/interlock"
+	"github.com/interlock-go/interlock/examples/bank"
+	"github.com/interlock-go/interlock/projections"
+)
+
+// projectionResult is the projection phase: events/s through projectors
+// that read the restore phase's events topic from its start, beside
+// raw_consume of the same topic.
+type projectionResult struct {
+	// KafkaToKafka exports each event as a record of another topic, in
+	// Kafka transactions with the consumed offsets (projections.Kafka()).
+	KafkaToKafka throughput `json:"kafka_to_kafka"`
+	// Postgres keeps the bank's balances read model, each batch and its
+	// offsets in one database transaction (package postgres). Zero when
+	// no --postgres DSN is given.
+	Postgres throughput `json:"postgres"`
+}
+
+// projectionPhase runs the projectors over the events of the app name
+// (events written in its events topic) and times each from its start
+// until it has applied the last event of every partition. dsn is the
+// PostgreSQL of the read model ("" skips it).
+func (b *bencher) projectionPhase(ctx context.Context, name string, events int64, dsn string) (projectionResult, error) {
+	var res projectionResult
+	topic := eventsTopic(name)
+	ends, err := b.endOffsets(ctx, topic)
+	if err != nil {
+		return res, err
+	}
+	last := map[int32]int64{}
+	if err := b.readRange(ctx, topic, nil, ends, func(r *kgo.Record) {
+		if !r.Attrs.IsControl() {
+			last[r.Partition] = r.Offset
+		}
+	}); err != nil {
+		return res, err
+	}
+	var positions []interlock.Position
+	for p, o := range last {
+		positions = append(positions, interlock.Position{Topic: topic, Partition: p, Offset: o})
+	}
+
+	export := name + ".export"
+	if err := b.createTopic(ctx, export); err != nil {
+		return res, err
+	}
+	exporter := projections.New("bench-export", projections.Kafka())
+	projections.On(exporter, func(ctx context.Context, out *projections.Output, e projections.Event[bank.MoneyDeposited]) error {
+		out.Produce(&kgo.Record{Topic: export, Key: []byte(e.AggregateID.String()), Value: fmt.Appendf(nil, `{"amount":%d}`, e.Data.Amount)})
+		return nil
+	})
+	projections.On(exporter, func(ctx context.Context, out *projections.Output, e projections.Event[bank.AccountOpened]) error {
+		out.Produce(&kgo.Record{Topic: export, Key: []byte(e.AggregateID.String()), Value: []byte(`{"opened":true}`)})
+		return nil
+	})
+	b.say("projection kafka_to_kafka: %d events into %s, exactly once", events, export)
+	if res.KafkaToKafka, err = b.project(ctx, name, exporter, positions, events); err != nil {
+		return res, fmt.Errorf("projection kafka_to_kafka: %w", err)
+	}
+	b.say("projection kafka_to_kafka: %.0f events/s", res.KafkaToKafka.PerSec)
+
+	if dsn == "" {
+		b.say("projection postgres: no --postgres DSN; not measured")
+		return res, nil
+	}
+	pool, drop, err := b.benchSchema(ctx, dsn)
+	if err != nil {
+		return res, fmt.Errorf("projection postgres: %w", err)
+	}
+	defer drop()
+	b.say("projection postgres: %d events into the balances read model, exactly once", events)
+	if res.Postgres, err = b.project(ctx, name, bank.Balances("bench-balances", pool), positions, events); err != nil {
+		return res, fmt.Errorf("projection postgres: %w", err)
+	}
+	b.say("projection postgres: %.0f events/s", res.Postgres.PerSec)
+	return res, nil
+}
+
+// project starts an instance of app name that runs only p and times it
+// until it has applied the events at positions.
+func (b *bencher) project(ctx context.Context, name string, p projections.Runner, positions []interlock.Position, events int64) (throughput, error) {
+	app, err := interlock.NewBuilder(
+		interlock.WithName(name),
+		interlock.WithRoles(interlock.RoleProject),
+		interlock.WithBrokers(b.brokers...),
+		interlock.WithPartitions(int32(b.cfg.partitions)),
+		interlock.WithLogger(b.log),
+		interlock.WithClientOptions(kgo.ClientID(name+"-"+p.Name())),
+	).RegisterAggregate(bank.Accounts()).RegisterProjection(p).Build()
+	if err != nil {
+		return throughput{}, err
+	}
+	wctx, cancel := b.wait(ctx)
+	defer cancel()
+	start := time.Now()
+	if err := app.Start(wctx); err != nil {
+		return throughput{}, err
+	}
+	defer b.closeApp(ctx, app)
+	if err := app.Projection(p.Name()).WaitFor(wctx, positions); err != nil {
+		return throughput{}, err
+	}
+	s := time.Since(start).Seconds()
+	return throughput{Records: events, Seconds: s, PerSec: float64(events) / s}, nil
+}
+
+// createTopic creates topic with the bench's partition count.
+func (b *bencher) createTopic(ctx context.Context, topic string) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.brokers...))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	wctx, cancel := b.wait(ctx)
+	defer cancel()
+	resp, err := kadm.NewClient(cl).CreateTopic(wctx, int32(b.cfg.partitions), -1, nil, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	return err
+}
+
+// benchSchema returns a pool on a new schema of the database at dsn, and
+// a function that drops it.
+func (b *bencher) benchSchema(ctx context.Context, dsn string) (*pgxpool.Pool, func(), error) {
+	wctx, cancel := b.wait(ctx)
+	defer cancel()
+	schema := "bench_" + strings.ToLower(ulid.Make().String())
+	admin, err := pgx.Connect(wctx, dsn)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := admin.Exec(wctx, "CREATE SCHEMA "+schema); err != nil {
+		admin.Close(wctx)
+		return nil, nil, err
+	}
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		admin.Close(wctx)
+		return nil, nil, err
+	}
+	cfg.ConnConfig.RuntimeParams["search_path"] = schema
+	pool, err := pgxpool.NewWithConfig(wctx, cfg)
+	if err != nil {
+		admin.Close(wctx)
+		return nil, nil, err
+	}
+	return pool, func() {
+		pool.Close()
+		if !b.cfg.keep {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			admin.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE")
+		}
+		admin.Close(context.Background())
+	}, nil
+}
