@@ -216,7 +216,9 @@ func (p *Processor) restore(ctx context.Context, parts []*partition) map[*partit
 			p.stats.fullReplays.Add(1)
 		}
 		part.position = max(part.position, r.end)
+		p.mu.Lock() // Ready asks from other goroutines
 		part.restored = true
+		p.mu.Unlock()
 		p.log.Info("interlock: partition restored", "partition", part.sp.String(), "from", r.from, "end", r.end,
 			"events", r.events, "aggregates", len(part.entries), "took", r.took.Round(time.Millisecond))
 		p.observeRestore(Restore{Topic: part.sp.Topic, Partition: part.id, From: r.from, Events: r.events, Duration: r.took})

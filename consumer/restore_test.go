@@ -191,3 +191,44 @@ func TestReplayKeepsNoFetchedMemory(t *testing.T) {
 		t.Fatalf("after the fetched memory changed, the replayed aggregate remembers %+v", e.inst.Recent)
 	}
 }
+
+// TestReadyDuringRestore: App.Ready asks the processor from other
+// goroutines while its loop restores partitions; the race detector checks
+// that marking a partition restored is synchronized with that question.
+func TestReadyDuringRestore(t *testing.T) {
+	brokers := kafkatest.Brokers(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	route, state := testRoute(t, kafkatest.Name(t))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 2, 1, nil, route.EventsTopic); err != nil {
+		t.Fatal(err)
+	}
+	p := testProcessor(route, state, Config{ClientOpts: []kgo.Opt{kgo.SeedBrokers(brokers...)}})
+	p.joined = true
+	parts := []*partition{p.partitionOf(route.CommandsTopic, 0), p.partitionOf(route.CommandsTopic, 1)}
+	done := make(chan struct{})
+	asked := make(chan bool)
+	go func() {
+		ready := false
+		for {
+			select {
+			case <-done:
+				asked <- ready
+				return
+			default:
+				ready = p.Ready()
+			}
+		}
+	}()
+	errs := p.restore(ctx, parts)
+	close(done)
+	<-asked
+	if len(errs) > 0 || !p.Ready() {
+		t.Fatalf("restore: %v; ready %v", errs, p.Ready())
+	}
+}
