@@ -1,51 +1,53 @@
-// Command interlock runs Interlock's tools: demo, the bank example on an
-// embedded Kafka (or a real one with --brokers), and serve, the example
-// domains as a long-running service.
+// Command interlock is Interlock's own binary: the example domains of
+// package bank (accounts, transfers and the transfer saga, plus the
+// balances read model when a PostgreSQL DSN is configured) run as a
+// service, with the standard commands of package service (serve, topics,
+// events, aggregate, projections, schema), and two of its own: demo, the
+// first-run tour on an embedded Kafka, and bench, the benchmark.
 package main
 
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
+	"io"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/interlock-go/interlock"
+	"github.com/interlock-go/interlock/examples/bank"
+	"github.com/interlock-go/interlock/service"
 )
 
-const usage = `usage: interlock <command> [flags]
-
-commands:
-  demo    run the bank example: commands, a rejection and a concurrent burst
-          (on an embedded Kafka unless --brokers is given)
-  serve   run the example domains as a service until SIGINT or SIGTERM
-  bench   measure commands, latency and restores against the broker's own limit
-
-Run 'interlock <command> -h' for a command's flags.
-`
-
 func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprint(os.Stderr, usage)
-		os.Exit(2)
+	service.Main(build, commands()...)
+}
+
+// commands are the binary's own commands beside the standard ones.
+func commands() []service.Option {
+	return []service.Option{
+		service.WithCommand("demo", "run the bank example: commands, a rejection and a concurrent burst (on an embedded Kafka unless --brokers is given)",
+			func(ctx context.Context, args []string, stdout, _ io.Writer) error { return demo(ctx, stdout, args) }),
+		service.WithCommand("bench", "measure commands, latency and restores against the broker's own limit",
+			func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+				return bench(ctx, stdout, stderr, args)
+			}),
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	var err error
-	switch os.Args[1] {
-	case "demo":
-		err = demo(ctx, os.Stdout, os.Args[2:])
-	case "bench":
-		err = bench(ctx, os.Stdout, os.Stderr, os.Args[2:])
-	case "serve":
-		err = serve(ctx, os.Args[2:])
-	case "-h", "--help", "help":
-		fmt.Print(usage)
-		return
-	default:
-		fmt.Fprintf(os.Stderr, "interlock: unknown command %q\n\n%s", os.Args[1], usage)
-		os.Exit(2)
+}
+
+// build registers the example domains: the bank accounts, the transfers
+// and their saga, and, with a PostgreSQL DSN, the balances read model.
+func build(ctx context.Context, cfg *service.Config) (*interlock.Builder, error) {
+	b := interlock.NewBuilder(cfg.Options()...).
+		RegisterAggregate(bank.Accounts()).
+		RegisterAggregate(bank.Transfers()).
+		RegisterProjection(bank.TransferSaga())
+	if cfg.PostgresDSN != "" {
+		pool, err := pgxpool.New(ctx, cfg.PostgresDSN)
+		if err != nil {
+			return nil, fmt.Errorf("postgres: %w", err)
+		}
+		cfg.Cleanup(pool.Close)
+		b.RegisterProjection(bank.Balances("balances", pool))
 	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "interlock:", err)
-		os.Exit(1)
-	}
+	return b, nil
 }

@@ -1,0 +1,594 @@
+package service
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/oauth"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/interlock-go/interlock"
+)
+
+// Config is the configuration every subcommand shares, resolved from
+// flags, environment variables and the YAML file (see the package doc for
+// the table). The build function reads it to build the application:
+// Options gives the interlock options it implies.
+type Config struct {
+	// Brokers are the Kafka seed brokers; none means an embedded Kafka
+	// (serve only).
+	Brokers []string
+	// Name is the application name, the prefix of its topics.
+	Name string
+	// InstanceID is the stable instance ID; empty: Interlock's default.
+	InstanceID string
+	// Roles are the roles serve plays.
+	Roles interlock.Role
+	// Partitions and ReplicationFactor are those of the topics created.
+	Partitions        int32
+	ReplicationFactor int16
+	// HTTPAddr is where serve answers HTTP; empty: no HTTP.
+	HTTPAddr string
+	// RedisURL locates the Redis snapshot store; empty: in-process
+	// snapshots. RedisPassword, a secret, overrides the URL's.
+	RedisURL      string
+	RedisPassword string
+	// RedisKeyPrefix starts the snapshot store's keys.
+	RedisKeyPrefix string
+	// PostgresDSN, a secret, is the connection string of the read models'
+	// PostgreSQL; empty when not configured.
+	PostgresDSN string
+	// TLS and SASL secure the Kafka connections.
+	TLS  TLSConfig
+	SASL SASLConfig
+	// Logger is the service's structured logger (JSON on stderr), which
+	// never prints the secrets above.
+	Logger *slog.Logger
+
+	opts     []interlock.Option
+	cleanups []func()
+	secrets  []string
+}
+
+// TLSConfig is how Kafka connections use TLS.
+type TLSConfig struct {
+	// Enabled turns TLS on; the files below imply it.
+	Enabled bool
+	// CAFile holds PEM CA certificates to trust (default: the system's).
+	CAFile string
+	// CertFile and KeyFile hold a PEM client certificate and its key, for
+	// mutual TLS.
+	CertFile, KeyFile string
+	// ServerName overrides the name checked in the brokers' certificates.
+	ServerName string
+	// InsecureSkipVerify skips the brokers' certificate checks: for tests
+	// only.
+	InsecureSkipVerify bool
+}
+
+// SASLConfig is how Kafka connections authenticate.
+type SASLConfig struct {
+	// Mechanism is PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER, or
+	// empty for none.
+	Mechanism string
+	// Username is the SASL user (not used by OAUTHBEARER).
+	Username string
+	// Password is the SASL password, or OAUTHBEARER's token: a secret.
+	Password string
+	// PasswordFile, when set, is read again at each authentication, so a
+	// rotated password or a refreshed token is picked up without a
+	// restart.
+	PasswordFile string
+}
+
+// Options returns the interlock options the configuration implies:
+// brokers, name, instance ID, roles, partitions, replication factor,
+// logger, Kafka TLS and SASL, and what the command adds (the Redis
+// snapshot store, serve's metrics observer). Pass them to
+// interlock.NewBuilder.
+func (c *Config) Options() []interlock.Option {
+	return append([]interlock.Option(nil), c.opts...)
+}
+
+// Cleanup registers f to run when the command ends (after the application
+// is closed), for what the build function opened: a database pool, a
+// client. Cleanups run in reverse order.
+func (c *Config) Cleanup(f func()) { c.cleanups = append(c.cleanups, f) }
+
+func (c *Config) close() {
+	for i := len(c.cleanups) - 1; i >= 0; i-- {
+		c.cleanups[i]()
+	}
+	c.cleanups = nil
+}
+
+// setting is one row of the configuration table: a flag, its environment
+// variable and its YAML key. A secret has no flag of its own (a flag's
+// value shows in ps, shell history and --help): it comes from its
+// variable, or from a file named by <variable>_FILE, --<flag> or
+// <yaml key>, which is what the flag and the key are.
+type setting struct {
+	flag, env, yaml, def, help string
+	secret, isBool             bool
+}
+
+// settings is the configuration table. The package doc and the README
+// show it as Table prints it; a test keeps them equal.
+var settings = []setting{
+	{flag: "config", env: "INTERLOCK_CONFIG", def: "", help: "YAML file of settings (the keys of this table); flags and environment variables win over it"},
+	{flag: "brokers", env: "INTERLOCK_BROKERS", yaml: "brokers", def: "", help: "comma-separated Kafka seed brokers (serve: none runs an embedded Kafka)"},
+	{flag: "name", env: "INTERLOCK_NAME", yaml: "name", def: "interlock", help: "application name: the prefix of its topics, groups and transactional IDs"},
+	{flag: "instance-id", env: "INTERLOCK_INSTANCE_ID", yaml: "instanceId", def: "", help: "stable instance ID, e.g. the pod name (default: hostname and a random suffix)"},
+	{flag: "roles", env: "INTERLOCK_ROLES", yaml: "roles", def: "dispatch,process,project", help: "roles serve plays: dispatch, process, project"},
+	{flag: "partitions", env: "INTERLOCK_PARTITIONS", yaml: "partitions", def: "6", help: "partitions of the topics Interlock creates"},
+	{flag: "replication-factor", env: "INTERLOCK_REPLICATION_FACTOR", yaml: "replicationFactor", def: "-1", help: "replication factor of the topics Interlock creates (-1: the broker's default)"},
+	{flag: "http", env: "INTERLOCK_HTTP_ADDR", yaml: "http", def: ":8080", help: "address of serve's /metrics, /healthz and /readyz (\"off\": none)"},
+	{flag: "log-level", env: "INTERLOCK_LOG_LEVEL", yaml: "logLevel", def: "info", help: "debug, info, warn or error"},
+	{flag: "redis", env: "INTERLOCK_REDIS_URL", yaml: "redis", def: "", help: "Redis snapshot store, redis[s]://[user@]host:port/db (default: in-process snapshots)"},
+	{flag: "redis-key-prefix", env: "INTERLOCK_REDIS_KEY_PREFIX", yaml: "redisKeyPrefix", def: "", help: "prefix of the snapshot store's keys (default: the application name)"},
+	{flag: "redis-password-file", env: "INTERLOCK_REDIS_PASSWORD", yaml: "redisPasswordFile", secret: true, help: "Redis password"},
+	{flag: "postgres-dsn-file", env: "INTERLOCK_POSTGRES_DSN", yaml: "postgresDsnFile", secret: true, help: "PostgreSQL connection string of the read models, postgres://user:password@host:port/db"},
+	{flag: "tls", env: "INTERLOCK_TLS", yaml: "tls", def: "false", isBool: true, help: "connect to Kafka with TLS (implied by the other tls settings)"},
+	{flag: "tls-ca-file", env: "INTERLOCK_TLS_CA_FILE", yaml: "tlsCaFile", def: "", help: "PEM CA certificates to trust (default: the system's)"},
+	{flag: "tls-cert-file", env: "INTERLOCK_TLS_CERT_FILE", yaml: "tlsCertFile", def: "", help: "PEM client certificate, for mutual TLS"},
+	{flag: "tls-key-file", env: "INTERLOCK_TLS_KEY_FILE", yaml: "tlsKeyFile", def: "", help: "PEM key of the client certificate"},
+	{flag: "tls-server-name", env: "INTERLOCK_TLS_SERVER_NAME", yaml: "tlsServerName", def: "", help: "name to check in the brokers' certificates (default: the broker's host)"},
+	{flag: "tls-insecure-skip-verify", env: "INTERLOCK_TLS_INSECURE_SKIP_VERIFY", yaml: "tlsInsecureSkipVerify", def: "false", isBool: true, help: "do not check the brokers' certificates (tests only)"},
+	{flag: "sasl-mechanism", env: "INTERLOCK_SASL_MECHANISM", yaml: "saslMechanism", def: "", help: "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER (default: no SASL)"},
+	{flag: "sasl-username", env: "INTERLOCK_SASL_USERNAME", yaml: "saslUsername", def: "", help: "SASL user"},
+	{flag: "sasl-password-file", env: "INTERLOCK_SASL_PASSWORD", yaml: "saslPasswordFile", secret: true, help: "SASL password, or OAUTHBEARER's token; a file is read again at each authentication"},
+}
+
+// Table returns the configuration table in Markdown, as the package doc
+// and the README show it.
+func Table() string {
+	var b strings.Builder
+	b.WriteString("| flag | environment | YAML key | default | what |\n| --- | --- | --- | --- | --- |\n")
+	for _, s := range settings {
+		flagCol, envCol, yamlCol, def := "`--"+s.flag+"`", "`"+s.env+"`", "—", s.def
+		if s.yaml != "" {
+			yamlCol = "`" + s.yaml + "`"
+		}
+		if s.secret {
+			flagCol = "`--" + s.flag + "` (a file)"
+			envCol = "`" + s.env + "`, `" + s.env + "_FILE`"
+			yamlCol += " (a file)"
+		}
+		if def == "" {
+			def = "none"
+		} else {
+			def = "`" + def + "`"
+		}
+		help := s.help
+		if s.secret {
+			help = "secret: " + help + "; only from the environment or a file"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", flagCol, envCol, yamlCol, def, help)
+	}
+	return b.String()
+}
+
+// stringValue is a flag that remembers whether it was set.
+type stringValue struct {
+	v      string
+	isBool bool
+}
+
+func (s *stringValue) String() string {
+	if s == nil {
+		return ""
+	}
+	return s.v
+}
+func (s *stringValue) Set(v string) error { s.v = v; return nil }
+func (s *stringValue) IsBoolFlag() bool   { return s.isBool }
+
+// addFlags registers the settings' flags on fs.
+func addFlags(fs *flag.FlagSet) map[string]*stringValue {
+	vals := map[string]*stringValue{}
+	for _, s := range settings {
+		v := &stringValue{v: s.def, isBool: s.isBool}
+		help := s.help + " (env " + s.env + ")"
+		if s.secret {
+			// The flag names a file; the value itself is never a default.
+			v.v = ""
+			help = "file holding the " + s.help + " (or env " + s.env + ", " + s.env + "_FILE)"
+		}
+		fs.Var(v, s.flag, help)
+		vals[s.flag] = v
+	}
+	return vals
+}
+
+// resolve computes the configuration: a flag given on the command line
+// wins, then the environment, then the YAML file, then the default.
+func resolve(fs *flag.FlagSet, vals map[string]*stringValue, getenv func(string) string, stderr io.Writer) (*Config, error) {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	get := map[string]string{}
+	file := getenv("INTERLOCK_CONFIG")
+	if set["config"] {
+		file = vals["config"].v
+	}
+	var fromFile map[string]string
+	if file != "" {
+		var err error
+		if fromFile, err = readYAML(file); err != nil {
+			return nil, err
+		}
+	}
+	var secrets []string
+	for _, s := range settings {
+		if s.flag == "config" {
+			continue
+		}
+		v, src := s.def, "default"
+		if s.secret {
+			v = ""
+		}
+		if y, ok := fromFile[s.yaml]; ok {
+			v, src = y, "file"
+		}
+		if e := getenv(s.env); e != "" && !s.secret {
+			v, src = e, "env"
+		}
+		if s.secret {
+			// The value from its variable, else from the file that the
+			// flag, <VAR>_FILE or the YAML key names, in that order.
+			path := v
+			if e := getenv(s.env + "_FILE"); e != "" {
+				path = e
+			}
+			if set[s.flag] {
+				path = vals[s.flag].v
+			}
+			v = ""
+			switch e := getenv(s.env); {
+			case set[s.flag] || (e == "" && path != ""):
+				b, err := os.ReadFile(path)
+				if err != nil {
+					return nil, fmt.Errorf("the %s file: %w", s.help, pathErr(err))
+				}
+				v = strings.TrimRight(string(b), "\r\n")
+				get[s.flag+"#path"] = path
+			default:
+				v = e
+			}
+			if v != "" {
+				secrets = append(secrets, secretParts(v)...)
+			}
+			get[s.flag] = v
+			continue
+		}
+		if set[s.flag] {
+			v, src = vals[s.flag].v, "flag"
+		}
+		_ = src
+		get[s.flag] = v
+	}
+	return build(get, secrets, stderr)
+}
+
+// pathErr drops the operation from a file error: "open x: no such file".
+func pathErr(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %w", pe.Path, pe.Err)
+	}
+	return err
+}
+
+// readYAML reads a flat YAML map of settings. Unknown keys are errors (a
+// typo would otherwise go unnoticed), and so are secrets' values: a YAML
+// file names the files that hold them.
+func readYAML(path string) (map[string]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config file: %w", err)
+	}
+	var raw map[string]any
+	if err := yaml.Unmarshal(b, &raw); err != nil {
+		return nil, fmt.Errorf("config file %s: %w", path, err)
+	}
+	known := map[string]bool{}
+	for _, s := range settings {
+		if s.yaml != "" {
+			known[s.yaml] = true
+		}
+	}
+	out := map[string]string{}
+	var errs []error
+	for k, v := range raw {
+		if !known[k] {
+			errs = append(errs, fmt.Errorf("config file %s: unknown key %q", path, k))
+			continue
+		}
+		switch v := v.(type) {
+		case []any:
+			parts := make([]string, len(v))
+			for i, p := range v {
+				parts[i] = fmt.Sprint(p)
+			}
+			out[k] = strings.Join(parts, ",")
+		case map[string]any:
+			errs = append(errs, fmt.Errorf("config file %s: key %q: want a value, not a map", path, k))
+		case nil:
+		default:
+			out[k] = fmt.Sprint(v)
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// build turns the resolved settings into a Config.
+func build(get map[string]string, secrets []string, stderr io.Writer) (*Config, error) {
+	c := &Config{
+		Name: get["name"], InstanceID: get["instance-id"],
+		RedisURL: get["redis"], RedisPassword: get["redis-password-file"], RedisKeyPrefix: get["redis-key-prefix"],
+		PostgresDSN: get["postgres-dsn-file"], secrets: secrets,
+		TLS: TLSConfig{
+			CAFile: get["tls-ca-file"], CertFile: get["tls-cert-file"], KeyFile: get["tls-key-file"],
+			ServerName: get["tls-server-name"],
+		},
+		SASL: SASLConfig{
+			Mechanism: strings.ToUpper(get["sasl-mechanism"]), Username: get["sasl-username"],
+			Password: get["sasl-password-file"], PasswordFile: get["sasl-password-file#path"],
+		},
+	}
+	var errs []error
+	bad := func(name, v, want string) {
+		errs = append(errs, fmt.Errorf("--%s %q: %s", name, v, want))
+	}
+	for _, b := range strings.Split(get["brokers"], ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			c.Brokers = append(c.Brokers, b)
+		}
+	}
+	for _, r := range strings.Split(get["roles"], ",") {
+		switch strings.TrimSpace(r) {
+		case "dispatch":
+			c.Roles |= interlock.RoleDispatch
+		case "process":
+			c.Roles |= interlock.RoleProcess
+		case "project":
+			c.Roles |= interlock.RoleProject
+		case "":
+		default:
+			bad("roles", get["roles"], "use dispatch, process, project")
+		}
+	}
+	if n, err := strconv.ParseInt(get["partitions"], 10, 32); err != nil || n < 1 {
+		bad("partitions", get["partitions"], "want a positive number")
+	} else {
+		c.Partitions = int32(n)
+	}
+	if n, err := strconv.ParseInt(get["replication-factor"], 10, 16); err != nil || n == 0 || n < -1 {
+		bad("replication-factor", get["replication-factor"], "want -1 or a positive number")
+	} else {
+		c.ReplicationFactor = int16(n)
+	}
+	if c.HTTPAddr = get["http"]; c.HTTPAddr == "off" {
+		c.HTTPAddr = ""
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(get["log-level"])); err != nil {
+		bad("log-level", get["log-level"], "use debug, info, warn or error")
+	}
+	for _, name := range []string{"tls", "tls-insecure-skip-verify"} {
+		v, err := strconv.ParseBool(get[name])
+		if err != nil {
+			bad(name, get[name], "want true or false")
+		}
+		if name == "tls" {
+			c.TLS.Enabled = v
+		} else {
+			c.TLS.InsecureSkipVerify = v
+		}
+	}
+	c.Logger = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level, ReplaceAttr: c.redactAttr}))
+	kafka, err := c.kafkaOptions()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return nil, c.redact(errors.Join(errs...))
+	}
+	c.opts = []interlock.Option{
+		interlock.WithName(c.Name), interlock.WithLogger(c.Logger), interlock.WithRoles(c.Roles),
+		interlock.WithPartitions(c.Partitions), interlock.WithReplicationFactor(c.ReplicationFactor),
+	}
+	if len(c.Brokers) > 0 {
+		c.opts = append(c.opts, interlock.WithBrokers(c.Brokers...))
+	}
+	if c.InstanceID != "" {
+		c.opts = append(c.opts, interlock.WithInstanceID(c.InstanceID))
+	}
+	if len(kafka) > 0 {
+		c.opts = append(c.opts, interlock.WithClientOptions(kafka...))
+	}
+	return c, nil
+}
+
+// kafkaOptions returns the franz-go options of the TLS and SASL settings.
+func (c *Config) kafkaOptions() ([]kgo.Opt, error) {
+	var opts []kgo.Opt
+	t := c.TLS
+	if t.Enabled || t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != "" || t.InsecureSkipVerify {
+		cfg, err := t.config()
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, kgo.DialTLSConfig(cfg))
+	}
+	if c.SASL.Mechanism != "" {
+		m, err := c.SASL.mechanism()
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, kgo.SASL(m))
+	}
+	return opts, nil
+}
+
+// config builds the crypto/tls configuration.
+func (t TLSConfig) config() (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify} //nolint:gosec // the operator's explicit choice, for tests
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-ca-file: %w", pathErr(err))
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--tls-ca-file %s: no PEM certificate in it", t.CAFile)
+		}
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		return nil, errors.New("--tls-cert-file and --tls-key-file go together")
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-cert-file, --tls-key-file: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+// mechanism builds the SASL mechanism. The password is read from its file
+// at each authentication when it came from one.
+func (s SASLConfig) mechanism() (sasl.Mechanism, error) {
+	password := func() (string, error) {
+		if s.PasswordFile == "" {
+			return s.Password, nil
+		}
+		b, err := os.ReadFile(s.PasswordFile)
+		if err != nil {
+			return "", fmt.Errorf("SASL password file: %w", pathErr(err))
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil
+	}
+	if s.Mechanism != "OAUTHBEARER" && s.Username == "" {
+		return nil, fmt.Errorf("--sasl-mechanism %s needs --sasl-username", s.Mechanism)
+	}
+	if s.Password == "" {
+		return nil, fmt.Errorf("--sasl-mechanism %s needs a password: INTERLOCK_SASL_PASSWORD, INTERLOCK_SASL_PASSWORD_FILE or --sasl-password-file", s.Mechanism)
+	}
+	switch s.Mechanism {
+	case "PLAIN":
+		return plain.Plain(func(context.Context) (plain.Auth, error) {
+			p, err := password()
+			return plain.Auth{User: s.Username, Pass: p}, err
+		}), nil
+	case "SCRAM-SHA-256", "SCRAM-SHA-512":
+		auth := func(context.Context) (scram.Auth, error) {
+			p, err := password()
+			return scram.Auth{User: s.Username, Pass: p}, err
+		}
+		if s.Mechanism == "SCRAM-SHA-256" {
+			return scram.Sha256(auth), nil
+		}
+		return scram.Sha512(auth), nil
+	case "OAUTHBEARER":
+		return oauth.Oauth(func(context.Context) (oauth.Auth, error) {
+			p, err := password()
+			return oauth.Auth{Token: p}, err
+		}), nil
+	}
+	return nil, fmt.Errorf("--sasl-mechanism %q: use PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER", s.Mechanism)
+}
+
+// redacted replaces secrets in what is printed.
+const redacted = "[redacted]"
+
+// redactString replaces every secret in s.
+func (c *Config) redactString(s string) string {
+	for _, sec := range c.secrets {
+		s = strings.ReplaceAll(s, sec, redacted)
+	}
+	return s
+}
+
+// secretParts returns what to hide of secret s: the password of a URL
+// (postgres://user:password@host/db) or of a key=value DSN, so logs still
+// say which server; s itself when it holds no such password.
+func secretParts(s string) []string {
+	var out []string
+	if i := strings.Index(s, "://"); i >= 0 {
+		rest := s[i+3:]
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			if colon := strings.Index(rest[:at], ":"); colon >= 0 && colon+1 < at {
+				out = append(out, rest[colon+1:at])
+			}
+		}
+	}
+	if i := strings.Index(s, "password="); i >= 0 {
+		p := s[i+len("password="):]
+		if j := strings.IndexAny(p, " &"); j >= 0 {
+			p = p[:j]
+		}
+		if p != "" {
+			out = append(out, p)
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, s)
+	}
+	return out
+}
+
+// redact returns err with its secrets replaced.
+func (c *Config) redact(err error) error {
+	if err == nil || c == nil || len(c.secrets) == 0 {
+		return err
+	}
+	msg := err.Error()
+	if r := c.redactString(msg); r != msg {
+		return &redactedError{msg: r, err: err}
+	}
+	return err
+}
+
+// redactedError is an error whose message had secrets: it prints without
+// them and still matches what it wraps (errors.Is).
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
+// redactAttr is the logger's ReplaceAttr: string and error values lose
+// their secrets.
+func (c *Config) redactAttr(_ []string, a slog.Attr) slog.Attr {
+	if len(c.secrets) == 0 {
+		return a
+	}
+	switch a.Value.Kind() {
+	case slog.KindString:
+		a.Value = slog.StringValue(c.redactString(a.Value.String()))
+	case slog.KindAny:
+		switch v := a.Value.Any().(type) {
+		case error:
+			a.Value = slog.StringValue(c.redactString(v.Error()))
+		case fmt.Stringer:
+			a.Value = slog.StringValue(c.redactString(v.String()))
+		}
+	}
+	return a
+}

@@ -1,0 +1,77 @@
+// Package service turns an Interlock application into a binary with the
+// standard commands an operator needs: a user's main builds the
+// application and hands it to Main, which runs the command line.
+//
+//	func main() {
+//		service.Main(func(ctx context.Context, cfg *service.Config) (*interlock.Builder, error) {
+//			return interlock.NewBuilder(cfg.Options()...).
+//				RegisterAggregate(accounts).
+//				RegisterProjection(balances), nil
+//		})
+//	}
+//
+// The commands:
+//
+//	serve                          run the application: processors, projections and HTTP
+//	                               (/healthz, /readyz, /metrics) until SIGINT or SIGTERM, then drain
+//	topics create|describe|verify  create the topics, show them, check their layout
+//	events tail                    print events, decoded: --aggregate, --id, --offset, --since, --follow
+//	aggregate show TYPE ID         one aggregate's state and version, folded from its events
+//	projections status [NAME]      progress per partition, lag, caught up or not
+//	projections reset NAME         start a stopped projection over
+//	projections rebuild NAME       how to build a new version beside the serving one
+//	projections dlq list NAME      events parked in the dead-letter topic
+//	projections dlq retry NAME KEY apply a key's parked events again
+//	schema check                   check the schemas against the registry, for CI
+//
+// A binary adds its own commands with WithCommand. The commands that read
+// or change the cluster (topics, events, aggregate, projections) need
+// brokers; serve alone runs an embedded Kafka without them. The
+// projections commands start the application as a dispatcher only (its
+// projections passive, following the running instances' progress), which
+// creates missing topics.
+//
+// # Configuration
+//
+// Every command takes the settings below, each from a flag, else an
+// environment variable, else the YAML file given by --config (a flat map
+// of the YAML keys; unknown keys are errors), else its default. Config
+// holds the result, and Config.Options the interlock options it implies.
+//
+// Secrets (the Redis password, the PostgreSQL DSN, the SASL password)
+// have no flag of their own: they come from their environment variable,
+// or from a file named by <VARIABLE>_FILE, the --...-file flag or the YAML
+// key (a mounted Kubernetes Secret). They never appear in --help, in
+// errors or in logs: the logger and the errors of Run replace them with
+// [redacted].
+//
+//	| flag | environment | YAML key | default | what |
+//	| --- | --- | --- | --- | --- |
+//	| `--config` | `INTERLOCK_CONFIG` | — | none | YAML file of settings (the keys of this table); flags and environment variables win over it |
+//	| `--brokers` | `INTERLOCK_BROKERS` | `brokers` | none | comma-separated Kafka seed brokers (serve: none runs an embedded Kafka) |
+//	| `--name` | `INTERLOCK_NAME` | `name` | `interlock` | application name: the prefix of its topics, groups and transactional IDs |
+//	| `--instance-id` | `INTERLOCK_INSTANCE_ID` | `instanceId` | none | stable instance ID, e.g. the pod name (default: hostname and a random suffix) |
+//	| `--roles` | `INTERLOCK_ROLES` | `roles` | `dispatch,process,project` | roles serve plays: dispatch, process, project |
+//	| `--partitions` | `INTERLOCK_PARTITIONS` | `partitions` | `6` | partitions of the topics Interlock creates |
+//	| `--replication-factor` | `INTERLOCK_REPLICATION_FACTOR` | `replicationFactor` | `-1` | replication factor of the topics Interlock creates (-1: the broker's default) |
+//	| `--http` | `INTERLOCK_HTTP_ADDR` | `http` | `:8080` | address of serve's /metrics, /healthz and /readyz ("off": none) |
+//	| `--log-level` | `INTERLOCK_LOG_LEVEL` | `logLevel` | `info` | debug, info, warn or error |
+//	| `--redis` | `INTERLOCK_REDIS_URL` | `redis` | none | Redis snapshot store, redis[s]://[user@]host:port/db (default: in-process snapshots) |
+//	| `--redis-key-prefix` | `INTERLOCK_REDIS_KEY_PREFIX` | `redisKeyPrefix` | none | prefix of the snapshot store's keys (default: the application name) |
+//	| `--redis-password-file` (a file) | `INTERLOCK_REDIS_PASSWORD`, `INTERLOCK_REDIS_PASSWORD_FILE` | `redisPasswordFile` (a file) | none | secret: Redis password; only from the environment or a file |
+//	| `--postgres-dsn-file` (a file) | `INTERLOCK_POSTGRES_DSN`, `INTERLOCK_POSTGRES_DSN_FILE` | `postgresDsnFile` (a file) | none | secret: PostgreSQL connection string of the read models, postgres://user:password@host:port/db; only from the environment or a file |
+//	| `--tls` | `INTERLOCK_TLS` | `tls` | `false` | connect to Kafka with TLS (implied by the other tls settings) |
+//	| `--tls-ca-file` | `INTERLOCK_TLS_CA_FILE` | `tlsCaFile` | none | PEM CA certificates to trust (default: the system's) |
+//	| `--tls-cert-file` | `INTERLOCK_TLS_CERT_FILE` | `tlsCertFile` | none | PEM client certificate, for mutual TLS |
+//	| `--tls-key-file` | `INTERLOCK_TLS_KEY_FILE` | `tlsKeyFile` | none | PEM key of the client certificate |
+//	| `--tls-server-name` | `INTERLOCK_TLS_SERVER_NAME` | `tlsServerName` | none | name to check in the brokers' certificates (default: the broker's host) |
+//	| `--tls-insecure-skip-verify` | `INTERLOCK_TLS_INSECURE_SKIP_VERIFY` | `tlsInsecureSkipVerify` | `false` | do not check the brokers' certificates (tests only) |
+//	| `--sasl-mechanism` | `INTERLOCK_SASL_MECHANISM` | `saslMechanism` | none | PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER (default: no SASL) |
+//	| `--sasl-username` | `INTERLOCK_SASL_USERNAME` | `saslUsername` | none | SASL user |
+//	| `--sasl-password-file` (a file) | `INTERLOCK_SASL_PASSWORD`, `INTERLOCK_SASL_PASSWORD_FILE` | `saslPasswordFile` (a file) | none | secret: SASL password, or OAUTHBEARER's token; a file is read again at each authentication; only from the environment or a file |
+//
+// Kafka TLS and SASL become franz-go options (kgo.DialTLSConfig, kgo.SASL
+// with the sasl/plain, sasl/scram and sasl/oauth mechanisms). A SASL
+// password or token read from a file is read again at each
+// authentication, so a rotated secret needs no restart.
+package service
