@@ -53,28 +53,68 @@ type Result[R any] struct {
 //
 // The dispatch middleware registered on the builder runs around it.
 func Dispatch[C aggregate.Cmd[R], R any](ctx context.Context, app *App, cmd C) (Result[R], error) {
-	var res Result[R]
-	var rep *producer.Reply // the last reply the chain got, for its positions
-	m, d, err := app.message(&cmd, false)
+	res, err := app.dispatch(ctx, cmd, false, func(raw json.RawMessage) (any, error) {
+		var v R
+		if len(raw) == 0 {
+			return v, nil
+		}
+		err := json.Unmarshal(raw, &v)
+		return v, err
+	})
+	value, _ := res.Value.(R)
+	return Result[R]{Value: value, CommandID: res.CommandID, Version: res.Version, Positions: res.Positions}, err
+}
+
+// DispatchValue is Dispatch for a command whose type is known only at run
+// time, such as one decoded by a gateway: cmd is a command value (not a
+// pointer) of a registered type, and the result is the handler's result
+// as JSON.
+func DispatchValue(ctx context.Context, app *App, cmd any) (Result[json.RawMessage], error) {
+	res, err := app.dispatch(ctx, cmd, false, func(raw json.RawMessage) (any, error) { return raw, nil })
+	value, _ := res.Value.(json.RawMessage)
+	return Result[json.RawMessage]{Value: value, CommandID: res.CommandID, Version: res.Version, Positions: res.Positions}, err
+}
+
+// Send writes cmd to its commands topic and returns its command ID once
+// Kafka has it durably; it does not wait for the command to be handled.
+// The dispatch middleware runs around it, with Message.Async set.
+func Send[C aggregate.Cmd[R], R any](ctx context.Context, app *App, cmd C) (ulid.ULID, error) {
+	res, err := app.dispatch(ctx, cmd, true, nil)
+	return res.CommandID, err
+}
+
+// dispatch runs cmd (a command value) through the dispatch middleware to
+// the dispatcher: Send when async, else Dispatch, whose JSON result decode
+// turns into the result's Value.
+func (a *App) dispatch(ctx context.Context, cmd any, async bool, decode func(json.RawMessage) (any, error)) (Result[any], error) {
+	var res Result[any]
+	t := reflect.TypeOf(cmd)
+	m, d, err := a.message(cmd, async)
 	if err != nil {
 		return res, err
 	}
-	out, err := app.dispatchChain(func(ctx context.Context, m *middleware.Message) (middleware.Outcome, error) {
-		cmd, env, err := prepared[C](m)
+	var rep *producer.Reply // the last reply the chain got, for its positions
+	out, err := a.dispatchChain(func(ctx context.Context, m *middleware.Message) (middleware.Outcome, error) {
+		if reflect.TypeOf(m.Command) != t {
+			return middleware.Outcome{}, fmt.Errorf("%w: a middleware replaced the %v command with a %T", ErrFailed, t, m.Command)
+		}
+		env, err := prepare(m)
 		if err != nil {
 			return middleware.Outcome{}, err
 		}
-		if rep, err = d.Dispatch(ctx, cmd, env, m.Metadata); err != nil {
+		if async {
+			return middleware.Outcome{}, d.Send(ctx, m.Command, env, m.Metadata)
+		}
+		if rep, err = d.Dispatch(ctx, m.Command, env, m.Metadata); err != nil {
 			return middleware.Outcome{}, err
 		}
-		return outcome[R](cmd, rep)
+		return outcome(m.Command, rep, decode)
 	})(ctx, m)
 	res.CommandID = m.Envelope().CommandID
 	if err != nil {
 		return res, err
 	}
-	res.Version = out.Version
-	res.Value, _ = out.Result.(R)
+	res.Version, res.Value = out.Version, out.Result
 	if rep != nil {
 		res.Positions = rep.Positions
 	}
@@ -82,14 +122,12 @@ func Dispatch[C aggregate.Cmd[R], R any](ctx context.Context, app *App, cmd C) (
 }
 
 // outcome turns a reply into the outcome or the error Dispatch returns.
-func outcome[R any](cmd any, rep *producer.Reply) (middleware.Outcome, error) {
+func outcome(cmd any, rep *producer.Reply, decode func(json.RawMessage) (any, error)) (middleware.Outcome, error) {
 	switch rep.Status {
 	case producer.Applied:
-		var v R
-		if len(rep.Result) > 0 {
-			if err := json.Unmarshal(rep.Result, &v); err != nil {
-				return middleware.Outcome{}, fmt.Errorf("decoding the result of %T: %w", cmd, err)
-			}
+		v, err := decode(rep.Result)
+		if err != nil {
+			return middleware.Outcome{}, fmt.Errorf("decoding the result of %T: %w", cmd, err)
 		}
 		return middleware.Outcome{Version: rep.Version, Result: v}, nil
 	case producer.Rejected:
@@ -103,34 +141,16 @@ func outcome[R any](cmd any, rep *producer.Reply) (middleware.Outcome, error) {
 	}
 }
 
-// Send writes cmd to its commands topic and returns its command ID once
-// Kafka has it durably; it does not wait for the command to be handled.
-// The dispatch middleware runs around it, with Message.Async set.
-func Send[C aggregate.Cmd[R], R any](ctx context.Context, app *App, cmd C) (ulid.ULID, error) {
-	m, d, err := app.message(&cmd, true)
-	if err != nil {
-		return ulid.ULID{}, err
-	}
-	_, err = app.dispatchChain(func(ctx context.Context, m *middleware.Message) (middleware.Outcome, error) {
-		cmd, env, err := prepared[C](m)
-		if err != nil {
-			return middleware.Outcome{}, err
-		}
-		return middleware.Outcome{}, d.Send(ctx, cmd, env, m.Metadata)
-	})(ctx, m)
-	return m.Envelope().CommandID, err
-}
-
 // message prepares cmd's envelope and the message the dispatch chain
 // carries.
 func (a *App) message(cmd any, async bool) (*middleware.Message, *producer.Dispatcher, error) {
-	p, ok := cmd.(interface{ Prepare() error })
-	if !ok {
-		return nil, nil, fmt.Errorf("%T does not embed interlock.Command", cmd)
+	t := reflect.TypeOf(cmd)
+	if _, ok := aggregate.EnvelopeOf(cmd); !ok {
+		return nil, nil, fmt.Errorf("%v does not embed interlock.Command", t)
 	}
-	t := reflect.TypeOf(cmd).Elem()
-	if err := p.Prepare(); err != nil {
-		return nil, nil, fmt.Errorf("%v: %w", t, err)
+	m := &middleware.Message{Side: middleware.Dispatch, Command: cmd, Async: async, Metadata: middleware.Metadata{}}
+	if _, err := prepare(m); err != nil {
+		return nil, nil, err
 	}
 	d, err := a.dispatcherFor()
 	if err != nil {
@@ -140,34 +160,24 @@ func (a *App) message(cmd any, async bool) (*middleware.Message, *producer.Dispa
 	if !ok {
 		return nil, nil, fmt.Errorf("%w %v: register the aggregate that handles it", ErrUnknownCommand, t)
 	}
-	return &middleware.Message{
-		Side: middleware.Dispatch, Type: msg.Name, Aggregate: route.Type.Name(),
-		Command: reflect.ValueOf(cmd).Elem().Interface(), Async: async, Metadata: middleware.Metadata{},
-	}, d, nil
+	m.Type, m.Aggregate = msg.Name, route.Type.Name()
+	return m, d, nil
 }
 
-// prepared returns the command at the end of the dispatch chain, with its
-// envelope's defaults filled in (a middleware may have replaced it).
-func prepared[C any](m *middleware.Message) (C, aggregate.Command, error) {
-	cmd, ok := m.Command.(C)
+// prepare fills in the defaults of m's command's envelope (a new command
+// ID, the correlation ID) and returns it.
+func prepare(m *middleware.Message) (aggregate.Command, error) {
+	ptr := reflect.New(reflect.TypeOf(m.Command))
+	ptr.Elem().Set(reflect.ValueOf(m.Command))
+	p, ok := ptr.Interface().(interface{ Prepare() error })
 	if !ok {
-		var want C
-		return want, aggregate.Command{}, fmt.Errorf("%w: a middleware replaced the %T command with a %T", ErrFailed, want, m.Command)
-	}
-	env, err := prepare(&cmd)
-	m.Command = cmd
-	return cmd, env, err
-}
-
-func prepare[C any](cmd *C) (aggregate.Command, error) {
-	p, ok := any(cmd).(interface{ Prepare() error })
-	if !ok {
-		return aggregate.Command{}, fmt.Errorf("%T does not embed interlock.Command", *cmd)
+		return aggregate.Command{}, fmt.Errorf("%T does not embed interlock.Command", m.Command)
 	}
 	if err := p.Prepare(); err != nil {
-		return aggregate.Command{}, fmt.Errorf("%T: %w", *cmd, err)
+		return aggregate.Command{}, fmt.Errorf("%T: %w", m.Command, err)
 	}
-	env, _ := aggregate.EnvelopeOf(*cmd)
+	m.Command = ptr.Elem().Interface()
+	env, _ := aggregate.EnvelopeOf(m.Command)
 	return env, nil
 }
 

@@ -95,28 +95,48 @@ func (a *App) checkVersions(family string, hs []query, current int) {
 // projection has applied those events (by this instance or any other),
 // until ctx ends.
 func Ask[Q projections.Qry[R], R any](ctx context.Context, app *App, q Q) (R, error) {
-	var zero R
-	hs, ok := app.queries[reflect.TypeFor[Q]()]
+	v, err := AskValue(ctx, app, q)
+	r, _ := v.(R)
+	return r, err
+}
+
+// AskValue is Ask for a query whose type is known only at run time, such
+// as one decoded by a gateway: q is a query value (not a pointer) of a
+// registered type.
+func AskValue(ctx context.Context, app *App, q any) (any, error) {
+	hs, ok := app.queries[reflect.TypeOf(q)]
 	if !ok {
-		return zero, fmt.Errorf("%w %T: register the projection that answers it", ErrUnknownQuery, q)
+		return nil, fmt.Errorf("%w %T: register the projection that answers it", ErrUnknownQuery, q)
 	}
 	h := app.answerer(hs)
 	if after := projections.Positions(q); len(after) > 0 {
 		pr := app.Projection(h.projection)
 		if pr == nil {
-			return zero, ErrNotStarted
+			return nil, ErrNotStarted
 		}
 		if err := pr.WaitFor(ctx, after); err != nil {
-			return zero, err
+			return nil, err
 		}
 	}
 	out, err := app.queryChain(func(ctx context.Context, m *middleware.Message) (middleware.Outcome, error) {
 		v, err := h.Answer(ctx, m.Command)
 		return middleware.Outcome{Result: v}, err
 	})(ctx, &middleware.Message{Side: middleware.Query, Type: h.Name, Aggregate: h.projection, Command: q, Metadata: middleware.Metadata{}})
-	if err != nil {
-		return zero, err
+	return out.Result, err
+}
+
+// MessageTypes returns the command types the application's aggregates
+// handle and the query types its projections answer, by type name: what
+// a gateway decodes requests into.
+func (a *App) MessageTypes() (commands, queries map[string]reflect.Type) {
+	commands, queries = map[string]reflect.Type{}, map[string]reflect.Type{}
+	for _, g := range a.aggs {
+		for _, c := range g.Route.Type.Commands() {
+			commands[c.Name] = c.Type
+		}
 	}
-	r, _ := out.Result.(R)
-	return r, nil
+	for t, hs := range a.queries {
+		queries[hs[0].Name] = t
+	}
+	return commands, queries
 }

@@ -28,6 +28,18 @@ func (QueryOf[R]) answerOf(R) {}
 
 func (q QueryOf[R]) positions() []producer.Position { return q.After }
 
+func (q *QueryOf[R]) setPositions(p []producer.Position) { q.After = p }
+
+// SetAfter sets the After of the query ptr points to; it reports false
+// when ptr is not a pointer to a query.
+func SetAfter(ptr any, positions []producer.Position) bool {
+	q, ok := ptr.(interface{ setPositions([]producer.Position) })
+	if ok {
+		q.setPositions(positions)
+	}
+	return ok
+}
+
 // After returns the embedded part of a query answered after the events at
 // positions are applied.
 func After[R any](positions []producer.Position) QueryOf[R] { return QueryOf[R]{After: positions} }

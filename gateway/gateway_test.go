@@ -1,0 +1,174 @@
+package gateway_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/interlock-go/interlock"
+	"github.com/interlock-go/interlock/examples/bank"
+	"github.com/interlock-go/interlock/gateway"
+	"github.com/interlock-go/interlock/internal/kafkatest"
+	"github.com/interlock-go/interlock/internal/pgtest"
+)
+
+const token = "s3cret-t0ken"
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func newApp(t *testing.T, start bool) *interlock.App {
+	t.Helper()
+	pool, _ := pgtest.Pool(t)
+	app, err := interlock.NewBuilder(interlock.WithBrokers(kafkatest.Brokers(t)...), interlock.WithName(kafkatest.Name(t)),
+		interlock.WithPartitions(3), interlock.WithLogger(quiet())).
+		RegisterAggregate(bank.Accounts()).RegisterProjection(bank.Balances("balances", pool)).Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if start {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := app.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { app.Close(context.Background()) })
+		for deadline := time.Now().Add(30 * time.Second); !app.Ready(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("not ready")
+			}
+		}
+	}
+	return app
+}
+
+type response struct {
+	status int
+	body   map[string]any
+}
+
+func (r response) code() string {
+	e, _ := r.body["error"].(map[string]any)
+	c, _ := e["code"].(string)
+	return c
+}
+
+func post(t *testing.T, srv *httptest.Server, auth, path, body string) response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, srv.URL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatalf("%s: the answer is not JSON: %v", path, err)
+	}
+	if resp.Header.Get("Content-Type") != "application/json" {
+		t.Errorf("%s: content type %q", path, resp.Header.Get("Content-Type"))
+	}
+	return response{resp.StatusCode, out}
+}
+
+func TestGateway(t *testing.T) {
+	t.Parallel()
+	app := newApp(t, true)
+	g, err := gateway.New(app, gateway.Config{Token: token, MaxBody: 4096, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(g)
+	defer srv.Close()
+	bearer := "Bearer " + token
+	id := interlock.NewID().String()
+	cmdID := interlock.NewID().String()
+
+	opened := post(t, srv, bearer, "/v1/commands/OpenAccount", `{"aggregateId":"`+id+`","payload":{"owner":"ada"}}`)
+	if opened.status != 200 || opened.body["version"] != 1.0 {
+		t.Fatalf("open: %d %v", opened.status, opened.body)
+	}
+	deposit := `{"aggregateId":"` + id + `","commandId":"` + cmdID + `","payload":{"amount":40}}`
+	first := post(t, srv, bearer, "/v1/commands/DepositMoney", deposit)
+	if first.status != 200 || fmt.Sprint(first.body["result"]) != "map[balance:40]" || first.body["commandId"] != cmdID {
+		t.Fatalf("deposit: %d %v", first.status, first.body)
+	}
+	// A retry with the same command ID is applied once: the same answer.
+	again := post(t, srv, bearer, "/v1/commands/DepositMoney", deposit)
+	if fmt.Sprint(again.body) != fmt.Sprint(first.body) {
+		t.Fatalf("retry: %v, want the first answer %v", again.body, first.body)
+	}
+	// Read your writes through the gateway.
+	positions, _ := json.Marshal(first.body["positions"])
+	q := post(t, srv, bearer, "/v1/queries/BalanceOf", `{"query":{"ID":"`+id+`"},"after":`+string(positions)+`}`)
+	if q.status != 200 || fmt.Sprint(q.body["result"]) != "map[Balance:40 Events:2 Owner:ada]" {
+		t.Fatalf("query: %d %v", q.status, q.body)
+	}
+
+	for _, tc := range []struct {
+		name, auth, path, body string
+		status                 int
+		code                   string
+	}{
+		{"no token", "", "/v1/commands/DepositMoney", deposit, 401, "unauthorized"},
+		{"wrong token", "Bearer nope", "/v1/commands/DepositMoney", deposit, 401, "unauthorized"},
+		{"unknown command", bearer, "/v1/commands/Launch", `{}`, 404, "unknown_type"},
+		{"unknown query", bearer, "/v1/queries/Nope", `{}`, 404, "unknown_type"},
+		{"malformed", bearer, "/v1/commands/DepositMoney", `{"aggregateId":`, 400, "bad_request"},
+		{"unknown field", bearer, "/v1/commands/DepositMoney", `{"aggregateId":"` + id + `","payload":{"amount":1,"currency":"EUR"}}`, 400, "bad_request"},
+		{"bad aggregate ID", bearer, "/v1/commands/DepositMoney", `{"aggregateId":"nope","payload":{"amount":1}}`, 400, "bad_request"},
+		{"too large", bearer, "/v1/commands/DepositMoney", `{"aggregateId":"` + id + `","payload":{"amount":1},"correlationId":"` + strings.Repeat("x", 5000) + `"}`, 413, "too_large"},
+		{"rejected", bearer, "/v1/commands/DepositMoney", `{"aggregateId":"` + id + `","payload":{"amount":-5}}`, 422, "rejected"},
+		{"conflict", bearer, "/v1/commands/DepositMoney", `{"aggregateId":"` + id + `","expectedVersion":1,"payload":{"amount":5}}`, 409, "concurrency"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := post(t, srv, tc.auth, tc.path, tc.body)
+			if r.status != tc.status || r.code() != tc.code {
+				t.Fatalf("%d %v, want %d %s", r.status, r.body, tc.status, tc.code)
+			}
+		})
+	}
+	// The deposit was applied once, whatever came after.
+	b := post(t, srv, bearer, "/v1/queries/BalanceOf", `{"query":{"ID":"`+id+`"},"after":`+string(positions)+`}`)
+	if fmt.Sprint(b.body["result"]) != "map[Balance:40 Events:2 Owner:ada]" {
+		t.Fatalf("after the errors: %v", b.body)
+	}
+}
+
+func TestGatewayNotReadyAndTimeout(t *testing.T) {
+	t.Parallel()
+	if _, err := gateway.New(newApp(t, false), gateway.Config{}); err == nil {
+		t.Fatal("a gateway without a token was built")
+	}
+	g, err := gateway.New(newApp(t, false), gateway.Config{Token: token, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(g)
+	defer srv.Close()
+	body := `{"aggregateId":"` + interlock.NewID().String() + `","payload":{"owner":"ada"}}`
+	if r := post(t, srv, "Bearer "+token, "/v1/commands/OpenAccount", body); r.status != 503 || r.code() != "not_ready" {
+		t.Fatalf("not started: %d %v", r.status, r.body)
+	}
+	slow, err := gateway.New(newApp(t, true), gateway.Config{Token: token, Timeout: time.Nanosecond, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv2 := httptest.NewServer(slow)
+	defer srv2.Close()
+	if r := post(t, srv2, "Bearer "+token, "/v1/commands/OpenAccount", body); r.status != 504 || r.code() != "timeout" {
+		t.Fatalf("timeout: %d %v", r.status, r.body)
+	}
+}
