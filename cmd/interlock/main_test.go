@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +19,8 @@ import (
 	"github.com/interlock-go/interlock"
 	"github.com/interlock-go/interlock/examples/bank"
 	"github.com/interlock-go/interlock/internal/kafkatest"
+	"github.com/interlock-go/interlock/internal/pgtest"
+	"github.com/interlock-go/interlock/internal/services"
 	"github.com/interlock-go/interlock/projections"
 	"github.com/interlock-go/interlock/service"
 )
@@ -444,5 +447,56 @@ func TestCommandsDispatch(t *testing.T) {
 	}
 	if _, err := cli(ctx); !errors.Is(err, service.ErrUsage) {
 		t.Errorf("no command: %v", err)
+	}
+}
+
+// TestBalancesWithPostgres: with a PostgreSQL DSN in the environment the
+// binary registers the balances read model: projections status shows it
+// caught up with a running instance, and projections reset, once that
+// instance stopped, empties its table.
+func TestBalancesWithPostgres(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	pool, schema := pgtest.Pool(t)
+	dsn := os.Getenv(services.EnvPostgres)
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	t.Setenv("INTERLOCK_POSTGRES_DSN", dsn+sep+"search_path="+schema)
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	app, err := interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name),
+		interlock.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
+	).RegisterAggregate(bank.Accounts()).RegisterAggregate(bank.Transfers()).RegisterProjection(bank.TransferSaga()).
+		RegisterProjection(bank.Balances("balances", pool)).Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close(context.Background())
+	id := interlock.NewID()
+	res, err := interlock.Dispatch(ctx, app, bank.OpenAccount{Command: interlock.To(id), Owner: "ada"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := interlock.Ask(ctx, app, bank.BalanceOf{QueryOf: interlock.After[bank.AccountBalance](res.Positions), ID: id}); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--brokers", strings.Join(brokers, ","), "--name", name}
+	out, err := cli(ctx, append([]string{"projections", "status", "balances"}, args...)...)
+	if err != nil || !strings.Contains(out, "balances: lag") || !strings.Contains(out, "caught up") {
+		t.Errorf("projections status balances: %v\n%s", err, out)
+	}
+	app.Close(ctx)
+	out, err = cli(ctx, append([]string{"projections", "reset", "balances"}, args...)...)
+	if err != nil {
+		t.Fatalf("projections reset balances: %v\n%s", err, out)
+	}
+	var rows int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM bank_balances`).Scan(&rows); err != nil || rows != 0 {
+		t.Errorf("after the reset the read model has %d rows (%v)", rows, err)
 	}
 }
