@@ -22,18 +22,18 @@ import (
 // commands are the standard subcommands, in the order the usage lists
 // them.
 var commands = []*command{
-	{path: "serve", summary: "run the application: processors, projections and HTTP (/healthz, /readyz, /metrics) until SIGINT or SIGTERM, then drain", run: serve},
-	{path: "topics create", summary: "create the application's missing topics (as the application does at start) and check their co-partitioning", run: topicsCreate},
-	{path: "topics describe", summary: "list the application's topics: partitions, replication, retention and cleanup", flags: jsonFlag, run: topicsDescribe},
-	{path: "topics verify", summary: "check the topics: all present, each aggregate's commands and events co-partitioned, events never deleted or compacted", run: topicsVerify},
-	{path: "events tail", summary: "print the application's events, decoded, with their envelopes", flags: tailFlags, run: eventsTail},
-	{path: "aggregate show", args: "TYPE ID", minArgs: 2, maxArgs: 2, summary: "print one aggregate's state and version, folded from its events", flags: jsonFlag, run: aggregateShow},
-	{path: "projections status", args: "[NAME]", maxArgs: 1, summary: "print each projection's progress per partition, its lag, and whether it has caught up", flags: jsonFlag, run: projectionsStatus},
-	{path: "projections reset", args: "NAME", minArgs: 1, maxArgs: 1, summary: "make a stopped projection start over from the beginning of the log (its sink forgets it, its parked events are released)", run: projectionsReset},
-	{path: "projections rebuild", args: "NAME", minArgs: 1, maxArgs: 1, summary: "explain how to rebuild a projection without downtime (a new version built beside the serving one)", run: projectionsRebuild},
+	{path: "serve", summary: "run the application (processors, projections, HTTP probes and metrics) until SIGTERM, then drain", run: serve},
+	{path: "topics create", summary: "create the missing topics, as the application does at start", run: topicsCreate},
+	{path: "topics describe", summary: "list the topics: partitions, replicas, retention, cleanup", flags: jsonFlag, run: topicsDescribe},
+	{path: "topics verify", summary: "check the topics: present, co-partitioned, events kept forever", run: topicsVerify},
+	{path: "events tail", summary: "print events, decoded, with their envelopes", flags: tailFlags, run: eventsTail},
+	{path: "aggregate show", args: "TYPE ID", minArgs: 2, maxArgs: 2, summary: "print an aggregate's state and version, folded from its events", flags: jsonFlag, run: aggregateShow},
+	{path: "projections status", args: "[NAME]", maxArgs: 1, summary: "print projections' progress and lag per partition", flags: jsonFlag, run: projectionsStatus},
+	{path: "projections reset", args: "NAME", minArgs: 1, maxArgs: 1, summary: "make a stopped projection start over from the beginning of the log", run: projectionsReset},
+	{path: "projections rebuild", args: "NAME", minArgs: 1, maxArgs: 1, summary: "explain how to rebuild a projection without downtime", run: projectionsRebuild},
 	{path: "projections dlq list", args: "NAME", minArgs: 1, maxArgs: 1, summary: "list the events parked in a projection's dead-letter topic", flags: jsonFlag, run: dlqList},
-	{path: "projections dlq retry", args: "NAME KEY", minArgs: 2, maxArgs: 2, summary: "apply a key's parked events again, in order, and wait for the outcome", run: dlqRetry},
-	{path: "schema check", summary: "check every command and event schema against the schema registry (for CI), without registering anything", run: schemaCheck},
+	{path: "projections dlq retry", args: "NAME KEY", minArgs: 2, maxArgs: 2, summary: "apply a key's parked events again and wait for the outcome", run: dlqRetry},
+	{path: "schema check", summary: "check the schemas against the registry, registering nothing (for CI)", run: schemaCheck},
 }
 
 func jsonFlag(fs *flag.FlagSet, inv *invocation) {

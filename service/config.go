@@ -122,34 +122,39 @@ func (c *Config) close() {
 // <yaml key>, which is what the flag and the key are.
 type setting struct {
 	flag, env, yaml, def, help string
-	secret, isBool             bool
+	// arg names the flag's value in --help.
+	arg            string
+	secret, isBool bool
+	// serve marks a setting only serve uses: the other commands have no
+	// flag for it (and ignore its variable and key).
+	serve bool
 }
 
 // settings is the configuration table. The package doc and the README
 // show it as Table prints it; a test keeps them equal.
 var settings = []setting{
-	{flag: "config", env: "INTERLOCK_CONFIG", def: "", help: "YAML file of settings (the keys of this table); flags and environment variables win over it"},
-	{flag: "brokers", env: "INTERLOCK_BROKERS", yaml: "brokers", def: "", help: "comma-separated Kafka seed brokers (serve: none runs an embedded Kafka)"},
-	{flag: "name", env: "INTERLOCK_NAME", yaml: "name", def: "interlock", help: "application name: the prefix of its topics, groups and transactional IDs"},
-	{flag: "instance-id", env: "INTERLOCK_INSTANCE_ID", yaml: "instanceId", def: "", help: "stable instance ID, e.g. the pod name (default: hostname and a random suffix)"},
-	{flag: "roles", env: "INTERLOCK_ROLES", yaml: "roles", def: "dispatch,process,project", help: "roles serve plays: dispatch, process, project"},
-	{flag: "partitions", env: "INTERLOCK_PARTITIONS", yaml: "partitions", def: "6", help: "partitions of the topics Interlock creates"},
-	{flag: "replication-factor", env: "INTERLOCK_REPLICATION_FACTOR", yaml: "replicationFactor", def: "-1", help: "replication factor of the topics Interlock creates (-1: the broker's default)"},
-	{flag: "http", env: "INTERLOCK_HTTP_ADDR", yaml: "http", def: ":8080", help: "address of serve's /metrics, /healthz and /readyz (\"off\": none)"},
-	{flag: "log-level", env: "INTERLOCK_LOG_LEVEL", yaml: "logLevel", def: "info", help: "debug, info, warn or error"},
-	{flag: "redis", env: "INTERLOCK_REDIS_URL", yaml: "redis", def: "", help: "Redis snapshot store, redis[s]://[user@]host:port/db (default: in-process snapshots)"},
-	{flag: "redis-key-prefix", env: "INTERLOCK_REDIS_KEY_PREFIX", yaml: "redisKeyPrefix", def: "", help: "prefix of the snapshot store's keys (default: the application name)"},
-	{flag: "redis-password-file", env: "INTERLOCK_REDIS_PASSWORD", yaml: "redisPasswordFile", secret: true, help: "Redis password"},
-	{flag: "postgres-dsn-file", env: "INTERLOCK_POSTGRES_DSN", yaml: "postgresDsnFile", secret: true, help: "PostgreSQL connection string of the read models, postgres://user:password@host:port/db"},
+	{flag: "config", env: "INTERLOCK_CONFIG", arg: "file", help: "YAML file of settings, a flat map of their YAML keys; flags and environment variables win over it"},
+	{flag: "brokers", env: "INTERLOCK_BROKERS", yaml: "brokers", arg: "host:port,...", help: "comma-separated Kafka seed brokers (serve: none runs an embedded Kafka)"},
+	{flag: "name", env: "INTERLOCK_NAME", yaml: "name", def: "interlock", arg: "name", help: "application name: the prefix of its topics, groups and transactional IDs"},
+	{flag: "partitions", env: "INTERLOCK_PARTITIONS", yaml: "partitions", def: "6", arg: "n", help: "partitions of the topics Interlock creates"},
+	{flag: "replication-factor", env: "INTERLOCK_REPLICATION_FACTOR", yaml: "replicationFactor", def: "-1", arg: "n", help: "replication factor of the topics Interlock creates (-1: the broker's default)"},
+	{flag: "log-level", env: "INTERLOCK_LOG_LEVEL", yaml: "logLevel", def: "info", arg: "level", help: "debug, info, warn or error"},
+	{flag: "instance-id", env: "INTERLOCK_INSTANCE_ID", yaml: "instanceId", arg: "id", serve: true, help: "stable instance ID, e.g. the pod name (default: hostname and a random suffix)"},
+	{flag: "roles", env: "INTERLOCK_ROLES", yaml: "roles", def: "dispatch,process,project", arg: "roles", serve: true, help: "roles of the instance: dispatch, process, project"},
+	{flag: "http", env: "INTERLOCK_HTTP_ADDR", yaml: "http", def: ":8080", arg: "addr", serve: true, help: "address of /metrics, /healthz and /readyz (\"off\": none)"},
+	{flag: "redis", env: "INTERLOCK_REDIS_URL", yaml: "redis", arg: "url", serve: true, help: "Redis snapshot store, redis[s]://[user@]host:port/db (default: in-process snapshots)"},
+	{flag: "redis-key-prefix", env: "INTERLOCK_REDIS_KEY_PREFIX", yaml: "redisKeyPrefix", arg: "prefix", serve: true, help: "prefix of the snapshot store's keys (default: the application name)"},
+	{flag: "redis-password-file", env: "INTERLOCK_REDIS_PASSWORD", yaml: "redisPasswordFile", arg: "file", serve: true, secret: true, help: "Redis password"},
+	{flag: "postgres-dsn-file", env: "INTERLOCK_POSTGRES_DSN", yaml: "postgresDsnFile", arg: "file", secret: true, help: "PostgreSQL connection string of the read models, postgres://user:password@host:port/db"},
 	{flag: "tls", env: "INTERLOCK_TLS", yaml: "tls", def: "false", isBool: true, help: "connect to Kafka with TLS (implied by the other tls settings)"},
-	{flag: "tls-ca-file", env: "INTERLOCK_TLS_CA_FILE", yaml: "tlsCaFile", def: "", help: "PEM CA certificates to trust (default: the system's)"},
-	{flag: "tls-cert-file", env: "INTERLOCK_TLS_CERT_FILE", yaml: "tlsCertFile", def: "", help: "PEM client certificate, for mutual TLS"},
-	{flag: "tls-key-file", env: "INTERLOCK_TLS_KEY_FILE", yaml: "tlsKeyFile", def: "", help: "PEM key of the client certificate"},
-	{flag: "tls-server-name", env: "INTERLOCK_TLS_SERVER_NAME", yaml: "tlsServerName", def: "", help: "name to check in the brokers' certificates (default: the broker's host)"},
+	{flag: "tls-ca-file", env: "INTERLOCK_TLS_CA_FILE", yaml: "tlsCaFile", arg: "file", help: "PEM CA certificates to trust (default: the system's)"},
+	{flag: "tls-cert-file", env: "INTERLOCK_TLS_CERT_FILE", yaml: "tlsCertFile", arg: "file", help: "PEM client certificate, for mutual TLS"},
+	{flag: "tls-key-file", env: "INTERLOCK_TLS_KEY_FILE", yaml: "tlsKeyFile", arg: "file", help: "PEM key of the client certificate"},
+	{flag: "tls-server-name", env: "INTERLOCK_TLS_SERVER_NAME", yaml: "tlsServerName", arg: "name", help: "name to check in the brokers' certificates (default: the broker's host)"},
 	{flag: "tls-insecure-skip-verify", env: "INTERLOCK_TLS_INSECURE_SKIP_VERIFY", yaml: "tlsInsecureSkipVerify", def: "false", isBool: true, help: "do not check the brokers' certificates (tests only)"},
-	{flag: "sasl-mechanism", env: "INTERLOCK_SASL_MECHANISM", yaml: "saslMechanism", def: "", help: "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER (default: no SASL)"},
-	{flag: "sasl-username", env: "INTERLOCK_SASL_USERNAME", yaml: "saslUsername", def: "", help: "SASL user"},
-	{flag: "sasl-password-file", env: "INTERLOCK_SASL_PASSWORD", yaml: "saslPasswordFile", secret: true, help: "SASL password, or OAUTHBEARER's token; a file is read again at each authentication"},
+	{flag: "sasl-mechanism", env: "INTERLOCK_SASL_MECHANISM", yaml: "saslMechanism", arg: "mechanism", help: "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER (default: no SASL)"},
+	{flag: "sasl-username", env: "INTERLOCK_SASL_USERNAME", yaml: "saslUsername", arg: "user", help: "SASL user"},
+	{flag: "sasl-password-file", env: "INTERLOCK_SASL_PASSWORD", yaml: "saslPasswordFile", arg: "file", secret: true, help: "SASL password, or OAUTHBEARER's token; a file is read again at each authentication"},
 }
 
 // Table returns the configuration table in Markdown, as the package doc
@@ -176,6 +181,9 @@ func Table() string {
 		if s.secret {
 			help = "secret: " + help + "; only from the environment or a file"
 		}
+		if s.serve {
+			help = "serve: " + help
+		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", flagCol, envCol, yamlCol, def, help)
 	}
 	return b.String()
@@ -196,10 +204,14 @@ func (s *stringValue) String() string {
 func (s *stringValue) Set(v string) error { s.v = v; return nil }
 func (s *stringValue) IsBoolFlag() bool   { return s.isBool }
 
-// addFlags registers the settings' flags on fs.
-func addFlags(fs *flag.FlagSet) map[string]*stringValue {
+// addFlags registers the settings' flags on fs: all of them for serve,
+// the others' for the other commands.
+func addFlags(fs *flag.FlagSet, serve bool) map[string]*stringValue {
 	vals := map[string]*stringValue{}
 	for _, s := range settings {
+		if s.serve && !serve {
+			continue
+		}
 		v := &stringValue{v: s.def, isBool: s.isBool}
 		help := s.help + " (env " + s.env + ")"
 		if s.secret {
@@ -253,7 +265,7 @@ func resolve(fs *flag.FlagSet, vals map[string]*stringValue, getenv func(string)
 				path = e
 			}
 			if set[s.flag] {
-				path = vals[s.flag].v
+				path = vals[s.flag].v // set: the flag exists
 			}
 			v = ""
 			switch e := getenv(s.env); {

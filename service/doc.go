@@ -47,18 +47,18 @@
 //
 //	| flag | environment | YAML key | default | what |
 //	| --- | --- | --- | --- | --- |
-//	| `--config` | `INTERLOCK_CONFIG` | — | none | YAML file of settings (the keys of this table); flags and environment variables win over it |
+//	| `--config` | `INTERLOCK_CONFIG` | — | none | YAML file of settings, a flat map of their YAML keys; flags and environment variables win over it |
 //	| `--brokers` | `INTERLOCK_BROKERS` | `brokers` | none | comma-separated Kafka seed brokers (serve: none runs an embedded Kafka) |
 //	| `--name` | `INTERLOCK_NAME` | `name` | `interlock` | application name: the prefix of its topics, groups and transactional IDs |
-//	| `--instance-id` | `INTERLOCK_INSTANCE_ID` | `instanceId` | none | stable instance ID, e.g. the pod name (default: hostname and a random suffix) |
-//	| `--roles` | `INTERLOCK_ROLES` | `roles` | `dispatch,process,project` | roles serve plays: dispatch, process, project |
 //	| `--partitions` | `INTERLOCK_PARTITIONS` | `partitions` | `6` | partitions of the topics Interlock creates |
 //	| `--replication-factor` | `INTERLOCK_REPLICATION_FACTOR` | `replicationFactor` | `-1` | replication factor of the topics Interlock creates (-1: the broker's default) |
-//	| `--http` | `INTERLOCK_HTTP_ADDR` | `http` | `:8080` | address of serve's /metrics, /healthz and /readyz ("off": none) |
 //	| `--log-level` | `INTERLOCK_LOG_LEVEL` | `logLevel` | `info` | debug, info, warn or error |
-//	| `--redis` | `INTERLOCK_REDIS_URL` | `redis` | none | Redis snapshot store, redis[s]://[user@]host:port/db (default: in-process snapshots) |
-//	| `--redis-key-prefix` | `INTERLOCK_REDIS_KEY_PREFIX` | `redisKeyPrefix` | none | prefix of the snapshot store's keys (default: the application name) |
-//	| `--redis-password-file` (a file) | `INTERLOCK_REDIS_PASSWORD`, `INTERLOCK_REDIS_PASSWORD_FILE` | `redisPasswordFile` (a file) | none | secret: Redis password; only from the environment or a file |
+//	| `--instance-id` | `INTERLOCK_INSTANCE_ID` | `instanceId` | none | serve: stable instance ID, e.g. the pod name (default: hostname and a random suffix) |
+//	| `--roles` | `INTERLOCK_ROLES` | `roles` | `dispatch,process,project` | serve: roles of the instance: dispatch, process, project |
+//	| `--http` | `INTERLOCK_HTTP_ADDR` | `http` | `:8080` | serve: address of /metrics, /healthz and /readyz ("off": none) |
+//	| `--redis` | `INTERLOCK_REDIS_URL` | `redis` | none | serve: Redis snapshot store, redis[s]://[user@]host:port/db (default: in-process snapshots) |
+//	| `--redis-key-prefix` | `INTERLOCK_REDIS_KEY_PREFIX` | `redisKeyPrefix` | none | serve: prefix of the snapshot store's keys (default: the application name) |
+//	| `--redis-password-file` (a file) | `INTERLOCK_REDIS_PASSWORD`, `INTERLOCK_REDIS_PASSWORD_FILE` | `redisPasswordFile` (a file) | none | serve: secret: Redis password; only from the environment or a file |
 //	| `--postgres-dsn-file` (a file) | `INTERLOCK_POSTGRES_DSN`, `INTERLOCK_POSTGRES_DSN_FILE` | `postgresDsnFile` (a file) | none | secret: PostgreSQL connection string of the read models, postgres://user:password@host:port/db; only from the environment or a file |
 //	| `--tls` | `INTERLOCK_TLS` | `tls` | `false` | connect to Kafka with TLS (implied by the other tls settings) |
 //	| `--tls-ca-file` | `INTERLOCK_TLS_CA_FILE` | `tlsCaFile` | none | PEM CA certificates to trust (default: the system's) |

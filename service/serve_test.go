@@ -87,7 +87,7 @@ func testInvocation(t *testing.T, logs io.Writer, args ...string) *invocation {
 	t.Helper()
 	r := &runner{prog: "interlock", build: bankBuild, stdout: io.Discard, stderr: logs, getenv: func(string) string { return "" }}
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	vals := addFlags(fs)
+	vals := addFlags(fs, true)
 	if err := fs.Parse(args); err != nil {
 		t.Fatal(err)
 	}

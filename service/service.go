@@ -151,15 +151,12 @@ func (r *runner) run(ctx context.Context, args []string) error {
 func (r *runner) runCommand(ctx context.Context, cmd *command, args []string) error {
 	fs := flag.NewFlagSet(r.prog+" "+cmd.path, flag.ContinueOnError)
 	fs.SetOutput(r.stderr)
-	vals := addFlags(fs)
+	vals := addFlags(fs, cmd.path == "serve")
 	inv := &invocation{runner: r, cmd: cmd}
 	if cmd.flags != nil {
 		cmd.flags(fs, inv)
 	}
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: %s %s [flags] %s\n\n%s\n\nflags:\n", r.prog, cmd.path, cmd.args, cmd.summary)
-		fs.PrintDefaults()
-	}
+	fs.Usage = func() { r.commandUsage(fs, cmd) }
 	// Flags may follow the arguments: parse again after each one.
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -184,6 +181,47 @@ func (r *runner) runCommand(ctx context.Context, cmd *command, args []string) er
 	inv.cfg = cfg
 	defer cfg.close()
 	return cfg.redact(cmd.run(ctx, inv))
+}
+
+// commandUsage prints a command's usage: its own flags, then the
+// settings in the order of the configuration table.
+func (r *runner) commandUsage(fs *flag.FlagSet, cmd *command) {
+	w := fs.Output()
+	fmt.Fprintf(w, "usage: %s %s [flags] %s\n\n%s\n", r.prog, cmd.path, cmd.args, cmd.summary)
+	isSetting := map[string]bool{}
+	for _, s := range settings {
+		isSetting[s.flag] = true
+	}
+	var own []*flag.Flag
+	fs.VisitAll(func(f *flag.Flag) {
+		if !isSetting[f.Name] {
+			own = append(own, f)
+		}
+	})
+	if len(own) > 0 {
+		fmt.Fprintln(w, "\nflags:")
+		for _, f := range own {
+			arg, help := flag.UnquoteUsage(f)
+			printFlag(w, f.Name, arg, f.DefValue, help)
+		}
+	}
+	fmt.Fprintln(w, "\nsettings (a flag, else its INTERLOCK_* variable, else the --config file):")
+	for _, s := range settings {
+		if f := fs.Lookup(s.flag); f != nil {
+			printFlag(w, s.flag, s.arg, f.DefValue, f.Usage)
+		}
+	}
+}
+
+func printFlag(w io.Writer, name, arg, def, help string) {
+	fmt.Fprintf(w, "  --%s", name)
+	if arg != "" {
+		fmt.Fprintf(w, " %s", arg)
+	}
+	if def != "" && def != "false" && def != "0" {
+		fmt.Fprintf(w, "  (default %s)", def)
+	}
+	fmt.Fprintf(w, "\n        %s\n", help)
 }
 
 // usage prints the commands.

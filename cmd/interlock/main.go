@@ -25,9 +25,9 @@ func main() {
 // commands are the binary's own commands beside the standard ones.
 func commands() []service.Option {
 	return []service.Option{
-		service.WithCommand("demo", "run the bank example: commands, a rejection and a concurrent burst (on an embedded Kafka unless --brokers is given)",
+		service.WithCommand("demo", "run the bank example on an embedded Kafka (or --brokers): the first run",
 			func(ctx context.Context, args []string, stdout, _ io.Writer) error { return demo(ctx, stdout, args) }),
-		service.WithCommand("bench", "measure commands, latency and restores against the broker's own limit",
+		service.WithCommand("bench", "measure commands, latency and restores against the broker's limit",
 			func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return bench(ctx, stdout, stderr, args)
 			}),
