@@ -1,0 +1,207 @@
+{{/*
+Helpers of the interlock chart; every name starts with "interlock.".
+*/}}
+
+{{/* The chart name, or nameOverride. */}}
+{{- define "interlock.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The full name of the release's resources. */}}
+{{- define "interlock.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* chart-version, for the helm.sh/chart label. */}}
+{{- define "interlock.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The labels that select the pods. */}}
+{{- define "interlock.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "interlock.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* The recommended labels of every resource. */}}
+{{- define "interlock.labels" -}}
+helm.sh/chart: {{ include "interlock.chart" . }}
+{{ include "interlock.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: interlock
+{{- end }}
+
+{{/* The service image. */}}
+{{- define "interlock.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+
+{{/* Whether the pods own partitions: processors and projections do, dispatch-only gateways do not. */}}
+{{- define "interlock.ownsPartitions" -}}
+{{- if or (has "process" .Values.app.roles) (has "project" .Values.app.roles) }}true{{ end }}
+{{- end }}
+
+{{/*
+Checks of the values that values.schema.json cannot express; rendered (as
+nothing) by every template, so `helm template` and `helm install` fail early.
+*/}}
+{{- define "interlock.validate" -}}
+{{- if not .Values.kafka.brokers }}
+{{- fail "kafka.brokers is required: the Kafka seed brokers, host:port each" }}
+{{- end }}
+{{- $partitions := int .Values.app.partitions }}
+{{- if include "interlock.ownsPartitions" . }}
+{{- if gt (int .Values.replicaCount) $partitions }}
+{{- fail (printf "replicaCount %d is above app.partitions %d: each partition has one owner, so the pods beyond %d would own nothing" (int .Values.replicaCount) $partitions $partitions) }}
+{{- end }}
+{{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.maxReplicas) $partitions) }}
+{{- fail (printf "autoscaling.maxReplicas %d is above app.partitions %d" (int .Values.autoscaling.maxReplicas) $partitions) }}
+{{- end }}
+{{- if and .Values.keda.enabled (gt (int .Values.keda.maxReplicaCount) $partitions) }}
+{{- fail (printf "keda.maxReplicaCount %d is above app.partitions %d" (int .Values.keda.maxReplicaCount) $partitions) }}
+{{- end }}
+{{- end }}
+{{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) }}
+{{- fail "autoscaling.minReplicas is above autoscaling.maxReplicas" }}
+{{- end }}
+{{- if and .Values.keda.enabled (gt (int .Values.keda.minReplicaCount) (int .Values.keda.maxReplicaCount)) }}
+{{- fail "keda.minReplicaCount is above keda.maxReplicaCount" }}
+{{- end }}
+{{- if and .Values.autoscaling.enabled .Values.keda.enabled }}
+{{- fail "autoscaling.enabled and keda.enabled are exclusive: KEDA makes its own HorizontalPodAutoscaler" }}
+{{- end }}
+{{- if and .Values.keda.enabled (not .Values.app.aggregates) }}
+{{- fail "keda.enabled needs app.aggregates: the aggregate types whose commands topics KEDA watches" }}
+{{- end }}
+{{- if and .Values.keda.enabled (not (has "process" .Values.app.roles)) }}
+{{- fail "keda.enabled scales on the processors' lag: app.roles must include process" }}
+{{- end }}
+{{- if and .Values.kafka.sasl.mechanism (not .Values.kafka.sasl.passwordSecret.name) }}
+{{- fail "kafka.sasl.mechanism needs kafka.sasl.passwordSecret.name: an existing Secret with the password" }}
+{{- end }}
+{{- if and (has .Values.kafka.sasl.mechanism (list "PLAIN" "SCRAM-SHA-256" "SCRAM-SHA-512")) (not .Values.kafka.sasl.username) }}
+{{- fail (printf "kafka.sasl.mechanism %s needs kafka.sasl.username" .Values.kafka.sasl.mechanism) }}
+{{- end }}
+{{- if lt (int .Values.terminationGracePeriodSeconds) 35 }}
+{{- fail "terminationGracePeriodSeconds must be at least 35: serve drains for up to 30 s" }}
+{{- end }}
+{{- end }}
+
+{{/* Whether Kafka is reached with TLS. */}}
+{{- define "interlock.tls" -}}
+{{- if or .Values.kafka.tls.enabled .Values.kafka.tls.caSecret.name .Values.kafka.tls.clientSecret.name }}true{{ end }}
+{{- end }}
+
+{{/* Where the Secrets are mounted. */}}
+{{- define "interlock.secretsDir" -}}/var/run/secrets/interlock{{- end }}
+
+{{/*
+The settings, as a map of INTERLOCK_* variables to values: the ConfigMap's
+data and the topics Job's environment. kafkaOnly leaves out what only serve needs.
+Called with (dict "root" $ "kafkaOnly" bool).
+*/}}
+{{- define "interlock.config" -}}
+{{- $v := .root.Values }}
+{{- $dir := include "interlock.secretsDir" .root }}
+{{- $c := dict }}
+{{- $_ := set $c "INTERLOCK_NAME" $v.app.name }}
+{{- $_ := set $c "INTERLOCK_BROKERS" (join "," $v.kafka.brokers) }}
+{{- $_ := set $c "INTERLOCK_PARTITIONS" (toString (int $v.app.partitions)) }}
+{{- $_ := set $c "INTERLOCK_REPLICATION_FACTOR" (toString (int $v.app.replicationFactor)) }}
+{{- $_ := set $c "INTERLOCK_LOG_LEVEL" $v.app.logLevel }}
+{{- if include "interlock.tls" .root }}
+{{- $_ := set $c "INTERLOCK_TLS" "true" }}
+{{- if $v.kafka.tls.serverName }}
+{{- $_ := set $c "INTERLOCK_TLS_SERVER_NAME" $v.kafka.tls.serverName }}
+{{- end }}
+{{- if $v.kafka.tls.insecureSkipVerify }}
+{{- $_ := set $c "INTERLOCK_TLS_INSECURE_SKIP_VERIFY" "true" }}
+{{- end }}
+{{- if $v.kafka.tls.caSecret.name }}
+{{- $_ := set $c "INTERLOCK_TLS_CA_FILE" (printf "%s/kafka-ca/ca.crt" $dir) }}
+{{- end }}
+{{- if $v.kafka.tls.clientSecret.name }}
+{{- $_ := set $c "INTERLOCK_TLS_CERT_FILE" (printf "%s/kafka-client/tls.crt" $dir) }}
+{{- $_ := set $c "INTERLOCK_TLS_KEY_FILE" (printf "%s/kafka-client/tls.key" $dir) }}
+{{- end }}
+{{- end }}
+{{- if $v.kafka.sasl.mechanism }}
+{{- $_ := set $c "INTERLOCK_SASL_MECHANISM" $v.kafka.sasl.mechanism }}
+{{- if $v.kafka.sasl.username }}
+{{- $_ := set $c "INTERLOCK_SASL_USERNAME" $v.kafka.sasl.username }}
+{{- end }}
+{{- $_ := set $c "INTERLOCK_SASL_PASSWORD_FILE" (printf "%s/kafka-sasl/password" $dir) }}
+{{- end }}
+{{- if not .kafkaOnly }}
+{{- $_ := set $c "INTERLOCK_ROLES" (join "," $v.app.roles) }}
+{{- $_ := set $c "INTERLOCK_HTTP_ADDR" (printf ":%d" (int $v.http.port)) }}
+{{- if $v.redis.url }}
+{{- $_ := set $c "INTERLOCK_REDIS_URL" $v.redis.url }}
+{{- end }}
+{{- if $v.redis.keyPrefix }}
+{{- $_ := set $c "INTERLOCK_REDIS_KEY_PREFIX" $v.redis.keyPrefix }}
+{{- end }}
+{{- if $v.redis.passwordSecret.name }}
+{{- $_ := set $c "INTERLOCK_REDIS_PASSWORD_FILE" (printf "%s/redis/password" $dir) }}
+{{- end }}
+{{- if $v.postgres.dsnSecret.name }}
+{{- $_ := set $c "INTERLOCK_POSTGRES_DSN_FILE" (printf "%s/postgres/dsn" $dir) }}
+{{- end }}
+{{- range $k, $val := $v.app.extraConfig }}
+{{- $_ := set $c $k (toString $val) }}
+{{- end }}
+{{- end }}
+{{- toYaml $c }}
+{{- end }}
+
+{{/*
+One Secret volume per referenced Secret, each key mounted under its own file
+name. Called with (dict "root" $ "kafkaOnly" bool); renders a YAML list, or
+nothing.
+*/}}
+{{- define "interlock.secretVolumes" -}}
+{{- $v := .root.Values }}
+{{- $vols := list }}
+{{- if $v.kafka.tls.caSecret.name }}
+{{- $vols = append $vols (dict "name" "kafka-ca" "secret" (dict "secretName" $v.kafka.tls.caSecret.name "defaultMode" 288 "items" (list (dict "key" $v.kafka.tls.caSecret.key "path" "ca.crt")))) }}
+{{- end }}
+{{- if $v.kafka.tls.clientSecret.name }}
+{{- $vols = append $vols (dict "name" "kafka-client" "secret" (dict "secretName" $v.kafka.tls.clientSecret.name "defaultMode" 288 "items" (list (dict "key" $v.kafka.tls.clientSecret.certKey "path" "tls.crt") (dict "key" $v.kafka.tls.clientSecret.keyKey "path" "tls.key")))) }}
+{{- end }}
+{{- if $v.kafka.sasl.mechanism }}
+{{- $vols = append $vols (dict "name" "kafka-sasl" "secret" (dict "secretName" $v.kafka.sasl.passwordSecret.name "defaultMode" 288 "items" (list (dict "key" $v.kafka.sasl.passwordSecret.key "path" "password")))) }}
+{{- end }}
+{{- if not .kafkaOnly }}
+{{- if $v.redis.passwordSecret.name }}
+{{- $vols = append $vols (dict "name" "redis" "secret" (dict "secretName" $v.redis.passwordSecret.name "defaultMode" 288 "items" (list (dict "key" $v.redis.passwordSecret.key "path" "password")))) }}
+{{- end }}
+{{- if $v.postgres.dsnSecret.name }}
+{{- $vols = append $vols (dict "name" "postgres" "secret" (dict "secretName" $v.postgres.dsnSecret.name "defaultMode" 288 "items" (list (dict "key" $v.postgres.dsnSecret.key "path" "dsn")))) }}
+{{- end }}
+{{- end }}
+{{- if $vols }}
+{{- toYaml $vols }}
+{{- end }}
+{{- end }}
+
+{{/* The mounts of interlock.secretVolumes, read-only, under interlock.secretsDir. Same argument. */}}
+{{- define "interlock.secretMounts" -}}
+{{- $dir := include "interlock.secretsDir" .root }}
+{{- $mounts := list }}
+{{- range (include "interlock.secretVolumes" . | fromYamlArray) }}
+{{- $mounts = append $mounts (dict "name" .name "mountPath" (printf "%s/%s" $dir .name) "readOnly" true) }}
+{{- end }}
+{{- if $mounts }}
+{{- toYaml $mounts }}
+{{- end }}
+{{- end }}
