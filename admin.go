@@ -57,12 +57,14 @@ const (
 	TopicEvents      = "events"
 	TopicReplies     = "replies"
 	TopicDeadLetters = "dead-letters"
+	TopicSchemas     = "schemas"
 )
 
 // TopicInfo is one of the application's topics as the cluster has it.
 type TopicInfo struct {
 	Name string
-	// Role is TopicCommands, TopicEvents, TopicReplies or TopicDeadLetters.
+	// Role is TopicCommands, TopicEvents, TopicReplies, TopicDeadLetters
+	// or TopicSchemas (the built-in schema registry's).
 	Role string
 	// Owner is the aggregate type of a commands or events topic, the
 	// projection of a dead-letter topic.
@@ -95,15 +97,18 @@ func (a *App) plan() []TopicInfo {
 	for _, p := range a.projs {
 		out = append(out, TopicInfo{Name: a.deadLetterTopic(p.Name()), Role: TopicDeadLetters, Owner: p.Name()})
 	}
+	if a.cfg.builtin && a.cfg.openRegistry != nil {
+		out = append(out, TopicInfo{Name: a.cfg.name + "._schemas", Role: TopicSchemas})
+	}
 	return out
 }
 
 // CreateTopics creates the application's missing topics, as Start does
 // (WithPartitions, WithReplicationFactor; events and dead letters kept
-// forever), and checks that each aggregate's commands and events topics
-// are co-partitioned (ErrTopology). Existing topics are left as they are.
-// Run it before the first deployment when the service's principal may not
-// create topics.
+// forever; the built-in schema registry's compacted topic), and checks
+// that each aggregate's commands and events topics are co-partitioned
+// (ErrTopology). Existing topics are left as they are. Run it before the
+// first deployment when the service's principal may not create topics.
 func (a *App) CreateTopics(ctx context.Context) error {
 	cl, err := a.adminClient()
 	if err != nil {
@@ -112,6 +117,14 @@ func (a *App) CreateTopics(ctx context.Context) error {
 	defer cl.Close()
 	if err := a.ensureTopics(ctx, kadm.NewClient(cl)); err != nil {
 		return fmt.Errorf("interlock: %w", err)
+	}
+	if a.cfg.builtin {
+		// Opening the built-in registry creates its topic.
+		done, err := a.decoding(ctx)
+		if err != nil {
+			return err
+		}
+		done()
 	}
 	return nil
 }
@@ -173,7 +186,8 @@ func (a *App) DescribeTopics(ctx context.Context) ([]TopicInfo, error) {
 // rules and returns every problem at once, each matching ErrTopology: a
 // missing topic, an aggregate whose commands and events topics differ in
 // partition count, an events or dead-letter topic that is compacted or
-// not kept forever.
+// not kept forever, a schemas topic that is not compacted or has more
+// than one partition.
 func (a *App) VerifyTopics(ctx context.Context) error {
 	topics, err := a.DescribeTopics(ctx)
 	if err != nil {
@@ -192,6 +206,10 @@ func (a *App) VerifyTopics(ctx context.Context) error {
 		switch t.Role {
 		case TopicCommands:
 			partitions[t.Owner] = t.Partitions
+		case TopicSchemas:
+			if c := t.Configs["cleanup.policy"]; c != "compact" || t.Partitions != 1 {
+				problem("%s has %d partitions and cleanup.policy=%s: the schema registry needs 1 and compact", t.Name, t.Partitions, c)
+			}
 		case TopicEvents, TopicDeadLetters:
 			if c, ok := t.Configs["cleanup.policy"]; ok && strings.Contains(c, "compact") {
 				problem("%s has cleanup.policy=%s: events are the system of record and must never be compacted", t.Name, c)

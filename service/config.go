@@ -247,6 +247,14 @@ func resolve(fs *flag.FlagSet, vals map[string]*stringValue, getenv func(string)
 		if s.flag == "config" {
 			continue
 		}
+		if s.serve && fs.Lookup(s.flag) == nil {
+			// Not this command's: its variable and key are ignored (a
+			// file they name is not read).
+			if !s.secret {
+				get[s.flag] = s.def
+			}
+			continue
+		}
 		v, src := s.def, "default"
 		if s.secret {
 			v = ""

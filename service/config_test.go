@@ -158,6 +158,25 @@ func TestPrecedence(t *testing.T) {
 	}
 }
 
+// TestServeSettingsIgnoredElsewhere: a command other than serve ignores
+// serve's settings in the environment: roles keep their default, a
+// password file is not read.
+func TestServeSettingsIgnoredElsewhere(t *testing.T) {
+	fs := flag.NewFlagSet("topics create", flag.ContinueOnError)
+	vals := addFlags(fs, false)
+	e := env{"INTERLOCK_ROLES": "cook", "INTERLOCK_REDIS_PASSWORD_FILE": "/nonexistent/pw", "INTERLOCK_HTTP_ADDR": "x"}
+	cfg, err := resolve(fs, vals, e.get, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Roles != interlock.RoleDispatch|interlock.RoleProcess|interlock.RoleProject || cfg.RedisPassword != "" || cfg.HTTPAddr != ":8080" {
+		t.Errorf("roles %v, Redis password %q, HTTP %q", cfg.Roles, cfg.RedisPassword, cfg.HTTPAddr)
+	}
+	if fs.Lookup("roles") != nil || fs.Lookup("redis") != nil {
+		t.Error("topics create has serve's flags")
+	}
+}
+
 // TestBadSettings: each bad value is an error naming the flag.
 func TestBadSettings(t *testing.T) {
 	cases := []struct {

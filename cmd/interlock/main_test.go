@@ -341,13 +341,20 @@ func TestTopicsProjectionsSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	var topics []interlock.TopicInfo
-	if err := json.Unmarshal([]byte(out), &topics); err != nil || len(topics) != 6 {
+	if err := json.Unmarshal([]byte(out), &topics); err != nil || len(topics) != 7 {
 		t.Fatalf("topics describe --json: %d topics, %v\n%s", len(topics), err, out)
 	}
 	for _, tp := range topics {
-		if !tp.Exists || tp.Partitions != 6 {
+		want := 6
+		if tp.Role == interlock.TopicSchemas {
+			want = 1
+		}
+		if !tp.Exists || tp.Partitions != want {
 			t.Errorf("topic %+v", tp)
 		}
+	}
+	if sch := topics[6]; sch.Name != b.name+"._schemas" || sch.Configs["cleanup.policy"] != "compact" {
+		t.Errorf("the schemas topic: %+v", sch)
 	}
 	if out, err := cli(ctx, b.args("topics", "verify")...); err != nil || !strings.Contains(out, "topics ok") {
 		t.Errorf("topics verify: %v\n%s", err, out)
@@ -370,6 +377,9 @@ func TestTopicsProjectionsSchema(t *testing.T) {
 	}
 	if out, err := cli(ctx, freshArgs("topics", "verify")...); err != nil {
 		t.Errorf("topics verify after create: %v\n%s", err, out)
+	}
+	if out, err := cli(ctx, freshArgs("topics", "describe")...); err != nil || !strings.Contains(out, fresh+"._schemas") || strings.Contains(out, "missing") {
+		t.Errorf("topics describe after create: %v\n%s", err, out)
 	}
 	// Commands and events not co-partitioned.
 	broken := kafkatest.Name(t)
