@@ -3,10 +3,12 @@ package deploytest
 import (
 	"context"
 	"net"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
@@ -294,6 +296,74 @@ func TestComposeVolumes(t *testing.T) {
 	for _, v := range []string{"kafka-data", "postgres-data"} {
 		if _, ok := p.Volumes[v]; !ok {
 			t.Errorf("named volume %q is not declared (declared: %v)", v, p.VolumeNames())
+		}
+	}
+}
+
+// TestComposeInterlockRuntime checks how the service runs: its HTTP port
+// (probes and metrics) published on the host, a stable instance ID, the
+// Redis and PostgreSQL it is given are the compose services, and a stop
+// lets serve drain.
+func TestComposeInterlockRuntime(t *testing.T) {
+	p := loadCompose(t)
+	s := service(t, p, "interlock")
+
+	// serve's HTTP address, published on the host's loopback.
+	addr := env(t, s, "INTERLOCK_HTTP_ADDR")
+	httpPort := portOf(t, addr)
+	if httpPort == 0 {
+		t.Fatalf("INTERLOCK_HTTP_ADDR %q: want host:port or :port", addr)
+	}
+	if host, _, _ := net.SplitHostPort(addr); host != "" && host != "0.0.0.0" {
+		t.Errorf("INTERLOCK_HTTP_ADDR %q listens on %s only: unreachable through the published port", addr, host)
+	}
+	if !slices.ContainsFunc(s.Ports, func(pc types.ServicePortConfig) bool {
+		return pc.Target == httpPort && pc.Published != "" && pc.HostIP == "127.0.0.1"
+	}) {
+		t.Errorf("serve's HTTP port %d is not published on 127.0.0.1: %+v", httpPort, s.Ports)
+	}
+
+	if id := env(t, s, "INTERLOCK_INSTANCE_ID"); strings.ContainsAny(id, " /") {
+		t.Errorf("INTERLOCK_INSTANCE_ID %q: want a plain stable name", id)
+	}
+
+	// Redis: the redis service, on the port its container listens on.
+	ru, err := url.Parse(env(t, s, "INTERLOCK_REDIS_URL"))
+	if err != nil {
+		t.Fatalf("INTERLOCK_REDIS_URL: %v", err)
+	}
+	if ru.Scheme != "redis" || ru.Hostname() != "redis" || ru.Port() != "6379" {
+		t.Errorf("INTERLOCK_REDIS_URL %q: want redis://redis:6379/<db>", ru)
+	}
+	if _, ok := s.DependsOn["redis"]; !ok {
+		t.Error("interlock uses Redis without depending on it")
+	}
+
+	// PostgreSQL: the postgres service with the user, password and database
+	// it is created with.
+	pg := service(t, p, "postgres")
+	du, err := url.Parse(env(t, s, "INTERLOCK_POSTGRES_DSN"))
+	if err != nil {
+		t.Fatalf("INTERLOCK_POSTGRES_DSN does not parse")
+	}
+	pw, _ := du.User.Password()
+	if du.Scheme != "postgres" || du.Hostname() != "postgres" || du.Port() != "5432" ||
+		du.User.Username() != env(t, pg, "POSTGRES_USER") || pw != env(t, pg, "POSTGRES_PASSWORD") ||
+		strings.TrimPrefix(du.Path, "/") != env(t, pg, "POSTGRES_DB") {
+		t.Errorf("INTERLOCK_POSTGRES_DSN does not name the postgres service with its POSTGRES_USER, POSTGRES_PASSWORD and POSTGRES_DB")
+	}
+
+	// serve drains for up to 30 s after SIGTERM; Docker kills after 10 s
+	// unless told otherwise.
+	if s.StopGracePeriod == nil || time.Duration(*s.StopGracePeriod) <= 30*time.Second {
+		t.Errorf("stop_grace_period %v: serve drains for up to 30 s, want more", s.StopGracePeriod)
+	}
+
+	// The image is distroless: a healthcheck can only run the binary itself,
+	// in exec form.
+	if hc := s.HealthCheck; hc != nil && !hc.Disable {
+		if len(hc.Test) < 2 || hc.Test[0] != "CMD" || hc.Test[1] != "/interlock" {
+			t.Errorf("healthcheck %q: the image has no shell or curl; want [CMD /interlock ...]", hc.Test)
 		}
 	}
 }
