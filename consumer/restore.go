@@ -150,8 +150,12 @@ type restoring struct {
 	events          int64 // events folded
 	progress        time.Time
 	done            bool
-	took            time.Duration
-	err             error
+	// evicted is set once the replay evicted aggregates from memory:
+	// from then on, as from a watermark, an aggregate not in memory may
+	// have its state in the store.
+	evicted bool
+	took    time.Duration
+	err     error
 }
 
 // restore rebuilds parts together: it claims each partition in the store,
@@ -356,7 +360,7 @@ func (p *Processor) replay(ctx context.Context, rs []*restoring, started time.Ti
 				return
 			}
 			r.progress = now
-			err := p.fold(ctx, r.part, batch, now)
+			err := p.fold(ctx, r.part, batch, now, r.from > 0 || r.evicted)
 			r.events += int64(len(batch))
 			if err != nil || r.next >= r.end {
 				finish(r, err)
@@ -384,18 +388,26 @@ func (p *Processor) replay(ctx context.Context, rs []*restoring, started time.Ti
 			}
 			// Only the partitions being restored: the others' entries
 			// may be pinned by the batch being prepared.
-			p.stats.evictions.Add(int64(p.cache.evict(p.cfg.MaxCached, p.cfg.MaxCachedBytes, restoring)))
+			if n := p.cache.evict(p.cfg.MaxCached, p.cfg.MaxCachedBytes, restoring); n > 0 {
+				p.stats.evictions.Add(int64(n))
+				for _, r := range rs {
+					r.evicted = true
+				}
+			}
 		}
 	}
 	return nil
 }
 
-// fold folds one fetched batch of part's event records, in order.
-// Aggregates met past their first event and not in memory have their
-// state in the store: below the watermark, or evicted earlier in this
-// replay after being written.
-func (p *Processor) fold(ctx context.Context, part *partition, batch []*kgo.Record, now time.Time) error {
-	if part.token != 0 {
+// fold folds one fetched batch of part's event records, in order. With
+// stored set, aggregates met past their first event and not in memory have
+// their state in the store: below the watermark, or evicted earlier in this
+// replay after being written. Without it (a replay from the start that has
+// evicted nothing) every aggregate met is in memory or new, but for a log
+// whose start was deleted: looking for them ahead would cost about 15 % of
+// the fold, so the rare one is loaded when met.
+func (p *Processor) fold(ctx context.Context, part *partition, batch []*kgo.Record, now time.Time, stored bool) error {
+	if part.token != 0 && stored {
 		var missing []ulid.ULID
 		seen := map[ulid.ULID]bool{} // missing, or created by its first event in this batch
 		for _, r := range batch {
@@ -413,13 +425,38 @@ func (p *Processor) fold(ctx context.Context, part *partition, batch []*kgo.Reco
 		}
 	}
 	for _, r := range batch {
-		if err := p.replayOne(part, r, now); err != nil {
+		err := p.replayOne(part, r, now)
+		var missing *notInMemoryError
+		if !stored && errors.As(err, &missing) {
+			// A log without the aggregate's first event (its start
+			// deleted): the store's snapshot, if any, is where it starts.
+			if !p.load(ctx, part, []ulid.ULID{missing.id}) {
+				return errUntrusted
+			}
+			err = p.replayOne(part, r, now)
+		}
+		if err != nil {
 			return err
 		}
 	}
 	p.stats.replayed.Add(int64(len(batch)))
 	return nil
 }
+
+// notInMemoryError is an event of an aggregate that is neither in memory
+// nor new, in a partition whose other aggregates are in the store: the
+// store has no snapshot of it, so it cannot be trusted.
+type notInMemoryError struct {
+	id      ulid.ULID
+	offset  int64
+	version int64
+}
+
+func (e *notInMemoryError) Error() string {
+	return fmt.Sprintf("%v: aggregate %s has no snapshot but its event at offset %d has version %d", errUntrusted, e.id, e.offset, e.version)
+}
+
+func (e *notInMemoryError) Unwrap() error { return errUntrusted }
 
 // firstEvent reports whether r is an aggregate's first event.
 func firstEvent(r *kgo.Record) bool {
@@ -459,7 +496,7 @@ func (p *Processor) replayOne(part *partition, r *kgo.Record, now time.Time) err
 	e := part.entries[id]
 	if e == nil {
 		if h.Version != 1 && part.token != 0 {
-			return fmt.Errorf("%w: aggregate %s has no snapshot but its event at offset %d has version %d", errUntrusted, id, r.Offset, h.Version)
+			return &notInMemoryError{id: id, offset: r.Offset, version: h.Version}
 		}
 		e = &entry{part: part, inst: route.Type.New(id), last: -1, dirtyFrom: -1}
 		part.entries[id] = e

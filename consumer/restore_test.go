@@ -232,3 +232,71 @@ func TestReadyDuringRestore(t *testing.T) {
 		t.Fatalf("restore: %v; ready %v", errs, p.Ready())
 	}
 }
+
+// TestFullReplayOfATruncatedLog: a replay from the start (the store's
+// watermark not trusted) meets an aggregate whose first events are no
+// longer in the log; its snapshot in the store is where it starts, and the
+// rest of the partition is folded as usual.
+func TestFullReplayOfATruncatedLog(t *testing.T) {
+	brokers := kafkatest.Brokers(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	route, state := testRoute(t, kafkatest.Name(t))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, nil, route.EventsTopic); err != nil {
+		t.Fatal(err)
+	}
+	event := func(id ulid.ULID, version int64, e any) *kgo.Record {
+		msg, _ := route.EventOf(reflect.TypeOf(e))
+		value, err := msg.Serde.Encode(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return producer.EventRecord(route.EventsTopic, 0, "json", aggregate.EventEnvelope{
+			EventID: ulid.Make(), AggregateType: route.Type.Name(), AggregateID: id, Type: msg.Name, Version: version, Time: time.Now(), CommandID: ulid.Make(),
+		}, value)
+	}
+	old, fresh := ulid.Make(), ulid.Make()
+	if err := cl.ProduceSync(ctx,
+		event(fresh, 1, bank.AccountOpened{Owner: "f"}),
+		event(old, 3, bank.MoneyDeposited{Amount: 5}), // versions 1 and 2 are gone
+		event(fresh, 2, bank.MoneyDeposited{Amount: 7}),
+	).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	store := snapshot.NewMemory()
+	sp := snapshot.Partition{Topic: route.EventsTopic, ID: 0}
+	mark, err := store.Claim(ctx, sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := state.Encode(&bank.Account{Owner: "o", Balance: 10, Open: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := snapshot.Snapshot{AggregateID: old, Version: 2, Offset: 0, Fingerprint: 1, State: encodeFrame(b, nil)}
+	if err := store.Save(ctx, sp, mark.Token, []snapshot.Snapshot{snap}, 0); err != nil {
+		t.Fatal(err)
+	}
+
+	p := testProcessor(route, state, Config{ClientOpts: []kgo.Opt{kgo.SeedBrokers(brokers...)}, Store: store})
+	part := p.partitionOf(route.CommandsTopic, 0)
+	part.full = true
+	if errs := p.restore(ctx, []*partition{part}); len(errs) > 0 {
+		t.Fatalf("restore: %v", errs)
+	}
+	for id, want := range map[ulid.ULID]int64{old: 15, fresh: 7} {
+		e := part.entries[id]
+		if e == nil {
+			t.Fatalf("%s not restored", id)
+		}
+		if got := e.inst.State.(*bank.Account).Balance; got != want {
+			t.Fatalf("%s: balance %d, want %d", id, got, want)
+		}
+	}
+}
