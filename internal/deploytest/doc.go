@@ -7,6 +7,7 @@
 // KEDA and Prometheus Operator resources), so a misspelt field fails. The
 // tests assert what a user relies on: services, health checks, listeners, a
 // static non-root image, probes on /healthz and /readyz, Secrets referenced
-// and never embedded, replicas bounded by the partitions, the topics hook.
+// and never embedded, replicas bounded by the partitions, the topics hook;
+// and docs/deployment.md is kept in step with the chart.
 // It holds tests only.
 package deploytest
