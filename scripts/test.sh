@@ -30,6 +30,9 @@ go test -race -count=1 -timeout 15m "$@" ./...
 step "Kafka tests against the embedded Kafka (kfake)"
 INTERLOCK_TEST_BROKERS= INTERLOCK_TEST_CLUSTER_BROKERS= INTERLOCK_REQUIRE_SERVICES=0 go test -race -count=1 -timeout 10m "$@" .
 
+step "chaos suite, short form (scripts/chaos.sh runs it longer)"
+INTERLOCK_CHAOS_DURATION=45s go test -tags chaos -count=1 -run TestChaos -timeout 15m ./internal/chaos
+
 step "demo"
 go run ./cmd/interlock demo --brokers "$INTERLOCK_TEST_BROKERS" >/dev/null
 go run ./cmd/interlock demo >/dev/null
