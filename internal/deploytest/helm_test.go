@@ -810,6 +810,13 @@ func TestHelmKEDA(t *testing.T) {
 	if p := mustRender(t, plain); p.triggerAuth != nil || p.scaledObject.Spec.Triggers[0].AuthenticationRef != nil {
 		t.Error("a TriggerAuthentication without TLS or SASL")
 	}
+	if md := m.scaledObject.Spec.Triggers[0].Metadata; md["unsafeSsl"] != "" {
+		t.Errorf("unsafeSsl %q without kafka.tls.insecureSkipVerify", md["unsafeSsl"])
+	}
+	insecure := mustRender(t, with(valuesFile(t, "keda-values.yaml"), "kafka.tls.insecureSkipVerify", true))
+	if md := insecure.scaledObject.Spec.Triggers[0].Metadata; md["unsafeSsl"] != "true" {
+		t.Errorf("kafka.tls.insecureSkipVerify: KEDA's unsafeSsl %q, want true (KEDA must skip the check the pods skip)", md["unsafeSsl"])
+	}
 	own := mustRender(t, with(valuesFile(t, "keda-values.yaml"), "keda.authenticationRef", "kafka-admin"))
 	if own.triggerAuth != nil || own.scaledObject.Spec.Triggers[0].AuthenticationRef.Name != "kafka-admin" {
 		t.Error("keda.authenticationRef is not used instead of the chart's TriggerAuthentication")
