@@ -17,6 +17,7 @@ import (
 	"github.com/interlock-go/interlock"
 	"github.com/interlock-go/interlock/examples/bank"
 	"github.com/interlock-go/interlock/internal/kafkatest"
+	"github.com/interlock-go/interlock/internal/services"
 	"github.com/interlock-go/interlock/projections"
 )
 
@@ -177,4 +178,43 @@ func ExampleRun() {
 	//
 	// To rebuild in place instead (the read model is unavailable meanwhile): stop every instance
 	// that runs it, 'interlock projections reset bank-transfer-saga', and start them again.
+}
+
+// TestServeRedis: serve keeps its snapshots in the Redis of --redis, with
+// the password of INTERLOCK_REDIS_PASSWORD; credentials Redis refuses
+// stop serve with an error that does not show the password.
+func TestServeRedis(t *testing.T) {
+	url := services.Lookup(t, services.EnvRedis, "Redis")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	args := []string{"serve", "--name", kafkatest.Name(t), "--http", "off", "--redis", url}
+	if kafkatest.Real() {
+		args = append(args, "--brokers", strings.Join(kafkatest.Brokers(t), ","))
+	}
+	logs := &syncBuffer{}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- Run(runCtx, args, io.Discard, logs, bankBuild) }()
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(logs.String(), `"msg":"interlock: started"`); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			stop()
+			t.Fatalf("serve with Redis never started: %v\n%s", <-done, logs)
+		}
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("serve with Redis: %v\n%s", err, logs)
+	}
+
+	// An ACL user Redis does not know, with a password.
+	const password = "not-Redis-s3cret-5521"
+	t.Setenv("INTERLOCK_REDIS_PASSWORD", password)
+	logs = &syncBuffer{}
+	err := Run(ctx, append(args, "--redis", strings.Replace(url, "://", "://nobody@", 1)), io.Discard, logs, bankBuild)
+	if err == nil || !strings.Contains(err.Error(), "snapshot store") {
+		t.Fatalf("serve with a password Redis refuses: %v", err)
+	}
+	if strings.Contains(err.Error(), password) || strings.Contains(logs.String(), password) {
+		t.Errorf("the password shows: %v\n%s", err, logs)
+	}
 }
