@@ -682,6 +682,7 @@ func TestHelmSASLTLS(t *testing.T) {
 		"INTERLOCK_SASL_PASSWORD_FILE":  {"shop-kafka-sasl", "password"},
 		"INTERLOCK_REDIS_PASSWORD_FILE": {"shop-redis", "redis-password"},
 		"INTERLOCK_POSTGRES_DSN_FILE":   {"shop-postgres", "dsn"},
+		"INTERLOCK_GATEWAY_TOKEN_FILE":  {"shop-gateway", "token"}, // extraSecretFiles
 	} {
 		path := cm[setting]
 		if path == "" {
@@ -902,6 +903,7 @@ func TestHelmRefusesBadValues(t *testing.T) {
 		{"KEDA without aggregates", with(valuesFile(t, "keda-values.yaml"), "app.aggregates", []any{}), "app.aggregates"},
 		{"KEDA on OAUTHBEARER", with(valuesFile(t, "keda-values.yaml"), "kafka.sasl.mechanism", "OAUTHBEARER"), "keda.authenticationRef"},
 		{"a role typo", with(base, "app.roles", []any{"processor"}), "roles"},
+		{"an extra secret file not named *_FILE", with(base, "extraSecretFiles", []any{map[string]any{"env": "INTERLOCK_GATEWAY_TOKEN", "secret": "s", "key": "k"}}), "extraSecretFiles"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

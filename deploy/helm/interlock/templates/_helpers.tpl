@@ -157,6 +157,9 @@ Called with (dict "root" $ "kafkaOnly" bool).
 {{- if $v.postgres.dsnSecret.name }}
 {{- $_ := set $c "INTERLOCK_POSTGRES_DSN_FILE" (printf "%s/postgres/dsn" $dir) }}
 {{- end }}
+{{- range $i, $f := $v.extraSecretFiles }}
+{{- $_ := set $c $f.env (printf "%s/extra-%d/%s" $dir $i $f.key) }}
+{{- end }}
 {{- range $k, $val := $v.app.extraConfig }}
 {{- $_ := set $c $k (toString $val) }}
 {{- end }}
@@ -187,6 +190,9 @@ nothing.
 {{- end }}
 {{- if $v.postgres.dsnSecret.name }}
 {{- $vols = append $vols (dict "name" "postgres" "secret" (dict "secretName" $v.postgres.dsnSecret.name "defaultMode" 288 "items" (list (dict "key" $v.postgres.dsnSecret.key "path" "dsn")))) }}
+{{- end }}
+{{- range $i, $f := $v.extraSecretFiles }}
+{{- $vols = append $vols (dict "name" (printf "extra-%d" $i) "secret" (dict "secretName" $f.secret "defaultMode" 288 "items" (list (dict "key" $f.key "path" $f.key)))) }}
 {{- end }}
 {{- end }}
 {{- if $vols }}
