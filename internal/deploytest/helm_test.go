@@ -23,6 +23,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 )
 
@@ -429,12 +430,86 @@ func checkCommon(t *testing.T, m *manifests) {
 		t.Error("the pods mount a service account token they do not need")
 	}
 
+	checkNames(t, m)
 	checkSecretsAreReferences(t, m)
 	checkTopicsJob(t, m)
 	checkTestHook(t, m, httpPort)
 
 	if !strings.Contains(m.notes, "rollout status") || !strings.Contains(m.notes, m.deployment.Name) {
 		t.Errorf("NOTES.txt does not say how to watch the rollout:\n%s", m.notes)
+	}
+}
+
+// checkNames applies the API server's rules for names that strict
+// decoding cannot see: object names, label and annotation keys and values,
+// and in each pod the volume, port and variable names and the references
+// between them.
+func checkNames(t *testing.T, m *manifests) {
+	t.Helper()
+	check := func(what string, errs []string) {
+		t.Helper()
+		if len(errs) > 0 {
+			t.Errorf("%s: %s", what, strings.Join(errs, "; "))
+		}
+	}
+	for _, o := range m.objects {
+		what := o.kind + " " + o.meta.Name
+		check(what+": name", validation.IsDNS1123Subdomain(o.meta.Name))
+		if o.kind == "Service" || o.kind == "Job" {
+			// A Service's name is a DNS label; a Job's becomes its pods' job-name label.
+			check(what+": name", validation.IsDNS1123Label(o.meta.Name))
+		}
+		for k, v := range o.meta.Labels {
+			check(what+": label "+k, validation.IsQualifiedName(k))
+			check(what+": label "+k, validation.IsValidLabelValue(v))
+		}
+		for k := range o.meta.Annotations {
+			check(what+": annotation "+k, validation.IsQualifiedName(k))
+		}
+	}
+	pods := map[string]corev1.PodSpec{"Deployment": m.deployment.Spec.Template.Spec}
+	if m.job != nil {
+		pods["Job"] = m.job.Spec.Template.Spec
+	}
+	if m.testPod != nil {
+		pods["test Pod"] = m.testPod.Spec
+	}
+	for what, ps := range pods {
+		volumes := map[string]bool{}
+		for _, v := range ps.Volumes {
+			check(what+": volume "+v.Name, validation.IsDNS1123Label(v.Name))
+			if volumes[v.Name] {
+				t.Errorf("%s: two volumes named %s", what, v.Name)
+			}
+			volumes[v.Name] = true
+		}
+		for _, c := range ps.Containers {
+			check(what+": container "+c.Name, validation.IsDNS1123Label(c.Name))
+			if c.Image == "" || strings.ContainsAny(c.Image, " \t") {
+				t.Errorf("%s: container %s image %q", what, c.Name, c.Image)
+			}
+			for _, p := range c.Ports {
+				check(what+": port "+p.Name, validation.IsValidPortName(p.Name))
+				check(what+": port "+p.Name, validation.IsValidPortNum(int(p.ContainerPort)))
+			}
+			for _, e := range c.Env {
+				check(what+": env "+e.Name, validation.IsEnvVarName(e.Name))
+			}
+			mounts := map[string]bool{}
+			for _, vm := range c.VolumeMounts {
+				if !volumes[vm.Name] {
+					t.Errorf("%s: container %s mounts %s, which is not a volume", what, c.Name, vm.Name)
+				}
+				if mounts[vm.MountPath] {
+					t.Errorf("%s: container %s mounts two volumes at %s", what, c.Name, vm.MountPath)
+				}
+				mounts[vm.MountPath] = true
+			}
+		}
+	}
+	for k := range m.configMap.Data {
+		check("ConfigMap key "+k, validation.IsConfigMapKey(k))
+		check("ConfigMap key "+k, validation.IsEnvVarName(k))
 	}
 }
 
@@ -878,6 +953,26 @@ func TestHelmReplicasBoundedByPartitions(t *testing.T) {
 	gateway := with(with(base, "app.roles", []any{"dispatch"}), "replicaCount", 10)
 	if m := mustRender(t, gateway); *m.deployment.Spec.Replicas != 10 || m.configMap.Data["INTERLOCK_ROLES"] != "dispatch" {
 		t.Errorf("a dispatch-only gateway: replicas %d roles %q, want 10 and dispatch", *m.deployment.Spec.Replicas, m.configMap.Data["INTERLOCK_ROLES"])
+	}
+}
+
+// TestHelmLongNames: a long release or override name is cut so that every
+// name stays within the API server's limits (63 characters for a Service,
+// and for the Job, whose name is a label of its pods).
+func TestHelmLongNames(t *testing.T) {
+	long := strings.Repeat("a", 62) + "b" // 63 characters
+	for _, vals := range []map[string]any{
+		with(valuesFile(t, "sasl-tls-values.yaml"), "fullnameOverride", long),
+		with(valuesFile(t, "keda-values.yaml"), "nameOverride", long),
+	} {
+		m := mustRender(t, vals)
+		checkCommon(t, m)
+		if n := len(m.job.Name); n > 63 {
+			t.Errorf("topics Job name %q has %d characters", m.job.Name, n)
+		}
+		if !strings.Contains(m.notes, m.job.Name) {
+			t.Errorf("NOTES.txt does not name the topics Job %s", m.job.Name)
+		}
 	}
 }
 

@@ -41,6 +41,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: interlock
 {{- end }}
 
+{{/* The topics Job's name: at most 63 characters, as it is a label value of its pods. */}}
+{{- define "interlock.topicsJobName" -}}
+{{- printf "%s-topics" (include "interlock.fullname" . | trunc 56 | trimSuffix "-") }}
+{{- end }}
+
 {{/* The service image. */}}
 {{- define "interlock.image" -}}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
