@@ -458,3 +458,15 @@ func selfSigned(t *testing.T) ([]byte, *tls.Config) {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		&tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12}
 }
+
+func TestPrefixed(t *testing.T) {
+	for _, c := range []struct{ msg, want string }{
+		{"interlock: topic layout", "interlock: topic layout"},
+		{"no command given", "interlock: no command given"},
+		{"interlocked: x", "interlock: interlocked: x"},
+	} {
+		if got := prefixed("interlock", errors.New(c.msg)); got != c.want {
+			t.Errorf("%q: %q, want %q", c.msg, got, c.want)
+		}
+	}
+}

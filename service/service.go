@@ -85,12 +85,22 @@ func Main(build Build, opts ...Option) {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		os.Exit(0)
 	case errors.Is(err, ErrUsage):
-		fmt.Fprintf(os.Stderr, "%s: %v\n", prog, err)
+		fmt.Fprintln(os.Stderr, prefixed(prog, err))
 		os.Exit(2)
 	default:
-		fmt.Fprintf(os.Stderr, "%s: %v\n", prog, err)
+		fmt.Fprintln(os.Stderr, prefixed(prog, err))
 		os.Exit(1)
 	}
+}
+
+// prefixed returns err's message after the program's name, once: the
+// interlock binary's errors often start with it already.
+func prefixed(prog string, err error) string {
+	msg := err.Error()
+	if strings.HasPrefix(msg, prog+": ") {
+		return msg
+	}
+	return prog + ": " + msg
 }
 
 // Run runs the command args name (args excludes the program name),
