@@ -662,9 +662,14 @@ func checkTopicsJob(t *testing.T, m *manifests) {
 			t.Errorf("topics Job %s = %+v, the service's is %q", k, e, m.configMap.Data[k])
 		}
 	}
-	for _, k := range []string{"INTERLOCK_REDIS_PASSWORD_FILE", "INTERLOCK_POSTGRES_DSN_FILE"} {
+	// The PostgreSQL DSN decides the application too: a service may register
+	// a projection, whose dead-letter topic the Job creates, only with one.
+	if e, want := envVar(c.Env, "INTERLOCK_POSTGRES_DSN_FILE"), m.configMap.Data["INTERLOCK_POSTGRES_DSN_FILE"]; (e == nil) != (want == "") || (e != nil && e.Value != want) {
+		t.Errorf("topics Job INTERLOCK_POSTGRES_DSN_FILE = %+v, the service's is %q", e, want)
+	}
+	for _, k := range []string{"INTERLOCK_REDIS_PASSWORD_FILE", "INTERLOCK_REDIS_URL", "INTERLOCK_ROLES", "INTERLOCK_HTTP_ADDR"} {
 		if envVar(c.Env, k) != nil {
-			t.Errorf("topics Job gets %s, which creating topics does not need", k)
+			t.Errorf("topics Job gets %s, which only serve uses", k)
 		}
 	}
 }
@@ -743,6 +748,7 @@ func TestHelmSASLTLS(t *testing.T) {
 		"INTERLOCK_SASL_USERNAME":   "shop",
 		"INTERLOCK_REDIS_URL":       "rediss://redis.example.internal:6380/0",
 		"INTERLOCK_PARTITIONS":      "12",
+		"GOMEMLIMIT":                "1200MiB", // app.extraConfig
 	} {
 		if cm[k] != v {
 			t.Errorf("ConfigMap %s = %q, want %q", k, cm[k], v)
@@ -783,9 +789,10 @@ func TestHelmSASLTLS(t *testing.T) {
 			t.Errorf("volume mount %s is writable", vm.Name)
 		}
 	}
-	// The topics Job mounts the Kafka credentials, and only them.
+	// The topics Job mounts the Kafka credentials and the PostgreSQL DSN,
+	// not Redis's password or the extra files, which only serve uses.
 	jc := m.job.Spec.Template.Spec.Containers[0]
-	for _, k := range []string{"INTERLOCK_TLS_CA_FILE", "INTERLOCK_TLS_CERT_FILE", "INTERLOCK_SASL_PASSWORD_FILE", "INTERLOCK_SASL_USERNAME", "INTERLOCK_TLS"} {
+	for _, k := range []string{"INTERLOCK_TLS_CA_FILE", "INTERLOCK_TLS_CERT_FILE", "INTERLOCK_SASL_PASSWORD_FILE", "INTERLOCK_SASL_USERNAME", "INTERLOCK_TLS", "GOMEMLIMIT"} {
 		e := envVar(jc.Env, k)
 		if e == nil || e.Value != cm[k] {
 			t.Errorf("topics Job %s = %+v, want %q", k, e, cm[k])
@@ -798,7 +805,7 @@ func TestHelmSASLTLS(t *testing.T) {
 		}
 	}
 	slices.Sort(jobSecrets)
-	if want := []string{"kafka-ca", "shop-kafka-client", "shop-kafka-sasl"}; !slices.Equal(jobSecrets, want) {
+	if want := []string{"kafka-ca", "shop-kafka-client", "shop-kafka-sasl", "shop-postgres"}; !slices.Equal(jobSecrets, want) {
 		t.Errorf("topics Job mounts Secrets %q, want %q", jobSecrets, want)
 	}
 }

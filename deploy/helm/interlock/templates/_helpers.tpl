@@ -112,8 +112,11 @@ nothing) by every template, so `helm template` and `helm install` fail early.
 
 {{/*
 The settings, as a map of INTERLOCK_* variables to values: the ConfigMap's
-data and the topics Job's environment. kafkaOnly leaves out what only serve needs.
-Called with (dict "root" $ "kafkaOnly" bool).
+data and the topics Job's environment. With job true it leaves out what only
+serve uses (roles, HTTP, Redis, extraSecretFiles) and keeps what decides the
+application's topics: Kafka, the PostgreSQL DSN (a service may register
+projections, with their dead-letter topics, only when it has one) and
+app.extraConfig. Called with (dict "root" $ "job" bool).
 */}}
 {{- define "interlock.config" -}}
 {{- $v := .root.Values }}
@@ -147,7 +150,13 @@ Called with (dict "root" $ "kafkaOnly" bool).
 {{- end }}
 {{- $_ := set $c "INTERLOCK_SASL_PASSWORD_FILE" (printf "%s/kafka-sasl/password" $dir) }}
 {{- end }}
-{{- if not .kafkaOnly }}
+{{- if $v.postgres.dsnSecret.name }}
+{{- $_ := set $c "INTERLOCK_POSTGRES_DSN_FILE" (printf "%s/postgres/dsn" $dir) }}
+{{- end }}
+{{- range $k, $val := $v.app.extraConfig }}
+{{- $_ := set $c $k (toString $val) }}
+{{- end }}
+{{- if not .job }}
 {{- $_ := set $c "INTERLOCK_ROLES" (join "," $v.app.roles) }}
 {{- $_ := set $c "INTERLOCK_HTTP_ADDR" (printf ":%d" (int $v.http.port)) }}
 {{- if $v.redis.url }}
@@ -159,14 +168,8 @@ Called with (dict "root" $ "kafkaOnly" bool).
 {{- if $v.redis.passwordSecret.name }}
 {{- $_ := set $c "INTERLOCK_REDIS_PASSWORD_FILE" (printf "%s/redis/password" $dir) }}
 {{- end }}
-{{- if $v.postgres.dsnSecret.name }}
-{{- $_ := set $c "INTERLOCK_POSTGRES_DSN_FILE" (printf "%s/postgres/dsn" $dir) }}
-{{- end }}
 {{- range $i, $f := $v.extraSecretFiles }}
 {{- $_ := set $c $f.env (printf "%s/extra-%d/%s" $dir $i $f.key) }}
-{{- end }}
-{{- range $k, $val := $v.app.extraConfig }}
-{{- $_ := set $c $k (toString $val) }}
 {{- end }}
 {{- end }}
 {{- toYaml $c }}
@@ -174,7 +177,7 @@ Called with (dict "root" $ "kafkaOnly" bool).
 
 {{/*
 One Secret volume per referenced Secret, each key mounted under its own file
-name. Called with (dict "root" $ "kafkaOnly" bool); renders a YAML list, or
+name. Called with (dict "root" $ "job" bool); renders a YAML list, or
 nothing.
 */}}
 {{- define "interlock.secretVolumes" -}}
@@ -189,12 +192,12 @@ nothing.
 {{- if $v.kafka.sasl.mechanism }}
 {{- $vols = append $vols (dict "name" "kafka-sasl" "secret" (dict "secretName" $v.kafka.sasl.passwordSecret.name "defaultMode" 288 "items" (list (dict "key" $v.kafka.sasl.passwordSecret.key "path" "password")))) }}
 {{- end }}
-{{- if not .kafkaOnly }}
-{{- if $v.redis.passwordSecret.name }}
-{{- $vols = append $vols (dict "name" "redis" "secret" (dict "secretName" $v.redis.passwordSecret.name "defaultMode" 288 "items" (list (dict "key" $v.redis.passwordSecret.key "path" "password")))) }}
-{{- end }}
 {{- if $v.postgres.dsnSecret.name }}
 {{- $vols = append $vols (dict "name" "postgres" "secret" (dict "secretName" $v.postgres.dsnSecret.name "defaultMode" 288 "items" (list (dict "key" $v.postgres.dsnSecret.key "path" "dsn")))) }}
+{{- end }}
+{{- if not .job }}
+{{- if $v.redis.passwordSecret.name }}
+{{- $vols = append $vols (dict "name" "redis" "secret" (dict "secretName" $v.redis.passwordSecret.name "defaultMode" 288 "items" (list (dict "key" $v.redis.passwordSecret.key "path" "password")))) }}
 {{- end }}
 {{- range $i, $f := $v.extraSecretFiles }}
 {{- $vols = append $vols (dict "name" (printf "extra-%d" $i) "secret" (dict "secretName" $f.secret "defaultMode" 288 "items" (list (dict "key" $f.key "path" $f.key)))) }}
