@@ -1005,6 +1005,9 @@ func TestHelmRefusesBadValues(t *testing.T) {
 		{"KEDA without aggregates", with(valuesFile(t, "keda-values.yaml"), "app.aggregates", []any{}), "app.aggregates"},
 		{"KEDA on OAUTHBEARER", with(valuesFile(t, "keda-values.yaml"), "kafka.sasl.mechanism", "OAUTHBEARER"), "keda.authenticationRef"},
 		{"a role typo", with(base, "app.roles", []any{"processor"}), "roles"},
+		{"replication factor 0", with(base, "app.replicationFactor", 0), "replicationFactor"},
+		{"replicas as a string", with(base, "replicaCount", "3"), "replicaCount"},
+		{"a Redis URL of another scheme", with(base, "redis.url", "http://redis:6379"), "redis"},
 		{"an extra secret file not named *_FILE", with(base, "extraSecretFiles", []any{map[string]any{"env": "INTERLOCK_GATEWAY_TOKEN", "secret": "s", "key": "k"}}), "extraSecretFiles"},
 	}
 	for _, tt := range tests {
@@ -1012,6 +1015,9 @@ func TestHelmRefusesBadValues(t *testing.T) {
 			_, err := renderChart(t, tt.vals)
 			if err == nil || !strings.Contains(err.Error(), tt.msg) {
 				t.Fatalf("render error %v, want one mentioning %q", err, tt.msg)
+			}
+			if testing.Verbose() {
+				t.Logf("refused: %v", err)
 			}
 		})
 	}
