@@ -12,6 +12,7 @@ import (
 
 	"github.com/oklog/ulid/v2"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/interlock-go/interlock/aggregate"
@@ -298,6 +299,9 @@ func (a *App) ReadEvents(ctx context.Context, q EventQuery, fn func(StoredEvent)
 	details, err := adm.ListTopics(ctx, topics...)
 	if err == nil {
 		err = details.Error()
+	}
+	if errors.Is(err, kerr.UnknownTopicOrPartition) {
+		return fmt.Errorf("interlock: reading events: %w (the application's topics are created by topics create, or at its first start)", err)
 	}
 	if err != nil {
 		return fmt.Errorf("interlock: describing %s: %w", strings.Join(topics, ", "), err)

@@ -415,6 +415,20 @@ func TestTopicsProjectionsSchema(t *testing.T) {
 	if out, err := cli(ctx, b.args("projections", "dlq", "list", "--json", "bank-transfer-saga")...); err != nil || strings.TrimSpace(out) != "[]" {
 		t.Errorf("projections dlq list --json: %v\n%s", err, out)
 	}
+	for _, c := range []struct {
+		args  []string
+		usage bool
+		want  string
+	}{
+		{b.args("projections", "rebuild", "balancez"), false, `no projection "balancez"`},
+		{[]string{"topics", "describe"}, true, "needs --brokers"},
+		{b.args("topics", "create", "--partitions", "0"), true, "--partitions"},
+		{[]string{"events", "tail", "--brokers", b.brokers, "--name", fresh + "-none"}, false, "created by topics create"},
+	} {
+		if _, err := cli(ctx, c.args...); err == nil || !strings.Contains(err.Error(), c.want) || errors.Is(err, service.ErrUsage) != c.usage {
+			t.Errorf("%q: %v, want an error with %q (usage error: %t)", c.args, err, c.want, c.usage)
+		}
+	}
 	if _, err := cli(ctx, b.args("projections", "dlq", "retry", "bank-transfer-saga")...); !errors.Is(err, service.ErrUsage) {
 		t.Errorf("projections dlq retry without a key: %v", err)
 	}
