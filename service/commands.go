@@ -232,30 +232,29 @@ func aggregateShow(ctx context.Context, inv *invocation) error {
 	return err
 }
 
-// projector starts the application to reach its projection name: as a
-// dispatcher only, so its projections are passive (they follow the
-// running instances' progress, and run nothing).
-func (inv *invocation) projector(ctx context.Context, name string) (*projections.Projector, func(), error) {
+// projections starts the application to reach its projections: as a
+// dispatcher only, so they are passive (they follow the running
+// instances' progress, and run nothing). It returns the projection named
+// name (nil for ""), the application, and what stops it.
+func (inv *invocation) projections(ctx context.Context, name string) (*projections.Projector, *interlock.App, func(), error) {
 	if len(inv.cfg.Brokers) == 0 {
-		return nil, nil, &usageError{fmt.Sprintf("%s needs --brokers (or INTERLOCK_BROKERS): an embedded Kafka has nothing to show once its process ends", inv.cmd.path)}
+		return nil, nil, nil, &usageError{fmt.Sprintf("%s needs --brokers (or INTERLOCK_BROKERS): an embedded Kafka has nothing to show once its process ends", inv.cmd.path)}
 	}
 	app, err := inv.app(ctx, interlock.WithRoles(interlock.RoleDispatch))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if name != "" && !slices.Contains(app.Projections(), name) {
-		return nil, nil, fmt.Errorf("no projection %q (registered: %s)", name, strings.Join(app.Projections(), ", "))
+		return nil, nil, nil, fmt.Errorf("no projection %q (registered: %s)", name, strings.Join(app.Projections(), ", "))
 	}
 	if err := app.Start(ctx); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	stop := func() { app.Close(context.WithoutCancel(ctx)) }
-	inv.projectionNames = app.Projections()
-	inv.appRef = app
 	if name == "" {
-		return nil, stop, nil
+		return nil, app, stop, nil
 	}
-	return app.Projection(name), stop, nil
+	return app.Projection(name), app, stop, nil
 }
 
 func projectionsStatus(ctx context.Context, inv *invocation) error {
@@ -263,18 +262,18 @@ func projectionsStatus(ctx context.Context, inv *invocation) error {
 	if len(inv.args) > 0 {
 		name = inv.args[0]
 	}
-	_, stop, err := inv.projector(ctx, name)
+	_, app, stop, err := inv.projections(ctx, name)
 	if err != nil {
 		return err
 	}
 	defer stop()
-	names := inv.projectionNames
+	names := app.Projections()
 	if name != "" {
 		names = []string{name}
 	}
 	var all []projections.Status
 	for _, n := range names {
-		st, err := inv.appRef.Projection(n).Status(ctx)
+		st, err := app.Projection(n).Status(ctx)
 		if err != nil {
 			return err
 		}
@@ -319,7 +318,7 @@ func projectionsStatus(ctx context.Context, inv *invocation) error {
 }
 
 func projectionsReset(ctx context.Context, inv *invocation) error {
-	pr, stop, err := inv.projector(ctx, inv.args[0])
+	pr, _, stop, err := inv.projections(ctx, inv.args[0])
 	if err != nil {
 		return err
 	}
@@ -360,7 +359,7 @@ that runs it, '%[5]s projections reset %[1]s', and start them again.
 }
 
 func dlqList(ctx context.Context, inv *invocation) error {
-	pr, stop, err := inv.projector(ctx, inv.args[0])
+	pr, _, stop, err := inv.projections(ctx, inv.args[0])
 	if err != nil {
 		return err
 	}
@@ -389,7 +388,7 @@ func dlqList(ctx context.Context, inv *invocation) error {
 }
 
 func dlqRetry(ctx context.Context, inv *invocation) error {
-	pr, stop, err := inv.projector(ctx, inv.args[0])
+	pr, _, stop, err := inv.projections(ctx, inv.args[0])
 	if err != nil {
 		return err
 	}

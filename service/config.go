@@ -255,15 +255,15 @@ func resolve(fs *flag.FlagSet, vals map[string]*stringValue, getenv func(string)
 			}
 			continue
 		}
-		v, src := s.def, "default"
+		v := s.def
 		if s.secret {
 			v = ""
 		}
 		if y, ok := fromFile[s.yaml]; ok {
-			v, src = y, "file"
+			v = y
 		}
 		if e := getenv(s.env); e != "" && !s.secret {
-			v, src = e, "env"
+			v = e
 		}
 		if s.secret {
 			// The value from its variable, else from the file that the
@@ -294,9 +294,8 @@ func resolve(fs *flag.FlagSet, vals map[string]*stringValue, getenv func(string)
 			continue
 		}
 		if set[s.flag] {
-			v, src = vals[s.flag].v, "flag"
+			v = vals[s.flag].v
 		}
-		_ = src
 		get[s.flag] = v
 	}
 	return build(get, secrets, stderr)

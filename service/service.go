@@ -278,9 +278,6 @@ type invocation struct {
 	json, follow         bool
 	offset               int64
 	since, aggregate, id string
-	// the started application of the projections commands
-	appRef          *interlock.App
-	projectionNames []string
 }
 
 // app builds the user's application with the configuration's options
