@@ -33,10 +33,12 @@
 //
 // # Configuration
 //
-// Every command takes the settings below, each from a flag, else an
-// environment variable, else the YAML file given by --config (a flat map
-// of the YAML keys; unknown keys are errors), else its default. Config
-// holds the result, and Config.Options the interlock options it implies.
+// Every command takes the settings below (those marked "serve:" only
+// serve; the others ignore their variables and keys), each from a flag,
+// else an environment variable, else the YAML file given by --config (a
+// flat map of the YAML keys; unknown keys are errors), else its default.
+// Config holds the result, and Config.Options the interlock options it
+// implies.
 //
 // Secrets (the Redis password, the PostgreSQL DSN, the SASL password)
 // have no flag of their own: they come from their environment variable,
