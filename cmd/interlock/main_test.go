@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -362,6 +363,23 @@ func TestTopicsProjectionsSchema(t *testing.T) {
 	if out, err := cli(ctx, b.args("topics", "create")...); err != nil || !strings.Contains(out, b.name+".replies\t6 partitions") {
 		t.Errorf("topics create on existing topics: %v\n%s", err, out)
 	}
+
+	// The same settings from a YAML file; the environment wins over it.
+	yamlFile := filepath.Join(t.TempDir(), "interlock.yaml")
+	if err := os.WriteFile(yamlFile, []byte("brokers: ["+b.brokers+"]\nname: "+b.name+"\nlogLevel: warn\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := cli(ctx, "topics", "verify", "--config", yamlFile); err != nil || !strings.Contains(out, "topics ok") {
+		t.Errorf("topics verify --config: %v\n%s", err, out)
+	}
+	t.Setenv("INTERLOCK_NAME", b.name+"-other")
+	if _, err := cli(ctx, "topics", "verify", "--config", yamlFile); !errors.Is(err, interlock.ErrTopology) || !strings.Contains(err.Error(), b.name+"-other.replies") {
+		t.Errorf("topics verify --config with INTERLOCK_NAME set: %v", err)
+	}
+	if out, err := cli(ctx, "topics", "verify", "--config", yamlFile, "--name", b.name); err != nil {
+		t.Errorf("topics verify --config --name: %v\n%s", err, out)
+	}
+	os.Unsetenv("INTERLOCK_NAME")
 
 	// A fresh name: everything missing, then created with the settings.
 	fresh := kafkatest.Name(t)
