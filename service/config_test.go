@@ -312,6 +312,11 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	if !strings.Contains(errOut.String(), redacted) || !strings.Contains(errOut.String(), "db.internal") {
 		t.Errorf("the log lost more than the secrets:\n%s", errOut.String())
 	}
+	// An argument too many.
+	err = Run(ctx, []string{"topics", "verify", "extra"}, &out, &errOut, bankBuild)
+	if !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), `topics verify takes no arguments, got ["extra"]`) {
+		t.Errorf("an argument too many: %v", err)
+	}
 	// A bad setting beside the secrets.
 	err = Run(ctx, []string{"topics", "verify", "--partitions", "x", "--brokers", "127.0.0.1:1"}, &out, &errOut, bankBuild)
 	if !errors.Is(err, ErrUsage) {

@@ -182,7 +182,11 @@ func (r *runner) runCommand(ctx context.Context, cmd *command, args []string) er
 		args = fs.Args()[1:]
 	}
 	if len(inv.args) < cmd.minArgs || len(inv.args) > cmd.maxArgs {
-		return &usageError{fmt.Sprintf("%s %s takes %s, got %q (see -h)", r.prog, cmd.path, cmd.args, inv.args)}
+		want := cmd.args
+		if want == "" {
+			want = "no arguments"
+		}
+		return &usageError{fmt.Sprintf("%s %s takes %s, got %q (see -h)", r.prog, cmd.path, want, inv.args)}
 	}
 	cfg, err := resolve(fs, vals, r.getenv, r.stderr)
 	if err != nil {
