@@ -386,6 +386,10 @@ func TestProjectionRebuild(t *testing.T) {
 			}
 		}
 	}
+	// The serving version has every event before the new one starts.
+	if err := first.Projection("balances").WaitFor(ctx, lastPositions(t, brokers, name+".bank-account.events")); err != nil {
+		t.Fatal(err)
+	}
 	var mu sync.Mutex
 	answeredBy := map[string]int{}
 	second := startWith(t, interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithPartitions(3),

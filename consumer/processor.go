@@ -566,8 +566,9 @@ type staged struct {
 // fenced reports whether err means this process's transactional ID is now
 // someone else's: it must stop, as any further write would be refused.
 func fenced(err error) bool {
-	return errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) ||
-		errors.Is(err, kerr.TransactionalIDAuthorizationFailed)
+	// INVALID_PRODUCER_EPOCH is not: the broker aborted a transaction that
+	// outlived its timeout, and reset starts a new session.
+	return errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.TransactionalIDAuthorizationFailed)
 }
 
 // batch handles one polled batch in one transaction. It returns an error

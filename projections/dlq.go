@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -24,6 +25,9 @@ const (
 	HeaderDLQRequest = "interlock-dlq-request"
 	// HeaderDLQFailed marks a retry that failed; the value is the error.
 	HeaderDLQFailed = "interlock-dlq-failed"
+	// HeaderDLQCovers is on a resolution: the offset, in the dead-letter
+	// topic, of the last parked event it resolves.
+	HeaderDLQCovers = "interlock-dlq-covers"
 )
 
 // Parked is an event waiting in a projection's dead-letter topic.
@@ -116,18 +120,13 @@ func (pr *Projector) readDLQ(ctx context.Context) ([]*kgo.Record, map[int32]kgo.
 }
 
 // parkedOf returns, of the records of the dead-letter topic, the parked
-// events not yet resolved, by key, in order.
+// events not yet resolved, by key, each once, in order.
 func parkedOf(recs []*kgo.Record) map[string][]*kgo.Record {
-	out := map[string][]*kgo.Record{}
+	x := newDLQIndex()
 	for _, r := range recs {
-		switch {
-		case hasHeader(r, HeaderDLQResolved):
-			delete(out, string(r.Key))
-		case !marker(r):
-			out[string(r.Key)] = append(out[string(r.Key)], r)
-		}
+		x.add(r)
 	}
-	return out
+	return x.parked
 }
 
 func hasHeader(r *kgo.Record, key string) bool {
@@ -142,13 +141,15 @@ func (pr *Projector) Parked(ctx context.Context) ([]Parked, error) {
 	if err != nil {
 		return nil, fmt.Errorf("projection %q: reading its dead-letter topic: %w", pr.name, err)
 	}
-	waiting := parkedOf(recs)
 	var out []Parked
-	for _, r := range recs {
-		if !marker(r) && slices.Contains(waiting[string(r.Key)], r) {
+	for _, rs := range parkedOf(recs) {
+		for _, r := range rs {
 			out = append(out, parked(r))
 		}
 	}
+	slices.SortFunc(out, func(a, b Parked) int {
+		return cmp.Or(cmp.Compare(a.At.Partition, b.At.Partition), cmp.Compare(a.At.Offset, b.At.Offset))
+	})
 	return out, nil
 }
 
@@ -221,14 +222,16 @@ func (pr *Projector) Retry(ctx context.Context, key string) error {
 	}
 }
 
-// answer writes the outcome of the retry request req: resolved, or failed
-// with err.
-func answerOf(req *kgo.Record, err error) *kgo.Record {
+// answerOf returns the answer to the retry request req: failed with err,
+// or resolved up to the parked record at offset covers (-1: none was
+// parked).
+func answerOf(req *kgo.Record, covers int64, err error) *kgo.Record {
 	out := &kgo.Record{Topic: req.Topic, Key: req.Key, Headers: []kgo.RecordHeader{{Key: HeaderDLQRequest, Value: strconv.AppendInt(nil, req.Offset, 10)}}}
 	if err != nil {
 		out.Headers = append(out.Headers, kgo.RecordHeader{Key: HeaderDLQFailed, Value: []byte(err.Error())})
 	} else {
-		out.Headers = append(out.Headers, kgo.RecordHeader{Key: HeaderDLQResolved, Value: []byte("1")})
+		out.Headers = append(out.Headers, kgo.RecordHeader{Key: HeaderDLQResolved, Value: []byte("1")},
+			kgo.RecordHeader{Key: HeaderDLQCovers, Value: strconv.AppendInt(nil, covers, 10)})
 	}
 	return out
 }
@@ -237,60 +240,54 @@ func answerOf(req *kgo.Record, err error) *kgo.Record {
 // exactly-once sink, the last retry request of key applied.
 func (pr *Projector) retryCheckpoint(key string) string { return pr.cfg.DeadLetterTopic + "#" + key }
 
-// serveRetries serves the retry requests waiting, without blocking.
-func (p *Projection[T]) serveRetries(ctx context.Context, pr *Projector, bindings map[string]map[string]binding[T]) {
-	for {
-		select {
-		case req, ok := <-pr.requests:
-			if !ok {
-				return
+// serveRetries serves the retry requests not yet answered, when a new
+// one came or the partitions this instance owns changed. The caller holds
+// the rebalance (between a poll and AllowRebalance), so ownership does not
+// change meanwhile. It reports false when the Kafka sink's session must be
+// replaced (a retry transaction ended in an unknown state).
+func (p *Projection[T]) serveRetries(ctx context.Context, pr *Projector, bindings map[string]map[string]binding[T]) bool {
+	for _, req := range pr.retryWork() {
+		key := string(req.Key)
+		parked := pr.parkedOf(key)
+		if len(parked) > 0 {
+			if first := original(parked[0]); !pr.owns(first.Topic, first.Partition) {
+				continue // the owner of the key's partition serves it
 			}
-			p.retry(ctx, pr, bindings, req)
-		default:
-			return
 		}
+		covers, err := p.reapply(ctx, pr, bindings, req, parked)
+		if errors.Is(err, errSession) {
+			return false
+		}
+		pr.log.Info("interlock: retried parked events", "key", key, "events", len(parked), "err", err)
+		if _, ok := any(p.sink).(kafkaSink); ok && err == nil && len(parked) > 0 {
+			continue // answered in the transaction that applied the events
+		}
+		answer := answerOf(req, covers, err)
+		if perr := pr.dlq.ProduceSync(ctx, answer).FirstErr(); perr != nil {
+			pr.log.Error("interlock: answering a retry request; it will be served again", "key", key, "err", perr)
+			continue
+		}
+		pr.indexed(answer)
 	}
+	return true
 }
 
-// retry applies the parked events of req's key again, if this instance
-// owns their partition, and answers req.
-func (p *Projection[T]) retry(ctx context.Context, pr *Projector, bindings map[string]map[string]binding[T], req *kgo.Record) {
-	key := string(req.Key)
-	recs, _, err := pr.readDLQ(ctx)
-	if err != nil {
-		pr.log.Error("interlock: reading the dead-letter topic for a retry", "key", key, "err", err)
-		return
-	}
-	var events []*kgo.Record
-	for _, r := range parkedOf(recs)[key] {
-		events = append(events, original(r))
-	}
-	if len(events) > 0 && !pr.owns(events[0].Topic, events[0].Partition) {
-		return // the owner of the key's partition answers
-	}
-	if len(events) > 0 {
-		err = p.reapply(ctx, pr, bindings, req, events)
-	}
-	pr.log.Info("interlock: retried parked events", "key", key, "events", len(events), "err", err)
-	if err == nil {
-		pr.mu.Lock()
-		delete(pr.held, key)
-		pr.mu.Unlock()
-	}
-	if _, ok := any(p.sink).(kafkaSink); ok && err == nil {
-		return // answered in the transaction that applied the events
-	}
-	if perr := pr.dlq.ProduceSync(ctx, answerOf(req, err)).FirstErr(); perr != nil {
-		pr.log.Error("interlock: answering a retry request", "key", key, "err", perr)
-	}
-}
+// errSession is returned by reapply when the Kafka sink's transaction
+// ended in an unknown state.
+var errSession = errors.New("projections: the transactional session failed")
 
-// reapply applies events in one unit of work of the sink. An exactly-once
-// sink also moves the key's retry checkpoint to after req, so a request
-// applied before a crash is not applied again.
-func (p *Projection[T]) reapply(ctx context.Context, pr *Projector, bindings map[string]map[string]binding[T], req *kgo.Record, events []*kgo.Record) error {
+// reapply applies the parked records of req's key again, in one unit of
+// work of the sink, and returns the dead-letter offset of the last one.
+// An exactly-once sink also moves the key's retry checkpoint past it, so
+// events applied before a crash that lost the answer are not applied
+// again.
+func (p *Projection[T]) reapply(ctx context.Context, pr *Projector, bindings map[string]map[string]binding[T], req *kgo.Record, parked []*kgo.Record) (int64, error) {
+	if len(parked) == 0 {
+		return -1, nil
+	}
+	covers := parked[len(parked)-1].Offset
 	if _, ok := any(p.sink).(kafkaSink); ok {
-		return pr.reapplyTx(ctx, req, events, func(ctx context.Context, out *Output, r *kgo.Record) error {
+		return covers, pr.reapplyTx(ctx, req, parked, covers, func(ctx context.Context, out *Output, r *kgo.Record) error {
 			return p.apply(ctx, pr, any(out).(T), bindings, r)
 		})
 	}
@@ -299,22 +296,23 @@ func (p *Projection[T]) reapply(ctx context.Context, pr *Projector, bindings map
 		topic := pr.retryCheckpoint(string(req.Key))
 		stored, err := cp.Checkpoints(ctx, p.name, topic)
 		if err != nil {
-			return err
+			return covers, err
 		}
 		prev, ok := stored[0]
-		if ok && prev > req.Offset {
-			return nil // applied before a crash; only the answer is missing
-		}
 		if !ok {
 			prev = -1
 		}
-		cps = []Checkpoint{{Topic: topic, Partition: 0, Prev: prev, Next: req.Offset + 1}}
+		parked = slices.DeleteFunc(slices.Clone(parked), func(r *kgo.Record) bool { return r.Offset < prev })
+		if len(parked) == 0 {
+			return covers, nil // applied before a crash; only the answer is missing
+		}
+		cps = []Checkpoint{{Topic: topic, Partition: 0, Prev: prev, Next: covers + 1}}
 	}
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.set.batchTimeout)
 	defer cancel()
-	return p.sink.Apply(actx, p.name, cps, func(ctx context.Context, tx T) error {
-		for _, r := range events {
-			if err := p.apply(ctx, pr, tx, bindings, r); err != nil {
+	return covers, p.sink.Apply(actx, p.name, cps, func(ctx context.Context, tx T) error {
+		for _, r := range parked {
+			if err := p.apply(ctx, pr, tx, bindings, original(r)); err != nil {
 				return err
 			}
 		}
@@ -322,24 +320,26 @@ func (p *Projection[T]) reapply(ctx context.Context, pr *Projector, bindings map
 	})
 }
 
-// reapplyTx applies events and answers req in one Kafka transaction of the
-// projection's session.
-func (pr *Projector) reapplyTx(ctx context.Context, req *kgo.Record, events []*kgo.Record, apply func(context.Context, *Output, *kgo.Record) error) error {
+// reapplyTx applies parked and answers req in one Kafka transaction of the
+// projection's session. It returns errSession when the transaction's
+// outcome is unknown.
+func (pr *Projector) reapplyTx(ctx context.Context, req *kgo.Record, parked []*kgo.Record, covers int64, apply func(context.Context, *Output, *kgo.Record) error) error {
 	sess := pr.sess
 	if err := sess.Begin(); err != nil {
-		return err
+		return fmt.Errorf("%w: %w", errSession, err)
 	}
-	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pr.txBatchTimeout)
 	defer cancel()
-	out := &Output{ctx: tctx, sess: sess, routes: pr.cfg.Routes, name: pr.name}
+	out := &Output{ctx: tctx, sess: sess, routes: pr.cfg.Routes, name: pr.family}
 	var failed error
-	for _, r := range events {
-		if failed = apply(tctx, out, r); failed != nil {
+	for _, r := range parked {
+		if failed = apply(tctx, out, original(r)); failed != nil {
 			break
 		}
 	}
+	answer := answerOf(req, covers, nil)
 	if failed == nil {
-		out.Produce(answerOf(req, nil))
+		out.Produce(answer)
 		if err := sess.Client().Flush(tctx); err != nil {
 			failed = err
 		}
@@ -347,12 +347,13 @@ func (pr *Projector) reapplyTx(ctx context.Context, req *kgo.Record, events []*k
 	}
 	committed, err := sess.End(tctx, kgo.TransactionEndTry(failed == nil))
 	switch {
+	case err != nil:
+		return fmt.Errorf("%w: %w", errSession, err)
 	case failed != nil:
 		return failed
-	case err != nil:
-		return err
 	case !committed:
 		return errors.New("the transaction aborted")
 	}
+	pr.indexed(answer)
 	return nil
 }

@@ -38,12 +38,17 @@
 //
 // A handler error aborts the batch, which is retried with backoff
 // (WithRetries). When the retries are spent the projection's Policy
-// decides: Stop halts the projection and reports the event (the default:
-// nothing is skipped silently); DeadLetter parks the event in the
-// projection's dead-letter topic (<app>.<name>.dlq) and holds back the
-// later events of the same aggregate, parked after it in order, while every
-// other aggregate flows on. Which aggregates are held is read back from the
-// dead-letter topic at start, so it survives restarts.
+// decides: DeadLetter (the default; DESIGN.md's invariant 7: bad input
+// never stops a partition) parks the event in the projection's
+// dead-letter topic (<app>.<name>.dlq) and holds back the later events of
+// the same aggregate, parked after it in order, while every other
+// aggregate flows on; Stop halts the projection and reports the event.
+// Every instance follows the dead-letter topic (read from its start at
+// Start, then tailed), so a held aggregate stays held when its partition
+// moves and across restarts, and an event parked twice counts once.
+// Projector.Retry applies a key's parked events again, in order, on the
+// instance that owns the key's partition, exactly once with an
+// exactly-once sink, then releases the key.
 //
 // # Read your writes
 //

@@ -19,13 +19,16 @@ import (
 type Policy uint8
 
 const (
-	// Stop halts the projection and reports the event: its error is
-	// logged and returned by Projector.Err. The default.
-	Stop Policy = iota
 	// DeadLetter parks the event in the projection's dead-letter topic and
 	// holds back the later events of its aggregate (parked after it, in
-	// order) while other aggregates flow on.
-	DeadLetter
+	// order) while other aggregates flow on; Projector.Retry applies them
+	// once the cause is fixed. The default: bad input never stops a
+	// partition (DESIGN.md, invariant 7).
+	DeadLetter Policy = iota
+	// Stop halts the projection and reports the event: its error is
+	// logged and returned by Projector.Err. For a read model that must
+	// never skip an event, whatever waits behind it.
+	Stop
 )
 
 // Option configures a Projection.
@@ -53,7 +56,7 @@ func (f optionFunc) apply(s *settings) { f(s) }
 func Version(n int) Option { return optionFunc(func(s *settings) { s.version = n }) }
 
 // WithPolicy sets what happens to an event whose handler keeps failing.
-// Default Stop.
+// Default DeadLetter.
 func WithPolicy(p Policy) Option { return optionFunc(func(s *settings) { s.policy = p }) }
 
 // WithRetries sets how many times a batch whose handler failed is tried

@@ -1,10 +1,12 @@
 package projections
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -29,6 +31,9 @@ type Config struct {
 	Routes []*producer.Route
 	// Upcasters read old events (nil: none).
 	Upcasters *schema.Upcasters
+	// TransactionTimeout is the Kafka sink's transaction timeout: its
+	// batches are cut short before it. Default 10s.
+	TransactionTimeout time.Duration
 	// TransactionalID is the projection's transactional ID in this
 	// instance, for the Kafka sink. Keep it stable per instance.
 	TransactionalID string
@@ -58,11 +63,12 @@ type topicPartition struct {
 
 // Projector is a running projection.
 type Projector struct {
-	name string
-	log  *slog.Logger
-	cl   *kgo.Client               // the consumer (sinks other than Kafka)
-	sess *kgo.GroupTransactSession // the consumer and producer (Kafka sink)
-	dlq  *kgo.Client
+	name   string
+	family string // the name shared by its versions (derived command IDs use it)
+	log    *slog.Logger
+	cl     *kgo.Client               // the consumer (sinks other than Kafka)
+	sess   *kgo.GroupTransactSession // the consumer and producer (Kafka sink)
+	dlq    *kgo.Client
 	// tail follows the dead-letter topic; requests are the retry requests
 	// it found, for the loop.
 	tail     *kgo.Client
@@ -70,8 +76,11 @@ type Projector struct {
 	cfg      Config
 	sink     any
 	topics   []string
-	cancel   context.CancelFunc
-	done     chan struct{}
+	// txBatchTimeout bounds a Kafka-sink transaction, below the
+	// transaction timeout.
+	txBatchTimeout time.Duration
+	cancel         context.CancelFunc
+	done           chan struct{}
 	// remote returns the next offsets the projection has applied for a
 	// topic's partitions, whoever applied them.
 	remote func(ctx context.Context, topic string) (map[int32]int64, error)
@@ -86,10 +95,14 @@ type Projector struct {
 	applied   map[topicPartition]int64
 	appliedAt map[topicPartition]time.Time
 	changed   chan struct{}
-	// held are the aggregates (record keys) whose events are parked from
-	// an offset on (0: all events not yet applied).
-	held map[string]int64
-	err  error
+	// idx is the dead-letter topic as followed: parked events by key,
+	// retry requests. retryDirty says requests may need serving (a new
+	// one, or new partitions); tailNeed is how far the topic must have
+	// been read before newly assigned partitions are processed.
+	idx        *dlqIndex
+	retryDirty bool
+	tailNeed   map[int32]int64
+	err        error
 }
 
 // binding is how one event type of one topic is decoded and handled.
@@ -134,8 +147,13 @@ func (p *Projection[T]) Start(ctx context.Context, cfg Config) (*Projector, erro
 	pr := &Projector{
 		name: p.name, log: cfg.Logger.With("projection", p.name), cfg: cfg, sink: p.sink, topics: topics,
 		done: make(chan struct{}), known: map[topicPartition]int64{}, owned: map[topicPartition]bool{}, applied: map[topicPartition]int64{}, appliedAt: map[topicPartition]time.Time{},
-		changed: make(chan struct{}), held: map[string]int64{},
+		changed: make(chan struct{}), idx: newDLQIndex(), family: p.family,
 	}
+	if cfg.TransactionTimeout == 0 {
+		cfg.TransactionTimeout = 10 * time.Second
+	}
+	pr.cfg = cfg
+	pr.txBatchTimeout = min(p.set.batchTimeout, cfg.TransactionTimeout*4/5)
 	cp, exactlyOnce := p.sink.(Checkpointer)
 	opts := append(append([]kgo.Opt(nil), cfg.ClientOpts...),
 		kgo.ConsumerGroup(cfg.Group),
@@ -230,7 +248,18 @@ func (pr *Projector) fromSink(ctx context.Context, cp Checkpointer, offsets map[
 	return out, nil
 }
 
-func (pr *Projector) assigned(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+func (pr *Projector) assigned(ctx context.Context, _ *kgo.Client, m map[string][]int32) {
+	// Where the dead-letter topic ends now: what a previous owner parked
+	// must be read before these partitions are processed.
+	var need map[int32]int64
+	if ends, err := kadm.NewClient(pr.dlq).ListCommittedOffsets(ctx, pr.cfg.DeadLetterTopic); err == nil {
+		need = map[int32]int64{}
+		ends.Each(func(o kadm.ListedOffset) {
+			if o.Err == nil {
+				need[o.Partition] = o.Offset
+			}
+		})
+	}
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
 	for t, ps := range m {
@@ -238,6 +267,7 @@ func (pr *Projector) assigned(_ context.Context, _ *kgo.Client, m map[string][]i
 			pr.owned[topicPartition{t, p}] = true
 		}
 	}
+	pr.tailNeed, pr.retryDirty = need, true
 }
 
 func (pr *Projector) forget(_ context.Context, _ *kgo.Client, m map[string][]int32) {
@@ -277,20 +307,26 @@ func (pr *Projector) committed(ctx context.Context, topic string) (map[int32]int
 // leaves its group.
 func (pr *Projector) Close(ctx context.Context) error {
 	pr.cancel()
-	var err error
+	closeAll := func() {
+		if pr.cl != nil {
+			pr.cl.Close()
+		}
+		if pr.tail != nil {
+			pr.tail.Close()
+		}
+		pr.dlq.Close()
+	}
 	select {
 	case <-pr.done:
+		closeAll()
+		return nil
 	case <-ctx.Done():
-		err = fmt.Errorf("projection %q: batch still in progress: %w", pr.name, ctx.Err())
+		// The batch goes on (its checkpoint keeps a successor from
+		// applying it twice); the clients close when it ends, as the
+		// consumer's Close waits for the loop to allow the rebalance.
+		go func() { <-pr.done; closeAll() }()
+		return fmt.Errorf("projection %q: batch still in progress: %w", pr.name, ctx.Err())
 	}
-	if pr.cl != nil {
-		pr.cl.Close()
-	}
-	if pr.tail != nil {
-		pr.tail.Close()
-	}
-	pr.dlq.Close()
-	return err
 }
 
 // Name is the projection's name.
@@ -405,19 +441,23 @@ func (pr *Projector) stop(err error) {
 	pr.changed = make(chan struct{})
 }
 
-// loadHeld reads the dead-letter topic from its start to its end and
-// holds back every key with parked events not yet resolved; then it
-// tails the topic for retry requests and resolutions.
+// loadHeld reads the dead-letter topic from its start to its end into
+// the index (so the keys with parked events are held back), then follows
+// it.
 func (pr *Projector) loadHeld(ctx context.Context) error {
 	recs, tail, err := pr.readDLQ(ctx)
 	if err != nil {
 		return err
 	}
-	for key := range parkedOf(recs) {
-		pr.held[key] = 0
+	pr.mu.Lock()
+	for _, r := range recs {
+		pr.idx.add(r)
 	}
-	if len(pr.held) > 0 {
-		pr.log.Warn("interlock: aggregates held back by parked events", "aggregates", len(pr.held), "topic", pr.cfg.DeadLetterTopic)
+	pr.retryDirty = len(pr.idx.pending) > 0
+	held := len(pr.idx.parked)
+	pr.mu.Unlock()
+	if held > 0 {
+		pr.log.Warn("interlock: aggregates held back by parked events", "aggregates", held, "topic", pr.cfg.DeadLetterTopic)
 	}
 	pr.tail, err = kgo.NewClient(append(append([]kgo.Opt(nil), pr.cfg.ClientOpts...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{pr.cfg.DeadLetterTopic: tail}),
@@ -425,33 +465,79 @@ func (pr *Projector) loadHeld(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	pr.requests = make(chan *kgo.Record, 64)
 	go pr.follow()
 	return nil
 }
 
-// follow tails the dead-letter topic: it hands retry requests to the loop
-// and releases keys that another instance resolved.
+// follow reads the dead-letter topic as it grows into the index: events
+// parked by any instance hold their keys here too, resolutions release
+// them, retry requests wait to be served.
 func (pr *Projector) follow() {
-	defer close(pr.requests)
 	for {
 		fs := pr.tail.PollFetches(context.Background())
 		if fs.IsClientClosed() {
 			return
 		}
-		fs.EachRecord(func(r *kgo.Record) {
-			switch {
-			case hasHeader(r, HeaderDLQRetry):
-				select {
-				case pr.requests <- r:
-				case <-pr.done: // the loop ended: nobody serves requests
-				}
-			case hasHeader(r, HeaderDLQResolved):
-				pr.mu.Lock()
-				delete(pr.held, string(r.Key))
-				pr.mu.Unlock()
-			}
-		})
+		fs.EachRecord(pr.indexed)
+	}
+}
+
+// indexed folds a record of the dead-letter topic into the index.
+func (pr *Projector) indexed(r *kgo.Record) {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	if pr.idx.add(r) {
+		pr.retryDirty = true
+	}
+}
+
+// retryWork returns the retry requests to serve now, oldest first, if
+// any may need serving.
+func (pr *Projector) retryWork() []*kgo.Record {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	if !pr.retryDirty {
+		return nil
+	}
+	pr.retryDirty = false
+	out := make([]*kgo.Record, 0, len(pr.idx.pending))
+	for _, r := range pr.idx.pending {
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b *kgo.Record) int { return cmp.Compare(a.Offset, b.Offset) })
+	return out
+}
+
+// parkedOf returns key's parked records, in order.
+func (pr *Projector) parkedOf(key string) []*kgo.Record {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	return slices.Clone(pr.idx.parked[key])
+}
+
+// followed waits (up to 10 s) until the dead-letter topic has been read
+// as far as it reached when partitions were last assigned, so events
+// parked by a previous owner hold their keys before this one processes
+// them.
+func (pr *Projector) followed(ctx context.Context) {
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		pr.mu.Lock()
+		done := true
+		for p, need := range pr.tailNeed {
+			done = done && pr.idx.read[p] >= need
+		}
+		if done {
+			pr.tailNeed = nil
+		}
+		pr.mu.Unlock()
+		if done {
+			return
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			pr.log.Warn("interlock: the dead-letter topic is not followed up to date; going on")
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -476,6 +562,7 @@ func (pr *Projector) park(ctx context.Context, r *kgo.Record, why error) error {
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 10*time.Second) {
 		err := pr.dlq.ProduceSync(ctx, rec).FirstErr()
 		if err == nil {
+			pr.indexed(rec) // held from now on, before the tail reads it
 			return nil
 		}
 		pr.log.Error("interlock: writing to the dead-letter topic; will retry", "topic", pr.cfg.DeadLetterTopic, "err", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -49,8 +50,11 @@ func (pr *Projector) Reset(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("projection %q: reading its dead-letter topic: %w", pr.name, err)
 	}
-	for key := range parkedOf(recs) {
-		rec := &kgo.Record{Topic: pr.cfg.DeadLetterTopic, Key: []byte(key), Headers: []kgo.RecordHeader{{Key: HeaderDLQResolved, Value: []byte("reset")}}}
+	for key, parked := range parkedOf(recs) {
+		rec := &kgo.Record{Topic: pr.cfg.DeadLetterTopic, Key: []byte(key), Headers: []kgo.RecordHeader{
+			{Key: HeaderDLQResolved, Value: []byte("reset")},
+			{Key: HeaderDLQCovers, Value: strconv.AppendInt(nil, parked[len(parked)-1].Offset, 10)},
+		}}
 		if err := pr.dlq.ProduceSync(ctx, rec).FirstErr(); err != nil {
 			return fmt.Errorf("projection %q: releasing parked events: %w", pr.name, err)
 		}

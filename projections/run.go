@@ -18,9 +18,7 @@ import (
 func (p *Projection[T]) run(ctx context.Context, pr *Projector, bindings map[string]map[string]binding[T], exactlyOnce bool) {
 	defer close(pr.done)
 	for {
-		// Between batches (a retry commits no polled offset), and at
-		// least once a second: retry requests.
-		p.serveRetries(ctx, pr, bindings)
+		// At least once a second, so retry requests are served.
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
 		fs := pr.cl.PollRecords(pctx, p.set.maxBatch)
 		cancel()
@@ -28,6 +26,7 @@ func (p *Projection[T]) run(ctx context.Context, pr *Projector, bindings map[str
 			pr.cl.AllowRebalance()
 			return
 		}
+		pr.followed(ctx)
 		fs.EachError(func(t string, part int32, err error) {
 			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 				pr.log.Warn("interlock: fetching events", "topic", t, "partition", part, "err", err)
@@ -43,6 +42,8 @@ func (p *Projection[T]) run(ctx context.Context, pr *Projector, bindings map[str
 				return
 			}
 		}
+		// Still holding the rebalance: the partitions are ours.
+		p.serveRetries(ctx, pr, bindings)
 		pr.cl.AllowRebalance()
 	}
 }
@@ -104,7 +105,6 @@ func (p *Projection[T]) process(ctx context.Context, pr *Projector, bindings map
 			return errClosing
 		}
 		parked[bad] = true
-		pr.hold(bad)
 	}
 }
 
@@ -270,22 +270,13 @@ func (pr *Projector) reload(ctx context.Context) {
 	pr.cl.SetOffsets(set)
 }
 
-// holds reports whether r's key (its aggregate) is held back at or
-// before r's offset.
+// holds reports whether r's key (its aggregate) is held back: it has an
+// event parked at or before r's offset.
 func (pr *Projector) holds(r *kgo.Record) bool {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
-	from, ok := pr.held[string(r.Key)]
+	from, ok := pr.idx.heldFrom(string(r.Key))
 	return ok && r.Offset >= from
-}
-
-// hold holds back the records with r's key from r on.
-func (pr *Projector) hold(r *kgo.Record) {
-	pr.mu.Lock()
-	defer pr.mu.Unlock()
-	if from, ok := pr.held[string(r.Key)]; !ok || r.Offset < from {
-		pr.held[string(r.Key)] = r.Offset
-	}
 }
 
 // transient is a failure to read an event that is not the event's fault:

@@ -30,61 +30,85 @@ func (pr *Projector) newSession(opts []kgo.Opt) (*kgo.GroupTransactSession, erro
 func runTx(ctx context.Context, p *Projection[*Output], pr *Projector, opts []kgo.Opt, bindings map[string]map[string]binding[*Output]) {
 	defer close(pr.done)
 	st := &txState{failures: map[producer.Position]int{}, poison: map[producer.Position]error{}}
-	sess := pr.sess
-	defer func() { sess.Close() }()
+	defer func() { pr.sess.Close() }()
 	wait := p.set.backoff
+	var lastFenced time.Time
+	// renew replaces a session whose last transaction ended in an unknown
+	// state: the new producer ID fences what the old one left open, and
+	// consumption resumes from the committed offsets.
+	renew := func(cause error) bool {
+		pr.log.Error("interlock: projection transaction failed; starting a new session", "err", cause)
+		pr.sess.CloseAllowingRebalance()
+		for {
+			sess, err := pr.newSession(opts)
+			if err == nil {
+				pr.sess = sess
+				return true
+			}
+			pr.log.Error("interlock: starting a new transactional session", "err", err)
+			if !sleep(ctx, wait) {
+				pr.sess = sess
+				return false
+			}
+		}
+	}
 	for {
-		// Between batches (the session's offsets are all committed), and
-		// at least once a second: retry requests.
-		pr.sess = sess
-		p.serveRetries(ctx, pr, bindings)
+		// At least once a second, so retry requests are served.
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
-		fs := sess.PollRecords(pctx, p.set.maxBatch)
+		fs := pr.sess.PollRecords(pctx, p.set.maxBatch)
 		cancel()
 		if fs.IsClientClosed() || ctx.Err() != nil {
-			sess.AllowRebalance()
+			pr.sess.AllowRebalance()
 			return
 		}
+		pr.followed(ctx)
 		fs.EachError(func(t string, part int32, err error) {
 			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 				pr.log.Warn("interlock: fetching events", "topic", t, "partition", part, "err", err)
 			}
 		})
-		recs := fs.Records()
-		if len(recs) == 0 {
-			sess.AllowRebalance()
-			continue
-		}
-		committed, stop, err := p.txBatch(ctx, pr, sess, st, bindings, recs)
-		switch {
-		case stop != nil:
-			pr.log.Error("interlock: projection stopped", "err", stop)
-			pr.stop(stop)
-			sess.AllowRebalance()
-			return
-		case err != nil && fenced(err):
-			pr.log.Error("interlock: projection stopped: another instance with its transactional ID took over", "err", err)
-			pr.stop(err)
-			sess.AllowRebalance()
-			return
-		case err != nil:
-			// The outcome is unknown: a new session fences whatever the
-			// old one left open, and consumption resumes from the
-			// committed offsets.
-			pr.log.Error("interlock: projection transaction failed; starting a new session", "err", err)
-			sess.CloseAllowingRebalance()
-			for {
-				if sess, err = pr.newSession(opts); err == nil {
-					break
-				}
-				pr.log.Error("interlock: starting a new transactional session", "err", err)
-				if !sleep(ctx, wait) {
+		committed := true
+		if recs := fs.Records(); len(recs) > 0 {
+			var stop, err error
+			committed, stop, err = p.txBatch(ctx, pr, pr.sess, st, bindings, recs)
+			switch {
+			case stop != nil:
+				pr.log.Error("interlock: projection stopped", "err", stop)
+				pr.stop(stop)
+				pr.sess.AllowRebalance()
+				return
+			case err != nil && fenced(err) && time.Since(lastFenced) < time.Minute:
+				// Fenced again at once: another instance runs with this
+				// transactional ID.
+				pr.log.Error("interlock: projection stopped: another instance with its transactional ID took over", "err", err)
+				pr.stop(err)
+				pr.sess.AllowRebalance()
+				return
+			case err != nil && fenced(err):
+				// Once may be a transaction that outlived its timeout
+				// (some brokers answer that as fenced): a new session.
+				lastFenced = time.Now()
+				if !renew(err) {
 					return
 				}
+				continue
+			case err != nil:
+				if !renew(err) {
+					return
+				}
+				continue
+			}
+		}
+		// Still holding the rebalance, every polled offset committed or
+		// rewound: a retry's transaction commits nothing else.
+		if committed && !p.serveRetries(ctx, pr, bindings) {
+			if !renew(errSession) {
+				return
 			}
 			continue
-		case !committed:
-			sess.AllowRebalance()
+		}
+		pr.sess.AllowRebalance()
+		if !committed {
 			if !sleep(ctx, wait) {
 				return
 			}
@@ -92,7 +116,6 @@ func runTx(ctx context.Context, p *Projection[*Output], pr *Projector, opts []kg
 			continue
 		}
 		wait = p.set.backoff
-		sess.AllowRebalance()
 	}
 }
 
@@ -103,11 +126,20 @@ func (p *Projection[T]) txBatch(ctx context.Context, pr *Projector, sess *kgo.Gr
 	if err := sess.Begin(); err != nil {
 		return false, nil, err
 	}
-	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.set.batchTimeout)
+	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pr.txBatchTimeout)
 	defer cancel()
-	out := &Output{ctx: tctx, sess: sess, routes: pr.cfg.Routes, name: p.name}
+	out := &Output{ctx: tctx, sess: sess, routes: pr.cfg.Routes, name: pr.family}
 	var failed error
-	var upTo []*kgo.Record // the records this transaction covers
+	var upTo []*kgo.Record       // the records this transaction covers
+	var parks []*kgo.Record      // its dead letters, indexed once it commits
+	heldNow := map[string]bool{} // keys parked in this transaction
+	park := func(r *kgo.Record, why error) {
+		dl := pr.deadLetter(r, why)
+		out.Produce(dl)
+		parks = append(parks, dl)
+		heldNow[string(r.Key)] = true
+		upTo = append(upTo, r)
+	}
 	for _, r := range recs {
 		pos := producer.Position{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}
 		if why, ok := st.poison[pos]; ok {
@@ -115,14 +147,11 @@ func (p *Projection[T]) txBatch(ctx context.Context, pr *Projector, sess *kgo.Gr
 				stop = fmt.Errorf("event %s at %s/%d@%d keeps failing: %w", header(r, producer.HeaderType), r.Topic, r.Partition, r.Offset, why)
 				break
 			}
-			out.Produce(pr.deadLetter(r, why))
-			pr.hold(r)
-			upTo = append(upTo, r)
+			park(r, why)
 			continue
 		}
-		if pr.holds(r) {
-			out.Produce(pr.deadLetter(r, fmt.Errorf("held behind an earlier parked event of aggregate %s", r.Key)))
-			upTo = append(upTo, r)
+		if heldNow[string(r.Key)] || pr.holds(r) {
+			park(r, fmt.Errorf("held behind an earlier parked event of aggregate %s", r.Key))
 			continue
 		}
 		if err := p.apply(tctx, pr, any(out).(T), bindings, r); err != nil {
@@ -152,6 +181,9 @@ func (p *Projection[T]) txBatch(ctx context.Context, pr *Projector, sess *kgo.Gr
 		return false, nil, err
 	}
 	if ok {
+		for _, dl := range parks {
+			pr.indexed(dl) // its offset is known once written
+		}
 		var cps []Checkpoint
 		for _, r := range upTo {
 			delete(st.failures, producer.Position{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset})
@@ -164,10 +196,11 @@ func (p *Projection[T]) txBatch(ctx context.Context, pr *Projector, sess *kgo.Gr
 }
 
 // fenced reports whether err means another instance took this
-// projection's transactional ID.
+// projection's transactional ID. (INVALID_PRODUCER_EPOCH is not: the
+// broker aborted a transaction that outlived its timeout, and a new
+// session goes on.)
 func fenced(err error) bool {
-	return errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) ||
-		errors.Is(err, kerr.TransactionalIDAuthorizationFailed)
+	return errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.TransactionalIDAuthorizationFailed)
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

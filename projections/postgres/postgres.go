@@ -83,6 +83,9 @@ func (s *Sink) Checkpoints(ctx context.Context, projection, topic string) (map[i
 func (s *Sink) Apply(ctx context.Context, projection string, cps []projections.Checkpoint, fn func(context.Context, pgx.Tx) error) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		for _, cp := range cps {
+			if cp.Prev >= 0 && cp.Next <= cp.Prev {
+				return fmt.Errorf("%w: %s/%d would move back from %d to %d", projections.ErrStale, cp.Topic, cp.Partition, cp.Prev, cp.Next)
+			}
 			var tag pgconn.CommandTag
 			var err error
 			if cp.Prev < 0 {

@@ -72,7 +72,13 @@ func (b *Batch) Update(e aggregate.EventEnvelope) *Update {
 // is written only if the hash is at a lower version. Use it for hashes
 // keyed otherwise than by aggregate ID, with versions that increase.
 func (b *Batch) UpdateKey(key string, version int64) *Update {
-	u := &Update{key: b.sink.prefix + ":" + key, version: version}
+	key = b.sink.prefix + ":" + key
+	for _, u := range b.updates {
+		if u.key == key && u.version == version {
+			return u // one event's changes are one guarded update
+		}
+	}
+	u := &Update{key: key, version: version}
 	b.updates = append(b.updates, u)
 	return u
 }
