@@ -12,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
@@ -51,6 +52,9 @@ type Config struct {
 	// PostgresDSN, a secret, is the connection string of the read models'
 	// PostgreSQL; empty when not configured.
 	PostgresDSN string
+	// Gateway is serve's HTTP JSON gateway (package gateway), on when it
+	// has a token.
+	Gateway GatewayConfig
 	// TLS and SASL secure the Kafka connections.
 	TLS  TLSConfig
 	SASL SASLConfig
@@ -61,6 +65,17 @@ type Config struct {
 	opts     []interlock.Option
 	cleanups []func()
 	secrets  []string
+}
+
+// GatewayConfig configures serve's HTTP JSON gateway.
+type GatewayConfig struct {
+	// Token, a secret, is the bearer token every request must carry; empty:
+	// no gateway.
+	Token string
+	// MaxBody bounds a request's body, in bytes.
+	MaxBody int64
+	// Timeout bounds the wait for a command's outcome or a query's answer.
+	Timeout time.Duration
 }
 
 // TLSConfig is how Kafka connections use TLS.
@@ -145,6 +160,9 @@ var settings = []setting{
 	{flag: "redis", env: "INTERLOCK_REDIS_URL", yaml: "redis", arg: "url", serve: true, help: "Redis snapshot store, redis[s]://[user@]host:port/db (default: in-process snapshots)"},
 	{flag: "redis-key-prefix", env: "INTERLOCK_REDIS_KEY_PREFIX", yaml: "redisKeyPrefix", arg: "prefix", serve: true, help: "prefix of the snapshot store's keys (default: the application name)"},
 	{flag: "redis-password-file", env: "INTERLOCK_REDIS_PASSWORD", yaml: "redisPasswordFile", arg: "file", serve: true, secret: true, help: "Redis password"},
+	{flag: "gateway-token-file", env: "INTERLOCK_GATEWAY_TOKEN", yaml: "gatewayTokenFile", arg: "file", serve: true, secret: true, help: "bearer token of the HTTP JSON gateway on --http (POST /v1/commands/{type}, /v1/queries/{type}); none: no gateway"},
+	{flag: "gateway-max-body", env: "INTERLOCK_GATEWAY_MAX_BODY", yaml: "gatewayMaxBody", def: "1048576", arg: "bytes", serve: true, help: "largest request body the gateway accepts"},
+	{flag: "gateway-timeout", env: "INTERLOCK_GATEWAY_TIMEOUT", yaml: "gatewayTimeout", def: "30s", arg: "duration", serve: true, help: "longest the gateway waits for a command's outcome or a query's answer"},
 	{flag: "postgres-dsn-file", env: "INTERLOCK_POSTGRES_DSN", yaml: "postgresDsnFile", arg: "file", secret: true, help: "PostgreSQL connection string of the read models, postgres://user:password@host:port/db"},
 	{flag: "tls", env: "INTERLOCK_TLS", yaml: "tls", def: "false", isBool: true, help: "connect to Kafka with TLS (implied by the other tls settings)"},
 	{flag: "tls-ca-file", env: "INTERLOCK_TLS_CA_FILE", yaml: "tlsCaFile", arg: "file", help: "PEM CA certificates to trust (default: the system's)"},
@@ -401,6 +419,17 @@ func build(get map[string]string, secrets []string, stderr io.Writer) (*Config, 
 	}
 	if c.HTTPAddr = get["http"]; c.HTTPAddr == "off" {
 		c.HTTPAddr = ""
+	}
+	c.Gateway.Token = get["gateway-token-file"]
+	if n, err := strconv.ParseInt(get["gateway-max-body"], 10, 64); err != nil || n < 1 {
+		bad("gateway-max-body", get["gateway-max-body"], "want a positive number of bytes")
+	} else {
+		c.Gateway.MaxBody = n
+	}
+	if d, err := time.ParseDuration(get["gateway-timeout"]); err != nil || d <= 0 {
+		bad("gateway-timeout", get["gateway-timeout"], "want a positive duration (30s)")
+	} else {
+		c.Gateway.Timeout = d
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(get["log-level"])); err != nil {

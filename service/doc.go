@@ -61,6 +61,9 @@
 //	| `--redis` | `INTERLOCK_REDIS_URL` | `redis` | none | serve: Redis snapshot store, redis[s]://[user@]host:port/db (default: in-process snapshots) |
 //	| `--redis-key-prefix` | `INTERLOCK_REDIS_KEY_PREFIX` | `redisKeyPrefix` | none | serve: prefix of the snapshot store's keys (default: the application name) |
 //	| `--redis-password-file` (a file) | `INTERLOCK_REDIS_PASSWORD`, `INTERLOCK_REDIS_PASSWORD_FILE` | `redisPasswordFile` (a file) | none | serve: secret: Redis password; only from the environment or a file |
+//	| `--gateway-token-file` (a file) | `INTERLOCK_GATEWAY_TOKEN`, `INTERLOCK_GATEWAY_TOKEN_FILE` | `gatewayTokenFile` (a file) | none | serve: secret: bearer token of the HTTP JSON gateway on --http (POST /v1/commands/{type}, /v1/queries/{type}); none: no gateway; only from the environment or a file |
+//	| `--gateway-max-body` | `INTERLOCK_GATEWAY_MAX_BODY` | `gatewayMaxBody` | `1048576` | serve: largest request body the gateway accepts |
+//	| `--gateway-timeout` | `INTERLOCK_GATEWAY_TIMEOUT` | `gatewayTimeout` | `30s` | serve: longest the gateway waits for a command's outcome or a query's answer |
 //	| `--postgres-dsn-file` (a file) | `INTERLOCK_POSTGRES_DSN`, `INTERLOCK_POSTGRES_DSN_FILE` | `postgresDsnFile` (a file) | none | secret: PostgreSQL connection string of the read models, postgres://user:password@host:port/db; only from the environment or a file |
 //	| `--tls` | `INTERLOCK_TLS` | `tls` | `false` | connect to Kafka with TLS (implied by the other tls settings) |
 //	| `--tls-ca-file` | `INTERLOCK_TLS_CA_FILE` | `tlsCaFile` | none | PEM CA certificates to trust (default: the system's) |

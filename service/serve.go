@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/interlock-go/interlock"
+	"github.com/interlock-go/interlock/gateway"
 	"github.com/interlock-go/interlock/metrics"
 	"github.com/interlock-go/interlock/snapshot"
 	"github.com/interlock-go/interlock/tracing"
@@ -95,7 +96,16 @@ func newServer(ctx context.Context, inv *invocation) (*server, error) {
 		return nil, err
 	}
 	svc.app, svc.metrics = app, m
-	svc.handler = httpHandler(svc, m.Handler())
+	mux := httpHandler(svc, m.Handler())
+	if cfg.Gateway.Token != "" {
+		gw, err := gateway.New(app, gateway.Config{Token: cfg.Gateway.Token, MaxBody: cfg.Gateway.MaxBody, Timeout: cfg.Gateway.Timeout, Logger: cfg.Logger})
+		if err != nil {
+			return nil, err
+		}
+		mux.Handle("/v1/", gw)
+		cfg.Logger.Info("interlock: the HTTP JSON gateway answers on /v1/commands/{type} and /v1/queries/{type}")
+	}
+	svc.handler = mux
 	return svc, nil
 }
 
@@ -163,7 +173,7 @@ type health interface {
 // httpHandler routes /metrics to metricsHandler, and the probes to app:
 // /healthz (liveness: App.Live) and /readyz (readiness: App.Ready) answer
 // 200 or 503 with a one-line JSON body.
-func httpHandler(app health, metricsHandler http.Handler) http.Handler {
+func httpHandler(app health, metricsHandler http.Handler) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", metricsHandler)
 	mux.Handle("GET /healthz", probe("live", app.Live))

@@ -83,9 +83,9 @@ func TestProbes(t *testing.T) {
 
 // testInvocation returns the invocation of serve with args, its logs
 // going to logs.
-func testInvocation(t *testing.T, logs io.Writer, args ...string) *invocation {
+func testInvocation(t *testing.T, logs io.Writer, e env, args ...string) *invocation {
 	t.Helper()
-	r := &runner{prog: "interlock", build: bankBuild, stdout: io.Discard, stderr: logs, getenv: func(string) string { return "" }}
+	r := &runner{prog: "interlock", build: bankBuild, stdout: io.Discard, stderr: logs, getenv: e.get}
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	vals := addFlags(fs, true)
 	if err := fs.Parse(args); err != nil {
@@ -110,7 +110,7 @@ func TestServeHTTP(t *testing.T) {
 		args = append(args, "--brokers", strings.Join(kafkatest.Brokers(t), ","))
 	}
 	logs := &syncBuffer{}
-	inv := testInvocation(t, logs, args...)
+	inv := testInvocation(t, logs, env{}, args...)
 	cfg := inv.cfg
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -248,5 +248,83 @@ func TestServeHTTP(t *testing.T) {
 	}
 	if _, err := http.Get(base + "/healthz"); err == nil {
 		t.Error("HTTP still answers after run returned")
+	}
+}
+
+// TestServeGateway: with a token, serve answers the JSON gateway on its
+// HTTP server: a command with the token is applied, one without is
+// refused; without a token there is no gateway.
+func TestServeGateway(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	args := []string{"--name", kafkatest.Name(t), "--http", "127.0.0.1:0", "--gateway-max-body", "512"}
+	if kafkatest.Real() {
+		args = append(args, "--brokers", strings.Join(kafkatest.Brokers(t), ","))
+	}
+	const token = "gw-t0ken-8842"
+	logs := &syncBuffer{}
+	inv := testInvocation(t, logs, env{"INTERLOCK_GATEWAY_TOKEN": token}, args...)
+	svc, err := newServer(ctx, inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inv.cfg.close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- svc.run(runCtx, ln) }()
+	defer func() {
+		stop()
+		<-done
+	}()
+	post := func(path, auth, body string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctx, "POST", "http://"+ln.Addr().String()+path, strings.NewReader(body))
+		if auth != "" {
+			req.Header.Set("Authorization", "Bearer "+auth)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	id := interlock.NewID()
+	open := `{"aggregateId":"` + id.String() + `","payload":{"owner":"ada"}}`
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		code, body := post("/v1/commands/OpenAccount", token, open)
+		if code == http.StatusOK && strings.Contains(body, `"version":1`) {
+			break
+		}
+		if code != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			t.Fatalf("POST /v1/commands/OpenAccount: %d %s", code, body)
+		}
+	}
+	if code, _ := post("/v1/commands/OpenAccount", "wrong", open); code != http.StatusUnauthorized {
+		t.Errorf("a wrong token: %d", code)
+	}
+	if code, _ := post("/v1/commands/OpenAccount", token, `{"aggregateId":"`+id.String()+`","payload":{"owner":"`+strings.Repeat("a", 600)+`"}}`); code != http.StatusRequestEntityTooLarge {
+		t.Errorf("a body over --gateway-max-body: %d", code)
+	}
+	if strings.Contains(logs.String(), token) {
+		t.Errorf("the token shows in the log:\n%s", logs)
+	}
+
+	// No token, no gateway.
+	plain := testInvocation(t, io.Discard, env{}, "--http", "127.0.0.1:0")
+	svc2, err := newServer(ctx, plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	svc2.handler.ServeHTTP(rec, httptest.NewRequest("POST", "/v1/commands/OpenAccount", strings.NewReader(open)))
+	if rec.Code != http.StatusNotFound {
+		t.Errorf("without a token, POST /v1/commands: %d %s", rec.Code, rec.Body)
 	}
 }
