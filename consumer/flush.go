@@ -108,7 +108,7 @@ func (p *Processor) flush(ctx context.Context, part *partition, es []*entry) {
 // flushAll writes every dirty aggregate of every owned partition.
 func (p *Processor) flushAll(ctx context.Context) {
 	for _, part := range p.owned() {
-		if !part.restored || !p.snapshots(part) {
+		if !part.restored.Load() || !p.snapshots(part) {
 			continue
 		}
 		if part.token == 0 {

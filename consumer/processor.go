@@ -176,7 +176,9 @@ type partition struct {
 	sp    snapshot.Partition
 	// restored is set once the aggregates are rebuilt from the store and
 	// the log; full makes the next restore ignore the store's watermark.
-	restored, full bool
+	// restored is read by Ready on other goroutines.
+	restored atomic.Bool
+	full     bool
 	// token is this owner's claim on the partition in the store. Zero
 	// means no claim: then every aggregate of the partition is in memory
 	// (it was replayed from offset 0 and nothing was evicted), so an
@@ -468,7 +470,7 @@ func (p *Processor) restoreIdle(ctx context.Context) {
 	}
 	var idle []*partition
 	for _, part := range p.owned() {
-		if !part.restored {
+		if !part.restored.Load() {
 			idle = append(idle, part)
 		}
 	}
@@ -489,7 +491,7 @@ func (p *Processor) Ready() bool {
 		return false
 	}
 	for _, part := range p.parts {
-		if !part.restored {
+		if !part.restored.Load() {
 			return false
 		}
 	}

@@ -30,7 +30,7 @@ var errUntrusted = errors.New("snapshot store inconsistent with the log")
 func (p *Processor) prepare(ctx context.Context, w *work) error {
 	for range 3 {
 		part := w.part
-		if !part.restored {
+		if !part.restored.Load() {
 			// Every owned partition that waits for its restore comes
 			// along: one replay reads them all at once.
 			errs := p.restore(ctx, p.unrestored(part))
@@ -221,7 +221,7 @@ func (p *Processor) restore(ctx context.Context, parts []*partition) map[*partit
 		}
 		part.position = max(part.position, r.end)
 		p.mu.Lock() // Ready asks from other goroutines
-		part.restored = true
+		part.restored.Store(true)
 		p.mu.Unlock()
 		p.log.Info("interlock: partition restored", "partition", part.sp.String(), "from", r.from, "end", r.end,
 			"events", r.events, "aggregates", len(part.entries), "took", r.took.Round(time.Millisecond))
@@ -236,7 +236,7 @@ func (p *Processor) restore(ctx context.Context, parts []*partition) map[*partit
 func (p *Processor) unrestored(part *partition) []*partition {
 	out := []*partition{part}
 	for _, o := range p.owned() {
-		if o != part && !o.restored {
+		if o != part && !o.restored.Load() {
 			out = append(out, o)
 		}
 	}

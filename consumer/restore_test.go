@@ -98,8 +98,8 @@ func TestRestoreSeveralPartitionsAtOnce(t *testing.T) {
 		t.Fatalf("stats %+v: want 3 full replays, one after ignoring the store, with evictions", st)
 	}
 	for _, part := range parts {
-		if !part.restored || part.position == 0 {
-			t.Fatalf("partition %d: restored %v at %d", part.id, part.restored, part.position)
+		if !part.restored.Load() || part.position == 0 {
+			t.Fatalf("partition %d: restored %v at %d", part.id, part.restored.Load(), part.position)
 		}
 		if err := part.broken[broken]; (part.id == 1) != (err != nil) || len(part.broken) > 1 {
 			t.Fatalf("partition %d: broken %v", part.id, part.broken)
