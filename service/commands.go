@@ -44,6 +44,7 @@ func tailFlags(fs *flag.FlagSet, inv *invocation) {
 	jsonFlag(fs, inv)
 	fs.StringVar(&inv.aggregate, "aggregate", "", "only events of this aggregate type")
 	fs.StringVar(&inv.id, "id", "", "only events of the aggregate with this ID (needs --aggregate)")
+	fs.StringVar(&inv.types, "type", "", "only events of these types (comma-separated names: MoneyDeposited,MoneyWithdrawn)")
 	fs.Int64Var(&inv.offset, "offset", 0, "start at this offset in each partition")
 	fs.StringVar(&inv.since, "since", "", "start at the first event written at or after this time: RFC 3339, or a duration ago (10m)")
 	fs.BoolVar(&inv.follow, "follow", false, "keep printing new events until interrupted")
@@ -160,8 +161,17 @@ func eventsTail(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return err
 	}
+	types := map[string]bool{}
+	for _, t := range strings.Split(inv.types, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			types[t] = true
+		}
+	}
 	enc := json.NewEncoder(inv.stdout)
 	err = app.ReadEvents(ctx, q, func(e interlock.StoredEvent) error {
+		if len(types) > 0 && !types[e.Type] {
+			return nil
+		}
 		line := eventLine{
 			Topic: e.Position.Topic, Partition: e.Position.Partition, Offset: e.Position.Offset,
 			Aggregate: e.AggregateType, AggregateID: e.AggregateID.String(), Version: e.Version, Type: e.Type,

@@ -15,7 +15,7 @@
 //	serve                          run the application: processors, projections and HTTP
 //	                               (/healthz, /readyz, /metrics) until SIGINT or SIGTERM, then drain
 //	topics create|describe|verify  create the topics, show them, check their layout
-//	events tail                    print events, decoded: --aggregate, --id, --offset, --since, --follow
+//	events tail                    print events, decoded: --aggregate, --id, --type, --offset, --since, --follow
 //	aggregate show TYPE ID         one aggregate's state and version, folded from its events
 //	projections status [NAME]      progress per partition, lag, caught up or not
 //	projections reset NAME         start a stopped projection over

@@ -279,9 +279,9 @@ type invocation struct {
 	cfg  *Config
 	args []string
 	// flag values of the commands
-	json, follow         bool
-	offset               int64
-	since, aggregate, id string
+	json, follow                bool
+	offset                      int64
+	since, aggregate, id, types string
 }
 
 // app builds the user's application with the configuration's options

@@ -231,6 +231,15 @@ func TestEventsAndAggregate(t *testing.T) {
 		}
 	}
 
+	// Some event types only.
+	out, err = cli(ctx, b.args("events", "tail", "--json", "--aggregate", "bank-account", "--id", b.alice.String(), "--type", "MoneyDeposited, MoneyWithdrawn")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if evs := decodeEvents(t, out); len(evs) != 3 || evs[0].Version != 2 || evs[1].Type != "MoneyWithdrawn" || evs[2].Version != 4 {
+		t.Errorf("--type MoneyDeposited,MoneyWithdrawn: %+v", evs)
+	}
+
 	// Follow: the existing events, then a new one, until interrupted.
 	fctx, stop := context.WithCancel(ctx)
 	var fout syncBuffer
