@@ -640,3 +640,22 @@ func (c *Config) redactAttr(_ []string, a slog.Attr) slog.Attr {
 	}
 	return a
 }
+
+// String describes the configuration without its secrets (they print as
+// [redacted], or "" when unset), so printing a Config with %v or %+v
+// shows no password.
+func (c Config) String() string {
+	hide := func(s string) string {
+		if s == "" {
+			return `""`
+		}
+		return redacted
+	}
+	return fmt.Sprintf("{Brokers:%v Name:%s InstanceID:%s Roles:%d Partitions:%d ReplicationFactor:%d HTTPAddr:%s RedisURL:%s RedisPassword:%s RedisKeyPrefix:%s PostgresDSN:%s Gateway:{Token:%s MaxBody:%d Timeout:%v} TLS:%+v SASL:{Mechanism:%s Username:%s Password:%s PasswordFile:%s}}",
+		c.Brokers, c.Name, c.InstanceID, c.Roles, c.Partitions, c.ReplicationFactor, c.HTTPAddr, c.redactString(c.RedisURL), hide(c.RedisPassword),
+		c.RedisKeyPrefix, hide(c.PostgresDSN), hide(c.Gateway.Token), c.Gateway.MaxBody, c.Gateway.Timeout, c.TLS,
+		c.SASL.Mechanism, c.SASL.Username, hide(c.SASL.Password), c.SASL.PasswordFile)
+}
+
+// LogValue logs the configuration as String prints it: without secrets.
+func (c Config) LogValue() slog.Value { return slog.StringValue(c.String()) }

@@ -312,6 +312,18 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	if !strings.Contains(errOut.String(), redacted) || !strings.Contains(errOut.String(), "db.internal") {
 		t.Errorf("the log lost more than the secrets:\n%s", errOut.String())
 	}
+	// The configuration itself, printed or logged by the build function.
+	errOut.Reset()
+	printing := func(ctx context.Context, cfg *Config) (*interlock.Builder, error) {
+		cfg.Logger.Info("configuration", "cfg", cfg, "value", *cfg)
+		return nil, fmt.Errorf("bad configuration: %v / %+v / %s", cfg, *cfg, cfg)
+	}
+	err = Run(ctx, []string{"serve", "--http", "off"}, &out, &errOut, printing)
+	check("a printed Config", err.Error())
+	check("a logged Config", errOut.String())
+	if !strings.Contains(err.Error(), "SASL:{Mechanism:SCRAM-SHA-512 Username:ada Password:"+redacted) {
+		t.Errorf("a printed Config: %v", err)
+	}
 	// An argument too many.
 	err = Run(ctx, []string{"topics", "verify", "extra"}, &out, &errOut, bankBuild)
 	if !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), `topics verify takes no arguments, got ["extra"]`) {
