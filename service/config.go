@@ -43,6 +43,8 @@ type Config struct {
 	ReplicationFactor int16
 	// HTTPAddr is where serve answers HTTP; empty: no HTTP.
 	HTTPAddr string
+	// DrainTimeout bounds serve's drain after its ctx ends.
+	DrainTimeout time.Duration
 	// RedisURL locates the Redis snapshot store; empty: in-process
 	// snapshots. RedisPassword, a secret, overrides the URL's.
 	RedisURL      string
@@ -157,6 +159,7 @@ var settings = []setting{
 	{flag: "instance-id", env: "INTERLOCK_INSTANCE_ID", yaml: "instanceId", arg: "id", serve: true, help: "stable instance ID, e.g. the pod name (default: hostname and a random suffix)"},
 	{flag: "roles", env: "INTERLOCK_ROLES", yaml: "roles", def: "dispatch,process,project", arg: "roles", serve: true, help: "roles of the instance: dispatch, process, project"},
 	{flag: "http", env: "INTERLOCK_HTTP_ADDR", yaml: "http", def: ":8080", arg: "addr", serve: true, help: "address of /metrics, /healthz and /readyz (\"off\": none)"},
+	{flag: "drain-timeout", env: "INTERLOCK_DRAIN_TIMEOUT", yaml: "drainTimeout", def: "30s", arg: "duration", serve: true, help: "longest serve drains after SIGTERM (transactions finished, groups left); keep the pod's grace period longer"},
 	{flag: "redis", env: "INTERLOCK_REDIS_URL", yaml: "redis", arg: "url", serve: true, help: "Redis snapshot store, redis[s]://[user@]host:port/db (default: in-process snapshots)"},
 	{flag: "redis-key-prefix", env: "INTERLOCK_REDIS_KEY_PREFIX", yaml: "redisKeyPrefix", arg: "prefix", serve: true, help: "prefix of the snapshot store's keys (default: the application name)"},
 	{flag: "redis-password-file", env: "INTERLOCK_REDIS_PASSWORD", yaml: "redisPasswordFile", arg: "file", serve: true, secret: true, help: "Redis password"},
@@ -420,6 +423,11 @@ func build(get map[string]string, secrets []string, stderr io.Writer) (*Config, 
 	if c.HTTPAddr = get["http"]; c.HTTPAddr == "off" {
 		c.HTTPAddr = ""
 	}
+	if d, err := time.ParseDuration(get["drain-timeout"]); err != nil || d <= 0 {
+		bad("drain-timeout", get["drain-timeout"], "want a positive duration (30s)")
+	} else {
+		c.DrainTimeout = d
+	}
 	c.Gateway.Token = get["gateway-token-file"]
 	if n, err := strconv.ParseInt(get["gateway-max-body"], 10, 64); err != nil || n < 1 {
 		bad("gateway-max-body", get["gateway-max-body"], "want a positive number of bytes")
@@ -651,8 +659,8 @@ func (c Config) String() string {
 		}
 		return redacted
 	}
-	return fmt.Sprintf("{Brokers:%v Name:%s InstanceID:%s Roles:%d Partitions:%d ReplicationFactor:%d HTTPAddr:%s RedisURL:%s RedisPassword:%s RedisKeyPrefix:%s PostgresDSN:%s Gateway:{Token:%s MaxBody:%d Timeout:%v} TLS:%+v SASL:{Mechanism:%s Username:%s Password:%s PasswordFile:%s}}",
-		c.Brokers, c.Name, c.InstanceID, c.Roles, c.Partitions, c.ReplicationFactor, c.HTTPAddr, c.redactString(c.RedisURL), hide(c.RedisPassword),
+	return fmt.Sprintf("{Brokers:%v Name:%s InstanceID:%s Roles:%d Partitions:%d ReplicationFactor:%d HTTPAddr:%s DrainTimeout:%v RedisURL:%s RedisPassword:%s RedisKeyPrefix:%s PostgresDSN:%s Gateway:{Token:%s MaxBody:%d Timeout:%v} TLS:%+v SASL:{Mechanism:%s Username:%s Password:%s PasswordFile:%s}}",
+		c.Brokers, c.Name, c.InstanceID, c.Roles, c.Partitions, c.ReplicationFactor, c.HTTPAddr, c.DrainTimeout, c.redactString(c.RedisURL), hide(c.RedisPassword),
 		c.RedisKeyPrefix, hide(c.PostgresDSN), hide(c.Gateway.Token), c.Gateway.MaxBody, c.Gateway.Timeout, c.TLS,
 		c.SASL.Mechanism, c.SASL.Username, hide(c.SASL.Password), c.SASL.PasswordFile)
 }

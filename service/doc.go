@@ -58,6 +58,7 @@
 //	| `--instance-id` | `INTERLOCK_INSTANCE_ID` | `instanceId` | none | serve: stable instance ID, e.g. the pod name (default: hostname and a random suffix) |
 //	| `--roles` | `INTERLOCK_ROLES` | `roles` | `dispatch,process,project` | serve: roles of the instance: dispatch, process, project |
 //	| `--http` | `INTERLOCK_HTTP_ADDR` | `http` | `:8080` | serve: address of /metrics, /healthz and /readyz ("off": none) |
+//	| `--drain-timeout` | `INTERLOCK_DRAIN_TIMEOUT` | `drainTimeout` | `30s` | serve: longest serve drains after SIGTERM (transactions finished, groups left); keep the pod's grace period longer |
 //	| `--redis` | `INTERLOCK_REDIS_URL` | `redis` | none | serve: Redis snapshot store, redis[s]://[user@]host:port/db (default: in-process snapshots) |
 //	| `--redis-key-prefix` | `INTERLOCK_REDIS_KEY_PREFIX` | `redisKeyPrefix` | none | serve: prefix of the snapshot store's keys (default: the application name) |
 //	| `--redis-password-file` (a file) | `INTERLOCK_REDIS_PASSWORD`, `INTERLOCK_REDIS_PASSWORD_FILE` | `redisPasswordFile` (a file) | none | serve: secret: Redis password; only from the environment or a file |

@@ -20,11 +20,6 @@ import (
 	"github.com/interlock-go/interlock/tracing"
 )
 
-// drainTimeout is how long serve lets the application close (finish its
-// transactions, leave its groups) after SIGTERM; a pod's termination grace
-// period must be longer.
-const drainTimeout = 30 * time.Second
-
 // serve runs the application until ctx ends, with its metrics and health
 // on HTTP.
 func serve(ctx context.Context, inv *invocation) error {
@@ -48,6 +43,8 @@ type server struct {
 	metrics *metrics.Metrics
 	handler http.Handler
 	log     *slog.Logger
+	// drain bounds the application's close after ctx ends.
+	drain time.Duration
 	// running is set from the application's start to the beginning of its
 	// drain: the App's Live, Ready, Stats and Lag wait while it starts or
 	// closes, so probes and scrapes do not ask it then.
@@ -61,7 +58,7 @@ type server struct {
 // carries a caller's trace context from each command to its events.
 func newServer(ctx context.Context, inv *invocation) (*server, error) {
 	cfg := inv.cfg
-	svc := &server{log: cfg.Logger}
+	svc := &server{log: cfg.Logger, drain: cfg.DrainTimeout}
 	var extra []interlock.Option
 	if cfg.RedisURL != "" {
 		prefix := cfg.RedisKeyPrefix
@@ -110,7 +107,7 @@ func newServer(ctx context.Context, inv *invocation) (*server, error) {
 }
 
 // run serves HTTP on ln (none when nil), starts the application, and on
-// ctx's end closes the application, allowing drainTimeout to drain, while
+// ctx's end closes the application, allowing its drain timeout, while
 // HTTP keeps answering (the probes say 503 from the start of the drain,
 // and /metrics no longer has the application's counters), then stops
 // HTTP. An HTTP server that fails stops the service.
@@ -151,7 +148,7 @@ func (s *server) run(ctx context.Context, ln net.Listener) error {
 	}
 	s.running.Store(false)
 	s.metrics.Watch(nil)
-	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainTimeout)
+	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.drain)
 	defer cancel()
 	return errors.Join(failed, s.app.Close(closeCtx), stopHTTP())
 }
