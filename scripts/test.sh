@@ -30,6 +30,12 @@ go test -race -count=1 -timeout 15m "$@" ./...
 step "Kafka tests against the embedded Kafka (kfake)"
 INTERLOCK_TEST_BROKERS= INTERLOCK_TEST_CLUSTER_BROKERS= INTERLOCK_REQUIRE_SERVICES=0 go test -race -count=1 -timeout 10m "$@" .
 
+step "fuzzers, 10 s each (a failing input is saved under testdata/fuzz and fails every later run)"
+for target in schema:FuzzAvroDecode schema:FuzzAvroDecodeResolved schema:FuzzCompatible \
+	schema/kafkaregistry:FuzzApply consumer:FuzzDecodeFrame producer:FuzzParseHeaders gateway:FuzzRequests; do
+	go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime 10s "./${target%%:*}"
+done
+
 step "chaos suite, short form (scripts/chaos.sh runs it longer)"
 INTERLOCK_CHAOS_DURATION=45s go test -tags chaos -count=1 -run TestChaos -timeout 15m ./internal/chaos
 
