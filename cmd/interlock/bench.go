@@ -52,6 +52,7 @@ type benchConfig struct {
 	cacheAggregates int
 	cacheBytes      int64
 	redisURL        string
+	postgres        string
 	timeout         time.Duration
 	cpuProfile      string
 	restoreProfile  string
@@ -89,6 +90,7 @@ func parseBench(args []string) (benchConfig, error) {
 	fs.DurationVar(&c.syncDuration, "sync-duration", 10*time.Second, "length of the open-loop sync run at half the max rate")
 	fs.IntVar(&c.cacheAggregates, "cache", 10_000, "cache bound of the processor, in aggregates (WithCache)")
 	fs.Int64Var(&c.cacheBytes, "cache-bytes", 64<<20, "cache bound of the processor, in bytes of encoded state (WithCache)")
+	fs.StringVar(&c.postgres, "postgres", "", "PostgreSQL DSN for the projection phase's read model, in a schema of its own dropped at the end (env INTERLOCK_BENCH_POSTGRES_DSN; default: that projector is not measured)")
 	fs.StringVar(&c.redisURL, "redis", "", "Redis URL of the snapshot store for commands and the watermark restore, keys under interlock-bench:<app>, left in place (default: snapshot.NewMemory)")
 	fs.DurationVar(&c.timeout, "timeout", 5*time.Minute, "the longest any one wait may take before the bench fails")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the commands_async phase to this file")
@@ -134,22 +136,23 @@ func parseBench(args []string) (benchConfig, error) {
 
 // benchReport is the bench's result; its JSON is what --json prints.
 type benchReport struct {
-	Broker        string      `json:"broker"`
-	App           string      `json:"app"`
-	Partitions    int         `json:"partitions"`
-	Snapshots     string      `json:"snapshots"`
-	Go            string      `json:"go"`
-	GOMAXPROCS    int         `json:"gomaxprocs"`
-	Quick         bool        `json:"quick"`
-	RawTxnProduce rawProduce  `json:"raw_txn_produce"`
-	RawConsume    rawConsume  `json:"raw_consume"`
-	CommandsAsync asyncResult `json:"commands_async"`
-	CommandsSync  syncResult  `json:"commands_sync"`
-	RestoreFull   restoreRun  `json:"restore_full"`
-	RestoreMark   restoreRun  `json:"restore_watermark"`
-	Memory        memResult   `json:"memory"`
-	Ratios        ratios      `json:"ratios"`
-	Targets       targets     `json:"targets"`
+	Broker        string           `json:"broker"`
+	App           string           `json:"app"`
+	Partitions    int              `json:"partitions"`
+	Snapshots     string           `json:"snapshots"`
+	Go            string           `json:"go"`
+	GOMAXPROCS    int              `json:"gomaxprocs"`
+	Quick         bool             `json:"quick"`
+	RawTxnProduce rawProduce       `json:"raw_txn_produce"`
+	RawConsume    rawConsume       `json:"raw_consume"`
+	CommandsAsync asyncResult      `json:"commands_async"`
+	CommandsSync  syncResult       `json:"commands_sync"`
+	RestoreFull   restoreRun       `json:"restore_full"`
+	RestoreMark   restoreRun       `json:"restore_watermark"`
+	Projection    projectionResult `json:"projection"`
+	Memory        memResult        `json:"memory"`
+	Ratios        ratios           `json:"ratios"`
+	Targets       targets          `json:"targets"`
 }
 
 type throughput struct {
@@ -231,6 +234,9 @@ type memResult struct {
 type ratios struct {
 	AsyncVsRawProduce   float64 `json:"commands_async_vs_raw_txn_produce"`
 	RestoreVsRawConsume float64 `json:"restore_full_vs_raw_consume"`
+	// The projectors against raw_consume of the same topic.
+	KafkaProjectionVsRawConsume    float64 `json:"projection_kafka_vs_raw_consume"`
+	PostgresProjectionVsRawConsume float64 `json:"projection_postgres_vs_raw_consume"`
 }
 
 // targets are issue 5's goals, each as met or not.
@@ -333,7 +339,18 @@ func (b *bencher) run(ctx context.Context) error {
 	if err := b.rawAndRestore(ctx); err != nil {
 		return err
 	}
+	dsn := c.postgres
+	if dsn == "" {
+		dsn = os.Getenv("INTERLOCK_BENCH_POSTGRES_DSN")
+	}
+	proj, err := b.projectionPhase(ctx, b.base+"-r", b.rep.RawConsume.Records, dsn)
+	if err != nil {
+		return err
+	}
+	b.rep.Projection = proj
 	r := &b.rep
+	r.Ratios.KafkaProjectionVsRawConsume = r.Projection.KafkaToKafka.PerSec / r.RawConsume.PerSec
+	r.Ratios.PostgresProjectionVsRawConsume = r.Projection.Postgres.PerSec / r.RawConsume.PerSec
 	r.Ratios.AsyncVsRawProduce = r.CommandsAsync.PerSec / r.RawTxnProduce.PerSec
 	r.Ratios.RestoreVsRawConsume = r.RestoreFull.PerSec / r.RawConsume.PerSec
 	r.Targets = targets{
@@ -1250,6 +1267,14 @@ func printBench(w io.Writer, r *benchReport) error {
 		r.RestoreFull.Events, r.RestoreFull.Seconds, r.RestoreFull.PerSec, r.RestoreFull.Restores, r.RestoreFull.FullReplays, mib(r.RestoreFull.HeapLive))
 	fmt.Fprintf(tw, "restore_watermark\t%d\t%.2f\t\t%d restores, %d full replays, %d snapshots loaded\n",
 		r.RestoreMark.Events, r.RestoreMark.Seconds, r.RestoreMark.Restores, r.RestoreMark.FullReplays, r.RestoreMark.SnapshotsLoaded)
+	fmt.Fprintf(tw, "projection kafka_to_kafka\t%d\t%.2f\t%.0f events/s\texactly once into another topic, from the start of the restore topic\n",
+		r.Projection.KafkaToKafka.Records, r.Projection.KafkaToKafka.Seconds, r.Projection.KafkaToKafka.PerSec)
+	if r.Projection.Postgres.Records > 0 {
+		fmt.Fprintf(tw, "projection postgres\t%d\t%.2f\t%.0f events/s\texactly once into the balances read model\n",
+			r.Projection.Postgres.Records, r.Projection.Postgres.Seconds, r.Projection.Postgres.PerSec)
+	} else {
+		fmt.Fprintf(tw, "projection postgres\t\t\t\tnot measured (no --postgres)\n")
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -1267,5 +1292,6 @@ func printBench(w io.Writer, r *benchReport) error {
 	fmt.Fprintf(w, "  sync p99 at half the max rate     %5.2f ms target <= 25 ms  %s\n", s.P99Ms, met(r.Targets.SyncP99Under25ms))
 	fmt.Fprintf(w, "  restore_full / raw_consume        %5.2f   target >= 0.70    %s\n", r.Ratios.RestoreVsRawConsume, met(r.Targets.Restore70OfRaw))
 	fmt.Fprintf(w, "  cached aggregates <= cache bound  %5d   bound %d         %s\n", m.CachedAtEnd, m.CacheAggregates, met(r.Targets.CacheWithinBounds))
+	fmt.Fprintf(w, "\nprojections / raw_consume: kafka_to_kafka %.2f, postgres %.2f\n", r.Ratios.KafkaProjectionVsRawConsume, r.Ratios.PostgresProjectionVsRawConsume)
 	return nil
 }

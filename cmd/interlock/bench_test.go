@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"math"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/interlock-go/interlock/internal/kafkatest"
+	"github.com/interlock-go/interlock/internal/services"
 )
 
 // TestBench runs the bench with tiny counts and checks that its JSON has
@@ -25,6 +27,9 @@ func TestBench(t *testing.T) {
 	if kafkatest.Real() {
 		args = append(args, "--brokers", strings.Join(kafkatest.Brokers(t), ","))
 	}
+	if dsn := os.Getenv(services.EnvPostgres); dsn != "" {
+		args = append(args, "--postgres", dsn)
+	}
 	var out, progress bytes.Buffer
 	if err := bench(ctx, &out, &progress, args); err != nil {
 		t.Fatalf("bench: %v\nprogress:\n%s", err, progress.String())
@@ -36,14 +41,15 @@ func TestBench(t *testing.T) {
 		t.Fatalf("output is not one JSON object: %v\n%s", err, out.String())
 	}
 	mayBeZero := map[string]bool{
-		"commands_sync.errors":               true,
-		"restore_watermark.events":           true,
-		"restore_watermark.per_sec":          true,
-		"restore_watermark.full_replays":     true,
-		"restore_watermark.snapshots_loaded": true, // counted only when loaded from the store
-		"restore_full.snapshots_loaded":      true,
-		"memory.evictions":                   true,
-		"quick":                              true,
+		"ratios.projection_postgres_vs_raw_consume": os.Getenv(services.EnvPostgres) == "",
+		"commands_sync.errors":                      true,
+		"restore_watermark.events":                  true,
+		"restore_watermark.per_sec":                 true,
+		"restore_watermark.full_replays":            true,
+		"restore_watermark.snapshots_loaded":        true, // counted only when loaded from the store
+		"restore_full.snapshots_loaded":             true,
+		"memory.evictions":                          true,
+		"quick":                                     true,
 	}
 	want := map[string][]string{
 		"":                  {"broker", "app", "partitions", "snapshots", "go", "gomaxprocs", "quick"},
@@ -54,7 +60,7 @@ func TestBench(t *testing.T) {
 		"restore_full":      {"events", "seconds", "per_sec", "restores", "full_replays", "snapshots_loaded", "heap_live_bytes"},
 		"restore_watermark": {"events", "seconds", "per_sec", "restores", "full_replays", "snapshots_loaded", "heap_live_bytes"},
 		"memory":            {"peak_heap_inuse_bytes", "cache_max_aggregates", "cache_max_bytes", "cached_peak", "cached_at_end", "evictions"},
-		"ratios":            {"commands_async_vs_raw_txn_produce", "restore_full_vs_raw_consume"},
+		"ratios":            {"commands_async_vs_raw_txn_produce", "restore_full_vs_raw_consume", "projection_kafka_vs_raw_consume", "projection_postgres_vs_raw_consume"},
 		"targets":           {"async_ge_50pct_raw_txn_produce", "sync_p99_le_25ms_at_half_max", "restore_ge_70pct_raw_consume", "cache_within_bounds"},
 	}
 	for section, keys := range want {
@@ -88,6 +94,15 @@ func TestBench(t *testing.T) {
 	var r benchReport
 	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
 		t.Fatal(err)
+	}
+	projected := []throughput{r.Projection.KafkaToKafka}
+	if os.Getenv(services.EnvPostgres) != "" {
+		projected = append(projected, r.Projection.Postgres)
+	}
+	for i, p := range projected {
+		if p.Records != r.RawConsume.Records || p.Seconds <= 0 || p.PerSec <= 0 {
+			t.Errorf("projection %d: %+v, want every event of raw_consume (%d)", i, p, r.RawConsume.Records)
+		}
 	}
 	near := func(what string, got, want float64) {
 		t.Helper()
