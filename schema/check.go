@@ -254,6 +254,11 @@ func (v *validator) node(n *vnode, depth int) error {
 			if count == 0 {
 				return nil
 			}
+			// A negative count is followed by the block's size in bytes,
+			// which a reader that skips the field trusts: it must be the
+			// size of the items, or the skip lands elsewhere than this
+			// validation did.
+			blockStart, blockEnd := 0, -1
 			if count < 0 {
 				if count == math.MinInt64 {
 					return fmt.Errorf("invalid block count %d", count)
@@ -263,9 +268,10 @@ func (v *validator) node(n *vnode, depth int) error {
 				if err != nil {
 					return err
 				}
-				if size < 0 {
-					return fmt.Errorf("negative block size %d", size)
+				if size < 0 || size > int64(len(v.b)-v.i) {
+					return fmt.Errorf("block size %d does not fit the %d bytes left", size, len(v.b)-v.i)
 				}
+				blockStart, blockEnd = v.i, v.i+int(size)
 			}
 			// Every item but the empty ones takes at least one byte: a
 			// count beyond the rest of the input is a lie.
@@ -286,6 +292,9 @@ func (v *validator) node(n *vnode, depth int) error {
 				if err := v.node(n.kids[0], depth); err != nil {
 					return err
 				}
+			}
+			if blockEnd >= 0 && v.i != blockEnd {
+				return fmt.Errorf("block of %d items takes %d bytes, not the %d its size says", count, v.i-blockStart, blockEnd-blockStart)
 			}
 		}
 	case vUnion:
