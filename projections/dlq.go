@@ -44,17 +44,6 @@ type Parked struct {
 	Time time.Time
 }
 
-// marker reports whether r is a request or an outcome, not a parked event.
-func marker(r *kgo.Record) bool {
-	for _, h := range r.Headers {
-		switch h.Key {
-		case HeaderDLQRetry, HeaderDLQResolved, HeaderDLQFailed:
-			return true
-		}
-	}
-	return false
-}
-
 // readDLQ returns the records of the dead-letter topic from its start to
 // its end now (read_committed), and where each partition ends: the offsets
 // to tail it from.
