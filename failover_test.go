@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"os/exec"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,27 +14,9 @@ import (
 
 	"github.com/interlock-go/interlock"
 	"github.com/interlock-go/interlock/internal/kafkatest"
+	"github.com/interlock-go/interlock/internal/logbuf"
 	"github.com/interlock-go/interlock/producer"
 )
-
-// syncBuffer collects log lines from many goroutines.
-type syncBuffer struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.lines = append(b.lines, string(p))
-	return len(p), nil
-}
-
-func (b *syncBuffer) tail(n int) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Join(b.lines[max(0, len(b.lines)-n):], "")
-}
 
 func services(t *testing.T, args ...string) {
 	t.Helper()
@@ -53,10 +34,10 @@ func TestBrokerFailover(t *testing.T) {
 	name := kafkatest.Name(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	defer func() {
 		if t.Failed() {
-			t.Logf("application log:\n%s", logs.tail(80))
+			t.Logf("application log:\n%s", logs.Tail(80))
 		}
 	}()
 	app := startApp(t, brokers, name, interlock.WithPartitions(1), interlock.WithReplicationFactor(3),

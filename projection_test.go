@@ -93,10 +93,14 @@ func lastPositions(t *testing.T, brokers []string, topic string) []interlock.Pos
 	return out
 }
 
-// TestProjectionExactlyOnce (invariant 6): projector instances are
-// stopped abruptly, mid-batch, again and again while commands flow (their
-// batches may still commit after a successor took over); the PostgreSQL
-// read model ends equal to the fold of the log, no event counted twice.
+// TestProjectionExactlyOnce (invariant 6): projector instances join and
+// are stopped mid-batch, again and again, while commands flow (rebalances
+// move partitions between them); the PostgreSQL read model ends equal to
+// the fold of the log, no event counted twice. A stop lets the batch in
+// progress finish before the group moves on, so this does not produce a
+// zombie commit: the compare-and-set that refuses one is proved by
+// projections/sinktest (stale and racing checkpoints) and, with processes
+// killed by SIGKILL, by the chaos suite.
 func TestProjectionExactlyOnce(t *testing.T) {
 	t.Parallel()
 	brokers := kafkatest.Brokers(t)
@@ -141,7 +145,8 @@ CREATE TRIGGER slow BEFORE UPDATE ON bank_balances FOR EACH ROW EXECUTE FUNCTION
 		live = append(live, projectorApp(t, brokers, name, bank.Balances("balances", pool, slow())))
 		time.Sleep(time.Duration(200+rand.IntN(600)) * time.Millisecond)
 		if len(live) > 1 || round%2 == 1 {
-			// Give up at once: the loop may still be inside a batch.
+			// Ask for a stop mid-batch (Close returns at once; the batch
+			// finishes first).
 			gone, cancel := context.WithTimeout(ctx, time.Millisecond)
 			_ = live[0].Close(gone)
 			cancel()

@@ -17,6 +17,7 @@ import (
 	"github.com/interlock-go/interlock"
 	"github.com/interlock-go/interlock/examples/bank"
 	"github.com/interlock-go/interlock/internal/kafkatest"
+	"github.com/interlock-go/interlock/internal/logbuf"
 	"github.com/interlock-go/interlock/internal/services"
 	"github.com/interlock-go/interlock/projections"
 )
@@ -30,7 +31,7 @@ func TestServeRun(t *testing.T) {
 	if kafkatest.Real() {
 		args = append(args, "--brokers", strings.Join(kafkatest.Brokers(t), ","))
 	}
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- Run(runCtx, args, io.Discard, logs, bankBuild) }()
@@ -191,7 +192,7 @@ func TestServeRedis(t *testing.T) {
 	if kafkatest.Real() {
 		args = append(args, "--brokers", strings.Join(kafkatest.Brokers(t), ","))
 	}
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- Run(runCtx, args, io.Discard, logs, bankBuild) }()
@@ -209,7 +210,7 @@ func TestServeRedis(t *testing.T) {
 	// An ACL user Redis does not know, with a password.
 	const password = "not-Redis-s3cret-5521"
 	t.Setenv("INTERLOCK_REDIS_PASSWORD", password)
-	logs = &syncBuffer{}
+	logs = &logbuf.Buffer{}
 	err := Run(ctx, append(args, "--redis", strings.Replace(url, "://", "://nobody@", 1)), io.Discard, logs, bankBuild)
 	if err == nil || !strings.Contains(err.Error(), "snapshot store") {
 		t.Fatalf("serve with a password Redis refuses: %v", err)

@@ -1,7 +1,6 @@
 package service
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"io"
@@ -9,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,25 +19,8 @@ import (
 	"github.com/interlock-go/interlock"
 	"github.com/interlock-go/interlock/examples/bank"
 	"github.com/interlock-go/interlock/internal/kafkatest"
+	"github.com/interlock-go/interlock/internal/logbuf"
 )
-
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 type fakeHealth struct{ live, ready bool }
 
@@ -109,7 +90,7 @@ func TestServeHTTP(t *testing.T) {
 	if kafkatest.Real() {
 		args = append(args, "--brokers", strings.Join(kafkatest.Brokers(t), ","))
 	}
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	inv := testInvocation(t, logs, env{}, args...)
 	cfg := inv.cfg
 	t.Cleanup(func() {
@@ -263,7 +244,7 @@ func TestServeGateway(t *testing.T) {
 		args = append(args, "--brokers", strings.Join(kafkatest.Brokers(t), ","))
 	}
 	const token = "gw-t0ken-8842"
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	inv := testInvocation(t, logs, env{"INTERLOCK_GATEWAY_TOKEN": token}, args...)
 	svc, err := newServer(ctx, inv)
 	if err != nil {

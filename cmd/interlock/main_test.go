@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,29 +19,12 @@ import (
 	"github.com/interlock-go/interlock"
 	"github.com/interlock-go/interlock/examples/bank"
 	"github.com/interlock-go/interlock/internal/kafkatest"
+	"github.com/interlock-go/interlock/internal/logbuf"
 	"github.com/interlock-go/interlock/internal/pgtest"
 	"github.com/interlock-go/interlock/internal/services"
 	"github.com/interlock-go/interlock/projections"
 	"github.com/interlock-go/interlock/service"
 )
-
-// syncBuffer is an output safe for concurrent writes and reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // cli runs the interlock command with args, as main does.
 func cli(ctx context.Context, args ...string) (string, error) {
@@ -242,7 +224,7 @@ func TestEventsAndAggregate(t *testing.T) {
 
 	// Follow: the existing events, then a new one, until interrupted.
 	fctx, stop := context.WithCancel(ctx)
-	var fout syncBuffer
+	var fout logbuf.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- service.Run(fctx, b.args("events", "tail", "--follow", "--json", "--aggregate", "bank-account", "--id", b.alice.String()),
