@@ -9,11 +9,14 @@
 #     missing), on 127.0.0.1:6379 and 127.0.0.1:5432.
 #
 # Usage:
-#   scripts/services.sh up [--cluster] [kafka|redis|postgres|cluster ...]
+#   scripts/services.sh up [--cluster] [--fresh] [kafka|redis|postgres|cluster ...]
 #       Start services (default: kafka redis postgres; --cluster adds the
 #       three-node cluster; "up cluster" starts the cluster alone). Idempotent:
 #       services already running are only checked. Waits until Kafka answers
 #       metadata and a transactional produce + read_committed consume works.
+#       --fresh: a Kafka node this call starts starts on empty storage (for
+#       test runs: after an unclean stop, a broker holding thousands of old
+#       test partitions spends minutes recovering them before it listens).
 #   scripts/services.sh down [--clean] [SERVICE ...]
 #       Stop what this script started (default: everything, cluster included).
 #       --clean also deletes their data (the downloaded jars stay cached).
@@ -229,6 +232,11 @@ EOF
 # kafka_launch DIR HEAP CLUSTER_ID: formats the storage once, starts the node.
 kafka_launch() {
 	local dir=$1 heap=$2 cid=$3
+	if [ -n "${FRESH:-}" ] && [ -d "$dir/data" ]; then
+		log "kafka: --fresh: emptying $dir/data"
+		rm -rf "$dir/data"
+		mkdir -p "$dir/data"
+	fi
 	if [ ! -f "$dir/data/meta.properties" ]; then
 		local flog=$dir/logs/format.log
 		if ! java -Xmx256m -cp "$JARS/*" -Dlog4j2.configurationFile="$SCRIPTS_DIR/kafka/log4j2.xml" \
@@ -263,19 +271,30 @@ kafka_launch() {
 	die "Kafka node in $dir did not start (log: $dir/kafka.out)"
 }
 
-# kafka_wait_port DIR PORT: until the node listens; fails early if it died.
+# kafka_wait_port DIR PORT: until the node listens; fails early if it died,
+# says every 15 s what it is doing, and shows its log when it gives up.
 kafka_wait_port() {
-	local dir=$1 port=$2 deadline=$((SECONDS + KAFKA_WAIT))
+	local dir=$1 port=$2 start=$SECONDS next=$((SECONDS + 15))
 	while ! port_open "$port"; do
 		if ! alive "$dir/kafka.pid" kafka.Kafka; then
 			show_log "$dir/logs/server.log"
 			show_log "$dir/kafka.out"
 			die "Kafka node in $dir exited during start-up (logs: $dir/logs/server.log, $dir/kafka.out)"
 		fi
-		((SECONDS < deadline)) || die "Kafka did not listen on 127.0.0.1:$port within ${KAFKA_WAIT}s (log: $dir/logs/server.log)"
+		if ((SECONDS - start >= KAFKA_WAIT)); then
+			show_log "$dir/logs/server.log"
+			show_log "$dir/kafka.out"
+			die "Kafka did not listen on 127.0.0.1:$port within ${KAFKA_WAIT}s; its storage holds $(partition_dirs "$dir") partition directories (an unclean stop makes it recover each: 'up --fresh' starts on empty storage) (log: $dir/logs/server.log)"
+		fi
+		if ((SECONDS >= next)); then
+			next=$((SECONDS + 15))
+			log "kafka: node $dir not listening yet after $((SECONDS - start))s ($(partition_dirs "$dir") partition directories; last log line: $(tail -n 1 "$dir/logs/server.log" 2>/dev/null | cut -c1-160))"
+		fi
 		sleep 0.2
 	done
 }
+
+partition_dirs() { find "$1/data" -mindepth 1 -maxdepth 1 -type d 2>/dev/null | wc -l; }
 
 kafka_stop_dir() { # DIR SIGNAL
 	local dir=$1 pid
@@ -361,6 +380,8 @@ up_cluster() {
 	mkdir -p "$CLUSTER"
 	if [ "$running" = 0 ]; then
 		echo "$CLUSTER_PORT" >"$CLUSTER/port"
+	else
+		FRESH= # a node that rejoins a running quorum keeps its metadata log
 	fi
 	local p
 	p=$(cluster_port)
@@ -638,6 +659,7 @@ parse_services() { # default... -- args: sets SERVICES, CLUSTER_FLAG, CLEAN
 		case "$a" in
 		--cluster) CLUSTER_FLAG=1 ;;
 		--clean) CLEAN=1 ;;
+		--fresh) FRESH=1 ;;
 		kafka | redis | postgres | cluster) SERVICES+=("$a") ;;
 		*) die "unknown service or option '$a' (services: kafka, redis, postgres, cluster)" ;;
 		esac
@@ -652,6 +674,7 @@ has() { # NAME: in SERVICES
 
 cmd_up() {
 	CLUSTER_FLAG=
+	FRESH=
 	parse_services "$@"
 	if [ ${#SERVICES[@]} = 0 ]; then
 		SERVICES=(kafka redis postgres)

@@ -9,8 +9,8 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
-step "starting services (scripts/services.sh up --cluster)"
-scripts/services.sh up --cluster
+step "starting services (scripts/services.sh up --cluster --fresh)"
+scripts/services.sh up --cluster --fresh
 eval "$(scripts/services.sh env)"
 echo "Kafka ${INTERLOCK_TEST_KAFKA_VERSION:-?} at $INTERLOCK_TEST_BROKERS, three-node cluster at $INTERLOCK_TEST_CLUSTER_BROKERS" >&2
 echo "Redis at $INTERLOCK_TEST_REDIS_URL, PostgreSQL at ${INTERLOCK_TEST_POSTGRES_DSN%%\?*}" >&2

@@ -53,7 +53,10 @@ func Cluster(t testing.TB) []string {
 var seq atomic.Int64
 
 // Name returns a name unique to this test run, usable as an application
-// name (topic prefix).
+// name (topic prefix). On the real Kafka, the topics named after it (the
+// name itself, or the name and a dot) are deleted when t passes, so a
+// broker shared by many runs does not pile up test partitions; a failed
+// test's topics stay, to be read.
 func Name(t testing.TB) string {
 	n := strings.Map(func(r rune) rune {
 		switch {
@@ -67,7 +70,50 @@ func Name(t testing.TB) string {
 	if len(n) > 40 {
 		n = n[:40]
 	}
-	return fmt.Sprintf("t%s-%s-%d", strings.ToLower(ulid.Make().String()[20:]), n, seq.Add(1))
+	name := fmt.Sprintf("t%s-%s-%d", strings.ToLower(ulid.Make().String()[20:]), n, seq.Add(1))
+	if Real() {
+		t.Cleanup(func() {
+			if !t.Failed() {
+				deleteTopics(t, name)
+			}
+		})
+	}
+	return name
+}
+
+// deleteTopics deletes the topics named name or name.*, logging (not
+// failing) when it cannot: the test itself has passed.
+func deleteTopics(t testing.TB, name string) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(os.Getenv(services.EnvBrokers), ",")...))
+	if err != nil {
+		t.Logf("deleting the topics of %s: %v", name, err)
+		return
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	adm := kadm.NewClient(cl)
+	topics, err := adm.ListTopics(ctx)
+	if err != nil {
+		t.Logf("deleting the topics of %s: %v", name, err)
+		return
+	}
+	var mine []string
+	for _, topic := range topics.Names() {
+		if topic == name || strings.HasPrefix(topic, name+".") {
+			mine = append(mine, topic)
+		}
+	}
+	if len(mine) == 0 {
+		return
+	}
+	resps, err := adm.DeleteTopics(ctx, mine...)
+	if err == nil {
+		err = resps.Error()
+	}
+	if err != nil {
+		t.Logf("deleting the topics of %s: %v", name, err)
+	}
 }
 
 // ReadAll returns every committed record of topic, as of now, in partition
