@@ -187,6 +187,7 @@ func WithSessionTimeout(d time.Duration) Option {
 
 // WithClientOptions adds franz-go options to every Kafka client Interlock
 // creates: TLS (kgo.DialTLSConfig), SASL (kgo.SASL), client ID, and so on.
+// Default: none beyond Interlock's own settings.
 func WithClientOptions(opts ...kgo.Opt) Option {
 	return optionFunc(func(c *config) { c.clientOpts = append(c.clientOpts, opts...) })
 }
@@ -255,7 +256,8 @@ func WithSchemaRegistry(reg schema.Registry) Option {
 
 // WithoutSchemaRegistry keeps no registry: schema IDs are the schemas'
 // fingerprints, and nothing checks a change of a type against the events
-// already written. For tests and throwaway data.
+// already written. For tests and throwaway data. Default: off (the
+// built-in registry, see WithSchemaRegistry).
 func WithoutSchemaRegistry() Option {
 	return optionFunc(func(c *config) { c.builtin, c.openRegistry = false, nil })
 }
@@ -271,7 +273,7 @@ func WithCompatibility(level schema.Compatibility) Option {
 // WithUpcasters adds upcasters (schema.Upcast): typed functions from an
 // event's old type to its new one, for changes schema resolution cannot
 // express (a renamed event type, a split field). They are applied wherever
-// events are read: restores and projections.
+// events are read: restores and projections. Default: none.
 func WithUpcasters(ups ...schema.Upcaster) Option {
 	return optionFunc(func(c *config) { c.upcasters = append(c.upcasters, ups...) })
 }

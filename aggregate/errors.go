@@ -24,6 +24,7 @@ type RejectedError struct {
 	Err error
 }
 
+// Error says the command was rejected, and why.
 func (e *RejectedError) Error() string { return "command rejected: " + e.Reason }
 
 // Is matches ErrRejected, and ErrConcurrency for a version conflict.
@@ -48,6 +49,7 @@ type ConcurrencyError struct {
 	Expected, Actual int64
 }
 
+// Error names the expected and the actual version.
 func (e *ConcurrencyError) Error() string {
 	return fmt.Sprintf("concurrency conflict: expected version %d, aggregate is at %d", e.Expected, e.Actual)
 }

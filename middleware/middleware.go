@@ -40,6 +40,8 @@ const (
 	Query
 )
 
+// String returns "dispatch", "handle" or "query", as logs and metric
+// labels show the side.
 func (s Side) String() string {
 	switch s {
 	case Dispatch:

@@ -201,7 +201,7 @@ func (r *runner) runCommand(ctx context.Context, cmd *command, args []string) er
 // settings in the order of the configuration table.
 func (r *runner) commandUsage(fs *flag.FlagSet, cmd *command) {
 	w := fs.Output()
-	fmt.Fprintf(w, "usage: %s %s [flags] %s\n\n%s\n", r.prog, cmd.path, cmd.args, cmd.summary)
+	fmt.Fprintf(w, "usage: %s\n\n%s\n", strings.TrimSpace(r.prog+" "+cmd.path+" [flags] "+cmd.args), cmd.summary)
 	isSetting := map[string]bool{}
 	for _, s := range settings {
 		isSetting[s.flag] = true
