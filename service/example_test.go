@@ -15,8 +15,8 @@ import (
 func ExampleMain() {
 	service.Main(func(ctx context.Context, cfg *service.Config) (*interlock.Builder, error) {
 		return interlock.NewBuilder(cfg.Options()...). // brokers, name, instance, roles, TLS, SASL, logger
-			RegisterAggregate(bank.Accounts()).
-			RegisterAggregate(bank.Transfers()).
-			RegisterProjection(bank.TransferSaga()), nil
+								RegisterAggregate(bank.Accounts()).
+								RegisterAggregate(bank.Transfers()).
+								RegisterProjection(bank.TransferSaga()), nil
 	})
 }
