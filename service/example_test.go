@@ -14,9 +14,10 @@ import (
 // reads the process's arguments and exits.
 func ExampleMain() {
 	service.Main(func(ctx context.Context, cfg *service.Config) (*interlock.Builder, error) {
-		return interlock.NewBuilder(cfg.Options()...). // brokers, name, instance, roles, TLS, SASL, logger
-								RegisterAggregate(bank.Accounts()).
-								RegisterAggregate(bank.Transfers()).
-								RegisterProjection(bank.TransferSaga()), nil
+		// cfg.Options: brokers, name, instance ID, roles, TLS, SASL, logger.
+		return interlock.NewBuilder(cfg.Options()...).
+			RegisterAggregate(bank.Accounts()).
+			RegisterAggregate(bank.Transfers()).
+			RegisterProjection(bank.TransferSaga()), nil
 	})
 }
