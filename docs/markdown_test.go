@@ -345,9 +345,10 @@ func commandPaths(t *testing.T) []string {
 var flagName = regexp.MustCompile(`(?m)^\s+-{1,2}([a-z0-9][a-z0-9-]*)`)
 
 // TestShellCommands: every `interlock` (or `go run ./cmd/interlock`)
-// command a shell block runs exists and takes the flags it is given; every
-// scripts/*.sh it runs exists and knows its subcommand and flags; every
-// local package `go run` or `go test` is given exists.
+// command a shell block runs, or an inline code span names, exists and
+// takes the flags it is given; every scripts/*.sh a shell block runs
+// exists and knows its subcommand and flags; every local package `go run`
+// or `go test` is given exists.
 func TestShellCommands(t *testing.T) {
 	paths := commandPaths(t)
 	flagsOf := map[string]map[string]bool{}
@@ -362,46 +363,70 @@ func TestShellCommands(t *testing.T) {
 		flagsOf[path] = f
 		return f
 	}
+	// checkInterlock checks c if it runs interlock, and reports whether it does.
+	checkInterlock := func(where string, c shellCommand) bool {
+		words := c.words
+		switch {
+		case len(words) >= 3 && words[0] == "go" && words[1] == "run" && words[2] == "./cmd/interlock":
+			words = words[3:]
+		case len(words) >= 1 && words[0] == "interlock":
+			words = words[1:]
+		default:
+			return false
+		}
+		if len(words) == 0 || strings.HasPrefix(words[0], "-") {
+			return true // interlock -h
+		}
+		path := ""
+		for _, p := range paths {
+			if len(p) > len(path) && strings.HasPrefix(strings.Join(words, " ")+" ", p+" ") {
+				path = p
+			}
+		}
+		if path == "" {
+			t.Errorf("%s: %q: no such interlock command (interlock -h lists %s)", where, c.text, strings.Join(paths, ", "))
+			return true
+		}
+		known := flags(path)
+		for _, w := range words[len(strings.Fields(path)):] {
+			if !strings.HasPrefix(w, "-") || w == "-" || w == "--" {
+				continue
+			}
+			name, _, _ := strings.Cut(strings.TrimLeft(w, "-"), "=")
+			if !known[name] {
+				t.Errorf("%s: %q: interlock %s has no flag --%s", where, c.text, path, name)
+			}
+		}
+		return true
+	}
 	checked := 0
 	for _, b := range blocks(t) {
 		if b.lang != "sh" && b.lang != "bash" && b.lang != "console" && b.lang != "shell" {
 			continue
 		}
 		for _, c := range shellCommands(b.body) {
-			words := c.words
-			switch {
-			case len(words) >= 3 && words[0] == "go" && words[1] == "run" && words[2] == "./cmd/interlock":
-				words = words[3:]
-			case len(words) >= 1 && words[0] == "interlock":
-				words = words[1:]
-			default:
-				if checkOther(t, b, c) {
-					checked++
-				}
+			if checkInterlock(b.String(), c) || checkOther(t, b, c) {
+				checked++
+			}
+		}
+	}
+	// Inline code in prose: `interlock projections reset NAME`.
+	span := regexp.MustCompile("`((?:go run \\./cmd/)?interlock [a-z][^`]*)`")
+	for _, pg := range pages(t) {
+		inFence := false
+		for i, l := range pg.lines {
+			if fence.MatchString(l) {
+				inFence = !inFence
 				continue
 			}
-			checked++
-			if len(words) == 0 || strings.HasPrefix(words[0], "-") {
-				continue // interlock -h
-			}
-			path := ""
-			for _, p := range paths {
-				if len(p) > len(path) && strings.HasPrefix(strings.Join(words, " ")+" ", p+" ") {
-					path = p
-				}
-			}
-			if path == "" {
-				t.Errorf("%s: %q: no such interlock command (interlock -h lists %s)", b, c.text, strings.Join(paths, ", "))
+			if inFence {
 				continue
 			}
-			known := flags(path)
-			for _, w := range words[len(strings.Fields(path)):] {
-				if !strings.HasPrefix(w, "-") || w == "-" || w == "--" {
-					continue
-				}
-				name, _, _ := strings.Cut(strings.TrimLeft(w, "-"), "=")
-				if !known[name] {
-					t.Errorf("%s: %q: interlock %s has no flag --%s", b, c.text, path, name)
+			for _, m := range span.FindAllStringSubmatch(l, -1) {
+				for _, c := range shellCommands([]string{m[1]}) {
+					if checkInterlock(fmt.Sprintf("%s:%d", pg.path, i+1), c) {
+						checked++
+					}
 				}
 			}
 		}

@@ -34,6 +34,7 @@ var commands = []*command{
 	{path: "projections dlq list", args: "NAME", minArgs: 1, maxArgs: 1, summary: "list the events parked in a projection's dead-letter topic", flags: jsonFlag, run: dlqList},
 	{path: "projections dlq retry", args: "NAME KEY", minArgs: 2, maxArgs: 2, summary: "apply a key's parked events again and wait for the outcome", run: dlqRetry},
 	{path: "schema check", summary: "check the schemas against the registry, registering nothing (for CI)", run: schemaCheck},
+	{path: "healthcheck", summary: "ask the serve of this host whether it is ready: exit 0 if so, 1 if not (for container healthchecks)", flags: healthFlags, run: healthcheck},
 }
 
 func jsonFlag(fs *flag.FlagSet, inv *invocation) {

@@ -23,6 +23,7 @@
 //	projections dlq list NAME      events parked in the dead-letter topic
 //	projections dlq retry NAME KEY apply a key's parked events again
 //	schema check                   check the schemas against the registry, for CI
+//	healthcheck                    ask this host's serve whether it is ready (exit 0) or not (1)
 //
 // A binary adds its own commands with WithCommand. The commands that read
 // or change the cluster (topics, events, aggregate, projections) need

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/interlock-go/interlock"
 )
@@ -282,6 +283,9 @@ type invocation struct {
 	json, follow                bool
 	offset                      int64
 	since, aggregate, id, types string
+	live                        bool
+	addr                        string
+	timeout                     time.Duration
 }
 
 // app builds the user's application with the configuration's options

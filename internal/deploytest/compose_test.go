@@ -359,11 +359,13 @@ func TestComposeInterlockRuntime(t *testing.T) {
 		t.Errorf("stop_grace_period %v: serve drains for up to 30 s, want more", s.StopGracePeriod)
 	}
 
-	// The image is distroless: a healthcheck can only run the binary itself,
-	// in exec form.
-	if hc := s.HealthCheck; hc != nil && !hc.Disable {
-		if len(hc.Test) < 2 || hc.Test[0] != "CMD" || hc.Test[1] != "/interlock" {
-			t.Errorf("healthcheck %q: the image has no shell or curl; want [CMD /interlock ...]", hc.Test)
-		}
+	// The image is distroless: the healthcheck can only run the binary
+	// itself, in exec form: interlock healthcheck asks /readyz.
+	if hc := s.HealthCheck; hc == nil || hc.Disable {
+		t.Errorf("the service has no healthcheck; want [CMD /interlock healthcheck]")
+	} else if !slices.Equal(hc.Test, types.HealthCheckTest{"CMD", "/interlock", "healthcheck"}) {
+		t.Errorf("healthcheck %q: the image has no shell or curl; want [CMD /interlock healthcheck]", hc.Test)
+	} else if hc.Interval == nil || hc.Timeout == nil || hc.Retries == nil || hc.StartPeriod == nil {
+		t.Errorf("healthcheck needs interval, timeout, retries and start_period: %+v", hc)
 	}
 }
