@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"iter"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +22,22 @@ const root = ".."
 type page struct {
 	path  string // from the repository root, slash-separated
 	lines []string
+}
+
+// prose yields the page's lines outside code blocks, with their index.
+func (pg *page) prose() iter.Seq2[int, string] {
+	return func(yield func(int, string) bool) {
+		inFence := false
+		for i, l := range pg.lines {
+			if fence.MatchString(l) {
+				inFence = !inFence
+				continue
+			}
+			if !inFence && !yield(i, l) {
+				return
+			}
+		}
+	}
 }
 
 // block is a fenced code block of a page.
@@ -241,15 +258,7 @@ func isWholeFile(body []string) bool {
 func TestLinks(t *testing.T) {
 	link := regexp.MustCompile(`\]\(([^)\s]+)\)`)
 	for _, pg := range pages(t) {
-		inFence := false
-		for i, l := range pg.lines {
-			if fence.MatchString(l) {
-				inFence = !inFence
-				continue
-			}
-			if inFence {
-				continue
-			}
+		for i, l := range pg.prose() {
 			for _, m := range link.FindAllStringSubmatch(l, -1) {
 				target, _, _ := strings.Cut(m[1], "#")
 				if target == "" || strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
@@ -413,15 +422,7 @@ func TestShellCommands(t *testing.T) {
 	// Inline code in prose: `interlock projections reset NAME`.
 	span := regexp.MustCompile("`((?:go run \\./cmd/)?interlock [a-z][^`]*)`")
 	for _, pg := range pages(t) {
-		inFence := false
-		for i, l := range pg.lines {
-			if fence.MatchString(l) {
-				inFence = !inFence
-				continue
-			}
-			if inFence {
-				continue
-			}
+		for i, l := range pg.prose() {
 			for _, m := range span.FindAllStringSubmatch(l, -1) {
 				for _, c := range shellCommands([]string{m[1]}) {
 					if checkInterlock(fmt.Sprintf("%s:%d", pg.path, i+1), c) {
