@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"reflect"
 	"regexp"
-	"runtime/debug"
 
 	"github.com/oklog/ulid/v2"
 )
@@ -268,8 +267,8 @@ func (d *Definition[S]) Execute(inst *Instance, cmd any) (out Outcome, err error
 	}
 	r := &Root[S]{id: inst.ID, version: inst.Version, state: inst.State.(*S), def: d}
 	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("aggregate %q: handler of %T panicked: %v\n%s", d.name, cmd, p, debug.Stack())
+		if p := Recovered(fmt.Sprintf("aggregate %q: handler of %T", d.name, cmd), recover()); p != nil {
+			err = p
 		}
 	}()
 	res, herr := h.run(r, cmd)
@@ -284,12 +283,18 @@ func (d *Definition[S]) Execute(inst *Instance, cmd any) (out Outcome, err error
 }
 
 // Apply folds one recorded event into inst and advances its version. It
-// fails when the event's type has no applier.
-func (d *Definition[S]) Apply(inst *Instance, event any) error {
+// fails when the event's type has no applier, or its applier panics (a
+// *PanicError; inst must then be discarded).
+func (d *Definition[S]) Apply(inst *Instance, event any) (err error) {
 	ap, ok := d.appliers[reflect.TypeOf(event)]
 	if !ok {
 		return fmt.Errorf("aggregate %q: event %T has no applier", d.name, event)
 	}
+	defer func() {
+		if p := Recovered(fmt.Sprintf("aggregate %q: applier of %T", d.name, event), recover()); p != nil {
+			err = p
+		}
+	}()
 	ap.apply(inst.State.(*S), event)
 	inst.Version++
 	return nil

@@ -3,6 +3,7 @@ package aggregate
 import (
 	"errors"
 	"fmt"
+	"runtime/debug"
 )
 
 // ErrConcurrency is matched (errors.Is) by every expected-version conflict.
@@ -68,4 +69,37 @@ func Reject(err error) *RejectedError {
 		return &RejectedError{Reason: c.Error(), Conflict: c}
 	}
 	return &RejectedError{Reason: err.Error(), Err: err}
+}
+
+// PanicError is a panic of user code that Interlock called (a handler, an
+// applier, a middleware, a projection's handler), recovered: the command
+// fails or the event is retried, and the process goes on. Its message
+// names what panicked and the panic's value; the stack is for the log,
+// never for a caller.
+type PanicError struct {
+	// Where says what panicked: `aggregate "account": handler of bank.DepositMoney`.
+	Where string
+	// Value is what panic was called with.
+	Value any
+	// Stack is the panicking goroutine's stack.
+	Stack []byte
+}
+
+// Error names what panicked and the panic's value.
+func (e *PanicError) Error() string { return fmt.Sprintf("%s panicked: %v", e.Where, e.Value) }
+
+// Recovered turns the value of recover() into a *PanicError, with the
+// stack of the goroutine that called it; nil stays nil. Call it in the
+// deferred function itself:
+//
+//	defer func() {
+//		if p := aggregate.Recovered("my handler", recover()); p != nil {
+//			err = p
+//		}
+//	}()
+func Recovered(where string, value any) *PanicError {
+	if value == nil {
+		return nil
+	}
+	return &PanicError{Where: where, Value: value, Stack: debug.Stack()}
 }

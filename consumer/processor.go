@@ -835,7 +835,11 @@ func (p *Processor) handle(ctx context.Context, part *partition, st map[ulid.ULI
 			p.log.Debug("interlock: command rejected", "type", h.Type, "aggregate_id", id, "reason", rej.Reason)
 			return reject(producer.Rejected, rej.Reason, c)
 		}
-		p.log.Error("interlock: command failed", "type", h.Type, "aggregate_id", id, "err", err)
+		attrs := []any{"type", h.Type, "aggregate_id", id, "err", err}
+		if pe := (*aggregate.PanicError)(nil); errors.As(err, &pe) {
+			attrs = append(attrs, "stack", string(pe.Stack))
+		}
+		p.log.Error("interlock: command failed", attrs...)
 		return reject(producer.Failed, err.Error(), nil)
 	}
 	var result json.RawMessage
@@ -947,14 +951,24 @@ func (p *Processor) execute(ctx context.Context, route *producer.Route, inst *ag
 	var work *aggregate.Instance
 	var ran aggregate.Outcome
 	var ranErr error
-	out, err := p.cfg.Middleware(func(_ context.Context, m *middleware.Message) (middleware.Outcome, error) {
-		work = route.Type.Clone(inst)
-		ran, ranErr = route.Type.Execute(work, m.Command)
-		if ranErr != nil {
-			return middleware.Outcome{}, ranErr
-		}
-		return middleware.Outcome{Version: work.Version, Result: ran.Result, Events: ran.Events}, nil
-	})(ctx, m)
+	chain := func() (out middleware.Outcome, err error) {
+		// The handler recovers its own panics; a middleware's are caught
+		// here, and fail the command like them.
+		defer func() {
+			if pe := aggregate.Recovered("a handle-side middleware around "+m.Type, recover()); pe != nil {
+				out, err = middleware.Outcome{}, pe
+			}
+		}()
+		return p.cfg.Middleware(func(_ context.Context, m *middleware.Message) (middleware.Outcome, error) {
+			work = route.Type.Clone(inst)
+			ran, ranErr = route.Type.Execute(work, m.Command)
+			if ranErr != nil {
+				return middleware.Outcome{}, ranErr
+			}
+			return middleware.Outcome{Version: work.Version, Result: ran.Result, Events: ran.Events}, nil
+		})(ctx, m)
+	}
+	out, err := chain()
 	switch {
 	case err != nil:
 		return nil, aggregate.Outcome{}, err

@@ -141,7 +141,15 @@ func On[E, T any](p *Projection[T], fn func(ctx context.Context, tx T, e Event[E
 		p.errs = append(p.errs, fmt.Errorf("projection %q: event %v has two handlers", p.name, t))
 		return
 	}
-	p.handlers[t] = func(ctx context.Context, tx T, env aggregate.EventEnvelope, data any, pos producer.Position, md map[string]string) error {
+	where := fmt.Sprintf("projection %q: handler of %v", p.name, t)
+	p.handlers[t] = func(ctx context.Context, tx T, env aggregate.EventEnvelope, data any, pos producer.Position, md map[string]string) (err error) {
+		// A panic is the handler's error: retried, then parked (or the
+		// projection stopped), never the end of the process.
+		defer func() {
+			if pe := aggregate.Recovered(where, recover()); pe != nil {
+				err = pe
+			}
+		}()
 		return fn(ctx, tx, Event[E]{Event: aggregate.Event[E]{EventEnvelope: env, Data: *data.(*E)}, Position: pos, Metadata: md})
 	}
 	p.order = append(p.order, t)
@@ -156,7 +164,15 @@ func OnRecord[T any](p *Projection[T], topic string, fn func(ctx context.Context
 		p.errs = append(p.errs, fmt.Errorf("projection %q: topic %q has two record handlers, or is empty", p.name, topic))
 		return
 	}
-	p.raw[topic] = fn
+	where := fmt.Sprintf("projection %q: record handler of %s", p.name, topic)
+	p.raw[topic] = func(ctx context.Context, tx T, r *kgo.Record) (err error) {
+		defer func() {
+			if pe := aggregate.Recovered(where, recover()); pe != nil {
+				err = pe
+			}
+		}()
+		return fn(ctx, tx, r)
+	}
 }
 
 // Name is the projection's name: its family's name and, from version 2
@@ -212,4 +228,13 @@ func (p *Projection[T]) Handle(ctx context.Context, tx T, env aggregate.EventEnv
 		o.begin(env, nil)
 	}
 	return h(ctx, tx, env, ptr.Interface(), producer.Position{}, nil)
+}
+
+// errAttrs are the log attributes of a handler's error: the error, and the
+// stack of a panic (which the error's message leaves out).
+func errAttrs(err error) []any {
+	if pe := (*aggregate.PanicError)(nil); errors.As(err, &pe) {
+		return []any{"err", err, "stack", string(pe.Stack)}
+	}
+	return []any{"err", err}
 }

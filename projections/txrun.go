@@ -161,7 +161,7 @@ func (p *Projection[T]) txBatch(ctx context.Context, pr *Projector, sess *kgo.Gr
 			if st.failures[pos] > p.set.retries {
 				st.poison[pos] = err
 			}
-			pr.log.Warn("interlock: projection handler failed; retrying the batch", "attempt", st.failures[pos], "of", p.set.retries, "err", err)
+			pr.log.Warn("interlock: projection handler failed; retrying the batch", append([]any{"attempt", st.failures[pos], "of", p.set.retries}, errAttrs(err)...)...)
 			failed = err
 			break
 		}
