@@ -222,7 +222,9 @@ func TestGoBlocksCompile(t *testing.T) {
 	if err := os.WriteFile(ovFile, ov, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("go", append([]string{"build", "-overlay", ovFile}, pkgs...)...)
+	// -o a folder: go build writes a lone main package's binary into the
+	// current one otherwise.
+	cmd := exec.Command("go", append([]string{"build", "-overlay", ovFile, "-o", dir + string(filepath.Separator)}, pkgs...)...)
 	cmd.Dir = root
 	out, err := cmd.CombinedOutput()
 	if err == nil {
