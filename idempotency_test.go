@@ -3,6 +3,7 @@ package interlock_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -148,6 +149,62 @@ func TestLateCommandIsNotExecuted(t *testing.T) {
 	}
 	if evs := eventsOf(t, brokers, name+".bank-account.events", id); len(evs) != 0 {
 		t.Fatalf("%d events for a command handled after its deadline", len(evs))
+	}
+}
+
+// TestRetryGetsItsOwnOutcome (invariant 3): each Dispatch waits for the
+// reply to its own attempt. A first attempt that reached the processor
+// after its caller gave up is rejected; its retry, with the same command
+// ID, is applied and must be told so, not handed the first attempt's
+// rejection. Two calls with one command ID at once both get the outcome.
+func TestRetryGetsItsOwnOutcome(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	ctx := ctxT(t)
+	gateway := startApp(t, brokers, name, interlock.WithRoles(interlock.RoleDispatch))
+	id, cmdID := interlock.NewID(), interlock.NewID()
+	open := bank.OpenAccount{Command: interlock.To(id).WithID(cmdID), Owner: "ada"}
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if _, err := interlock.Dispatch(short, gateway, open); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("first attempt, no processor running: %v, want a deadline error", err)
+	}
+	retried := make(chan error, 1)
+	go func() {
+		res, err := interlock.Dispatch(ctx, gateway, open)
+		if err == nil && res.Version != 1 {
+			err = fmt.Errorf("applied at version %d, want 1", res.Version)
+		}
+		retried <- err
+	}()
+	// Both attempts wait in the commands topic before a processor starts.
+	for len(kafkatest.ReadAll(t, brokers, name+".bank-account.commands")) < 2 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	startApp(t, brokers, name, interlock.WithRoles(interlock.RoleProcess))
+	if err := <-retried; err != nil {
+		t.Fatalf("the retry: %v; want its own outcome, applied at version 1 (the first attempt was rejected for its deadline)", err)
+	}
+
+	dep := bank.DepositMoney{CommandOf: interlock.ToResult[bank.Balance](id).WithID(interlock.NewID()), Amount: 10}
+	results := make(chan error, 2)
+	for range 2 {
+		go func() {
+			res, err := interlock.Dispatch(ctx, gateway, dep)
+			if err == nil && (res.Version != 2 || res.Value.Balance != 10) {
+				err = fmt.Errorf("%+v, want balance 10 at version 2", res)
+			}
+			results <- err
+		}()
+	}
+	for range 2 {
+		if err := <-results; err != nil {
+			t.Errorf("one of two calls with one command ID: %v", err)
+		}
+	}
+	if evs := eventsOf(t, brokers, name+".bank-account.events", id); len(evs) != 2 {
+		t.Fatalf("%d events, want 2: the open and one deposit", len(evs))
 	}
 }
 

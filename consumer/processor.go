@@ -750,10 +750,14 @@ func (p *Processor) handle(ctx context.Context, part *partition, st map[ulid.ULI
 	h, err := producer.ParseHeaders(r)
 	var rep *pending
 	if h.ReplyTo >= 0 && h.ReplyTo < p.replies && h.Command.CommandID != (ulid.ULID{}) {
+		key := h.ReplyKey // the dispatcher's attempt; older dispatchers wait on the command ID
+		if key == nil {
+			key = []byte(h.Command.CommandID.String())
+		}
 		rep = &pending{
 			reply:     &producer.Reply{CommandID: h.Command.CommandID.String()},
 			partition: h.ReplyTo,
-			key:       []byte(h.Command.CommandID.String()),
+			key:       key,
 		}
 	} else if h.ReplyTo >= p.replies {
 		p.log.Warn("interlock: command asks for a reply on a partition that does not exist", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "reply_to", h.ReplyTo)

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/oklog/ulid/v2"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -172,7 +173,9 @@ func (d *Dispatcher) Lookup(t reflect.Type) (*Route, *Message, bool) {
 // When ctx ends first, Dispatch returns ctx's error; the command may still
 // be handled.
 func (d *Dispatcher) Dispatch(ctx context.Context, cmd any, env aggregate.Command, md map[string]string) (*Reply, error) {
-	key := env.CommandID.String()
+	// The reply to this attempt: a retry with the same command ID, or a
+	// second call with it at the same time, waits for its own.
+	key := ulid.Make().String()
 	ch := make(chan *Reply, 1)
 	if err := d.enter(); err != nil {
 		return nil, err
@@ -186,7 +189,7 @@ func (d *Dispatcher) Dispatch(ctx context.Context, cmd any, env aggregate.Comman
 		delete(d.waiting, key)
 		d.mu.Unlock()
 	}
-	if err := d.produce(ctx, cmd, env, md, d.partition); err != nil {
+	if err := d.produce(ctx, cmd, env, md, d.partition, key); err != nil {
 		forget()
 		return nil, err
 	}
@@ -195,7 +198,7 @@ func (d *Dispatcher) Dispatch(ctx context.Context, cmd any, env aggregate.Comman
 		return rep, nil
 	case <-ctx.Done():
 		forget()
-		return nil, fmt.Errorf("waiting for the reply to command %s: %w", key, ctx.Err())
+		return nil, fmt.Errorf("waiting for the reply to command %s: %w", env.CommandID, ctx.Err())
 	case <-d.done:
 		forget()
 		return nil, fmt.Errorf("waiting for the reply to command %s: %w", key, ErrClosed)
@@ -210,7 +213,7 @@ func (d *Dispatcher) Send(ctx context.Context, cmd any, env aggregate.Command, m
 		return err
 	}
 	defer d.inflight.Done()
-	return d.produce(ctx, cmd, env, md, -1)
+	return d.produce(ctx, cmd, env, md, -1, "")
 }
 
 func (d *Dispatcher) enter() error {
@@ -223,7 +226,7 @@ func (d *Dispatcher) enter() error {
 	return nil
 }
 
-func (d *Dispatcher) produce(ctx context.Context, cmd any, env aggregate.Command, md map[string]string, replyTo int32) error {
+func (d *Dispatcher) produce(ctx context.Context, cmd any, env aggregate.Command, md map[string]string, replyTo int32, replyKey string) error {
 	route, msg, ok := d.Lookup(reflect.TypeOf(cmd))
 	if !ok {
 		return fmt.Errorf("%w %T: register the aggregate that handles it", ErrUnknownCommand, cmd)
@@ -235,6 +238,9 @@ func (d *Dispatcher) produce(ctx context.Context, cmd any, env aggregate.Command
 	rec, err := CommandRecord(route, msg, cmd, env, md, replyTo, deadline)
 	if err != nil {
 		return err
+	}
+	if replyKey != "" {
+		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: HeaderReplyKey, Value: []byte(replyKey)})
 	}
 	if err := d.producer.ProduceSync(ctx, rec).FirstErr(); err != nil {
 		return fmt.Errorf("sending command %s: %w", msg.Name, err)

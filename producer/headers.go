@@ -25,9 +25,13 @@ const (
 	HeaderCausationID     = "interlock-causation-id"
 	HeaderExpectedVersion = "interlock-expected-version"
 	HeaderReplyTo         = "interlock-reply-to"
-	HeaderDeadline        = "interlock-deadline"
-	HeaderTime            = "interlock-time"
-	HeaderCodec           = "interlock-codec"
+	// HeaderReplyKey is the key of the reply a dispatcher waits for: one
+	// per attempt, so a retry with the same command ID is never handed
+	// the outcome of an earlier attempt.
+	HeaderReplyKey = "interlock-reply-key"
+	HeaderDeadline = "interlock-deadline"
+	HeaderTime     = "interlock-time"
+	HeaderCodec    = "interlock-codec"
 	// HeaderResult is on the last event of a command whose handler
 	// returned a result: the result as JSON.
 	HeaderResult = "interlock-result"
@@ -47,6 +51,9 @@ type Headers struct {
 	// ReplyTo is the replies partition a command's dispatcher reads, or -1
 	// when no reply is wanted.
 	ReplyTo int32
+	// ReplyKey is the key to give the reply (a slice of the record's
+	// header), or nil: then the command ID is.
+	ReplyKey []byte
 	// Deadline, when set, is when the command's caller stops waiting: a
 	// processor that gets the command later rejects it.
 	Deadline time.Time
@@ -152,6 +159,11 @@ func (h *Headers) parseEnvelope(r *kgo.Record, i int, kept *keptStrings) error {
 			return fmt.Errorf("header %s: %q is not a partition", kv.Key, kv.Value)
 		}
 		h.ReplyTo = int32(n)
+	case HeaderReplyKey:
+		if len(kv.Value) == 0 || len(kv.Value) > maxReplyKey {
+			return fmt.Errorf("header %s: %d bytes, want 1 to %d", kv.Key, len(kv.Value), maxReplyKey)
+		}
+		h.ReplyKey = kv.Value
 	}
 	return nil
 }
@@ -288,6 +300,9 @@ func appendULID(b []byte, id ulid.ULID) []byte {
 	_ = id.MarshalTextTo(b[n:]) // cannot fail: there is room
 	return b
 }
+
+// maxReplyKey bounds a reply key: a dispatcher's are ULIDs.
+const maxReplyKey = 64
 
 // maxTimeLen is the longest RFC 3339 time in UTC with nanoseconds (years
 // of four digits; longer ones only grow the buffer).
