@@ -16,9 +16,6 @@ import (
 	"time"
 
 	"github.com/interlock-go/interlock"
-	"github.com/interlock-go/interlock/internal/kafkatest"
-	"github.com/interlock-go/interlock/internal/pgtest"
-	"github.com/interlock-go/interlock/internal/redistest"
 	"github.com/interlock-go/interlock/service"
 )
 
@@ -39,8 +36,18 @@ func TestServe(t *testing.T) {
 	if code, body := b.post(t, "/v1/commands/DepositMoney", fmt.Sprintf(`{"aggregateId": %q, "payload": {"amount": 5000000}}`, id)); code != http.StatusUnprocessableEntity || !strings.Contains(body, "fraud check") {
 		t.Errorf("a deposit over the limit: %d %s, want 422 and the fraud check's reason", code, body)
 	}
-	if n := b.metric(t, "interlock_commands_total"); n < 3 {
-		t.Errorf("/metrics counts %v commands, want at least 3", n)
+	// serve's metrics count the commands; the rejection is counted on the
+	// dispatch side, where its reply arrives (serve puts its metrics
+	// inside your middleware, so on the handle side the fraud check
+	// refuses the deposit before they see it).
+	if n := b.metric(t, "interlock_commands_total", `side="dispatch"`, `type="DepositMoney"`, `outcome="applied"`); n != 1 {
+		t.Errorf("/metrics counts %v applied deposits, want 1", n)
+	}
+	if n := b.metric(t, "interlock_commands_total", `side="dispatch"`, `type="DepositMoney"`, `outcome="rejected"`); n != 1 {
+		t.Errorf("/metrics counts %v rejected deposits, want 1", n)
+	}
+	if n := b.metric(t, "interlock_commands_total", `side="handle"`, `type="DepositMoney"`, `outcome="rejected"`); n != 0 {
+		t.Errorf("/metrics counts %v deposits rejected on the handle side, want 0: the fraud check is outside serve's metrics", n)
 	}
 	b.stop(t)
 }
@@ -49,10 +56,9 @@ func TestServe(t *testing.T) {
 // after a restart it does not replay the log from the start: it loads the
 // account's snapshot, and the account goes on from where it was.
 func TestServeRedisSnapshots(t *testing.T) {
-	rdb, prefix := redistest.Client(t)
-	brokers := strings.Join(kafkatest.Brokers(t), ",")
-	args := []string{"--brokers", brokers, "--name", kafkatest.Name(t), "--partitions", "3",
-		"--redis", redistest.URL(t), "--redis-key-prefix", prefix}
+	rdb, url, prefix := testRedis(t)
+	args := []string{"--brokers", testBrokers(t), "--name", testName(t), "--partitions", "3",
+		"--redis", url, "--redis-key-prefix", prefix}
 
 	first := serve(t, args...)
 	id := interlock.NewID()
@@ -96,17 +102,11 @@ func TestServeRedisSnapshots(t *testing.T) {
 // TestServeQueries: with a PostgreSQL DSN the service runs the read model,
 // and the gateway answers its queries, after the command's positions.
 func TestServeQueries(t *testing.T) {
-	_, schema := pgtest.Pool(t)
-	dsn := os.Getenv("INTERLOCK_TEST_POSTGRES_DSN")
-	sep := "?"
-	if strings.Contains(dsn, "?") {
-		sep = "&"
-	}
 	dsnFile := filepath.Join(t.TempDir(), "dsn")
-	if err := os.WriteFile(dsnFile, []byte(dsn+sep+"search_path="+schema), 0o600); err != nil {
+	if err := os.WriteFile(dsnFile, []byte(testPostgresDSN(t)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	b := serve(t, "--brokers", strings.Join(kafkatest.Brokers(t), ","), "--name", kafkatest.Name(t), "--partitions", "3",
+	b := serve(t, "--brokers", testBrokers(t), "--name", testName(t), "--partitions", "3",
 		"--postgres-dsn-file", dsnFile)
 
 	id := interlock.NewID()
@@ -247,8 +247,9 @@ func (r *running) do(t *testing.T, req *http.Request) (int, string) {
 	return res.StatusCode, string(b)
 }
 
-// metric returns the sum of a metric's series on /metrics.
-func (r *running) metric(t *testing.T, name string) float64 {
+// metric returns the sum of the series of a metric on /metrics whose
+// labels include every one of labels (as name="value").
+func (r *running) metric(t *testing.T, name string, labels ...string) float64 {
 	t.Helper()
 	code, body := r.get(t, "/metrics")
 	if code != http.StatusOK {
@@ -259,6 +260,9 @@ func (r *running) metric(t *testing.T, name string) float64 {
 		if !strings.HasPrefix(line, name+" ") && !strings.HasPrefix(line, name+"{") {
 			continue
 		}
+		if !allIn(line, labels) {
+			continue
+		}
 		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
 		if err != nil {
 			t.Fatalf("/metrics: %q: %v", line, err)
@@ -266,6 +270,15 @@ func (r *running) metric(t *testing.T, name string) float64 {
 		sum += v
 	}
 	return sum
+}
+
+func allIn(line string, labels []string) bool {
+	for _, l := range labels {
+		if !strings.Contains(line, l) {
+			return false
+		}
+	}
+	return true
 }
 
 // syncBuffer collects the service's JSON logs.
