@@ -163,6 +163,12 @@ func serve(t *testing.T, args ...string) *running {
 		if addr := r.logs.attr("serving /metrics, /healthz and /readyz", "addr"); addr != "" {
 			r.base = "http://" + addr
 		}
+		select {
+		case err := <-r.done:
+			r.done <- err // for the cleanup
+			t.Fatalf("serve ended before it served HTTP: %v", err)
+		default:
+		}
 		if time.Now().After(deadline) {
 			t.Fatal("the service never served HTTP")
 		}
