@@ -75,7 +75,7 @@ func (a *App) ensureTopics(ctx context.Context, adm *kadm.Client) error {
 	for _, r := range a.routes() {
 		c, e := len(existing[r.CommandsTopic].Partitions), len(existing[r.EventsTopic].Partitions)
 		if c != e {
-			return fmt.Errorf("%w: %s has %d partitions but %s has %d: an aggregate's commands and events must share partition numbers; recreate one of them or add partitions so they match", ErrTopology, r.CommandsTopic, c, r.EventsTopic, e)
+			return fmt.Errorf("%w: %s has %d partitions but %s has %d: an aggregate's commands and events must share partition numbers; recreate the topics while they hold no events (adding partitions to an events topic that holds events moves aggregates to other partitions, splitting their histories)", ErrTopology, r.CommandsTopic, c, r.EventsTopic, e)
 		}
 	}
 	return nil

@@ -360,8 +360,9 @@ func projectionsRebuild(ctx context.Context, inv *invocation) error {
      while version %[2]d keeps answering queries.
   2. Deploy. '%[5]s projections status %[4]s.v%[3]d' shows its progress; Ask switches to it
      once it has caught up.
-  3. Remove version %[2]d from the code, deploy again, and, if its sink keeps data,
-     '%[5]s projections reset %[1]s' to drop it.
+  3. Remove version %[2]d from the code and deploy again. To drop the data its sink keeps,
+     run '%[5]s projections reset %[1]s' with the previous release's binary (where
+     version %[2]d is still registered) once no instance runs it, or drop its tables by hand.
 
 To rebuild in place instead (the read model is unavailable meanwhile): stop every instance
 that runs it, '%[5]s projections reset %[1]s', and start them again.

@@ -174,8 +174,9 @@ func ExampleRun() {
 	//      while version 1 keeps answering queries.
 	//   2. Deploy. 'interlock projections status bank-transfer-saga.v2' shows its progress; Ask switches to it
 	//      once it has caught up.
-	//   3. Remove version 1 from the code, deploy again, and, if its sink keeps data,
-	//      'interlock projections reset bank-transfer-saga' to drop it.
+	//   3. Remove version 1 from the code and deploy again. To drop the data its sink keeps,
+	//      run 'interlock projections reset bank-transfer-saga' with the previous release's binary (where
+	//      version 1 is still registered) once no instance runs it, or drop its tables by hand.
 	//
 	// To rebuild in place instead (the read model is unavailable meanwhile): stop every instance
 	// that runs it, 'interlock projections reset bank-transfer-saga', and start them again.
