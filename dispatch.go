@@ -94,6 +94,10 @@ func (a *App) dispatch(ctx context.Context, cmd any, async bool, decode func(jso
 		return res, err
 	}
 	var rep *producer.Reply // the last reply the chain got, for its positions
+	errorFor := func(string) error { return nil }
+	if route, _, ok := d.Lookup(t); ok { // message checked it is
+		errorFor = route.Type.ErrorFor
+	}
 	out, err := a.dispatchChain(func(ctx context.Context, m *middleware.Message) (middleware.Outcome, error) {
 		if reflect.TypeOf(m.Command) != t {
 			return middleware.Outcome{}, fmt.Errorf("%w: a middleware replaced the %v command with a %T", ErrFailed, t, m.Command)
@@ -108,7 +112,7 @@ func (a *App) dispatch(ctx context.Context, cmd any, async bool, decode func(jso
 		if rep, err = d.Dispatch(ctx, m.Command, env, m.Metadata); err != nil {
 			return middleware.Outcome{}, err
 		}
-		return outcome(m.Command, rep, decode)
+		return outcome(m.Command, rep, decode, errorFor)
 	})(ctx, m)
 	res.CommandID = m.Envelope().CommandID
 	if err != nil {
@@ -122,7 +126,7 @@ func (a *App) dispatch(ctx context.Context, cmd any, async bool, decode func(jso
 }
 
 // outcome turns a reply into the outcome or the error Dispatch returns.
-func outcome(cmd any, rep *producer.Reply, decode func(json.RawMessage) (any, error)) (middleware.Outcome, error) {
+func outcome(cmd any, rep *producer.Reply, decode func(json.RawMessage) (any, error), errorFor func(string) error) (middleware.Outcome, error) {
 	switch rep.Status {
 	case producer.Applied:
 		v, err := decode(rep.Result)
@@ -131,7 +135,7 @@ func outcome(cmd any, rep *producer.Reply, decode func(json.RawMessage) (any, er
 		}
 		return middleware.Outcome{Version: rep.Version, Result: v}, nil
 	case producer.Rejected:
-		rej := &RejectedError{Reason: rep.Reason}
+		rej := &RejectedError{Reason: rep.Reason, Err: errorFor(rep.Code)}
 		if rep.Conflict != nil {
 			rej.Conflict = &ConcurrencyError{Expected: rep.Conflict.Expected, Actual: rep.Conflict.Actual}
 		}

@@ -163,3 +163,27 @@ func TestReady(t *testing.T) {
 		t.Fatal("ready after Close")
 	}
 }
+
+// TestDeclaredRejections: a rejection whose handler error matches one the
+// aggregate declared (aggregate.Errors) matches it after Dispatch too, in
+// the caller's process; other rejections carry their message only.
+func TestDeclaredRejections(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	app := startApp(t, brokers, kafkatest.Name(t))
+	ctx := ctxT(t)
+	id := open(t, ctx, app)
+	_, err := interlock.Dispatch(ctx, app, bank.WithdrawMoney{CommandOf: interlock.ToResult[bank.Balance](id), Amount: 10})
+	var rej *interlock.RejectedError
+	if !errors.Is(err, bank.ErrInsufficientFunds) || !errors.Is(err, interlock.ErrRejected) || !errors.As(err, &rej) ||
+		rej.Reason != "insufficient funds: balance 0, withdrawal 10" {
+		t.Errorf("overdraft: %v; want a rejection matching bank.ErrInsufficientFunds, with the handler's message", err)
+	}
+	if errors.Is(err, bank.ErrNotOpen) {
+		t.Errorf("overdraft: %v matches bank.ErrNotOpen", err)
+	}
+	_, err = interlock.Dispatch(ctx, app, deposit(interlock.NewID(), 5))
+	if !errors.Is(err, bank.ErrNotOpen) {
+		t.Errorf("deposit to no account: %v; want bank.ErrNotOpen", err)
+	}
+}

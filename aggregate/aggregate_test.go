@@ -2,6 +2,7 @@ package aggregate_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -122,6 +123,10 @@ func TestValidate(t *testing.T) {
 		{"bad name", aggregate.Define[cart]("9lives", aggregate.Handle(func(*aggregate.Root[cart], add) error { return nil })), "lowercase"},
 		{"declared event without applier", aggregate.Define[cart]("c", aggregate.Handle(func(*aggregate.Root[cart], add) error { return nil }),
 			aggregate.Emits[cart, ghost]()), "event aggregate_test.ghost has no applier"},
+		{"nil declared error", aggregate.Define[cart]("c", aggregate.Handle(func(*aggregate.Root[cart], add) error { return nil }),
+			aggregate.Errors[cart](nil)), "a nil error"},
+		{"two declared errors, one message", aggregate.Define[cart]("c", aggregate.Handle(func(*aggregate.Root[cart], add) error { return nil }),
+			aggregate.Errors[cart](errors.New("full"), errors.New("full"))), `two errors say "full"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -154,5 +159,20 @@ func TestPrepare(t *testing.T) {
 	var target add
 	if !aggregate.SetEnvelope(&target, env) || target.CommandID != c.CommandID {
 		t.Fatal("SetEnvelope did not set the envelope")
+	}
+}
+
+// TestDeclaredErrors: a handler error matching a declared error has that
+// error's message as its code, which leads back to the declared error.
+func TestDeclaredErrors(t *testing.T) {
+	errFull, errClosed := errors.New("cart full"), errors.New("cart closed")
+	def := aggregate.Define[cart]("c", aggregate.Handle(func(*aggregate.Root[cart], add) error { return nil }),
+		aggregate.Errors[cart](errFull, errClosed))
+	wrapped := fmt.Errorf("%w: 10 items", errClosed)
+	if code := def.ErrorCode(wrapped); code != "cart closed" || def.ErrorFor(code) != errClosed {
+		t.Errorf("code of %v: %q -> %v; want %q -> errClosed", wrapped, code, def.ErrorFor(code), "cart closed")
+	}
+	if code := def.ErrorCode(errors.New("other")); code != "" || def.ErrorFor("") != nil || def.ErrorFor("nope") != nil {
+		t.Errorf("an undeclared error has code %q", code)
 	}
 }

@@ -21,6 +21,8 @@ type Definition[S any] struct {
 	events   []Message
 	errs     []error
 	clone    func(*S) *S
+	// rejections are the errors declared with Errors.
+	rejections []error
 }
 
 // Option configures a Definition: a command handler or an event applier.
@@ -112,6 +114,50 @@ func register[S, C any](result reflect.Type, run func(*Root[S], any) (any, error
 		d.handlers[t] = handler[S]{run: run}
 		d.commands = append(d.commands, Message{Name: t.Name(), Type: t, Result: result})
 	})
+}
+
+// Errors declares the errors this aggregate's handlers reject commands with
+// that callers branch on, sentinels such as ErrInsufficientFunds. Across
+// Kafka a rejection carries only its message, so errors.Is could not match
+// it in the caller's process; a rejection whose handler error matches a
+// declared error (errors.Is) also carries that error's message as its
+// code, and the error Dispatch returns then matches the declared error
+// too. The message is the code: changing it is a change of the contract
+// between versions of the code. Default: none.
+func Errors[S any](errs ...error) Option[S] {
+	return optionFunc[S](func(d *Definition[S]) {
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				d.errs = append(d.errs, fmt.Errorf("aggregate %q: Errors: a nil error", d.name))
+			case d.ErrorFor(err.Error()) != nil:
+				d.errs = append(d.errs, fmt.Errorf("aggregate %q: Errors: two errors say %q", d.name, err))
+			default:
+				d.rejections = append(d.rejections, err)
+			}
+		}
+	})
+}
+
+// ErrorCode returns the code of a handler's error: the message of the
+// first declared error (Errors) it matches, or "".
+func (d *Definition[S]) ErrorCode(err error) string {
+	for _, e := range d.rejections {
+		if errors.Is(err, e) {
+			return e.Error()
+		}
+	}
+	return ""
+}
+
+// ErrorFor returns the declared error (Errors) whose code is code, or nil.
+func (d *Definition[S]) ErrorFor(code string) error {
+	for _, e := range d.rejections {
+		if code != "" && e.Error() == code {
+			return e
+		}
+	}
+	return nil
 }
 
 // Apply registers f as the applier of event type E: it folds one event into
@@ -313,6 +359,8 @@ type Type interface {
 	Clone(*Instance) *Instance
 	Execute(inst *Instance, cmd any) (Outcome, error)
 	Apply(inst *Instance, event any) error
+	ErrorCode(err error) string
+	ErrorFor(code string) error
 }
 
 var _ Type = (*Definition[struct{}])(nil)

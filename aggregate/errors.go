@@ -21,7 +21,8 @@ type RejectedError struct {
 	// Conflict is set when the rejection is an expected-version conflict.
 	Conflict *ConcurrencyError
 	// Err is the handler's error, in the process that ran the handler (a
-	// test, a scenario). Across Kafka only Reason travels.
+	// test, a scenario). Across Kafka it is the declared error (see
+	// Errors) the handler's error matched, or nil.
 	Err error
 }
 

@@ -837,6 +837,9 @@ func (p *Processor) handle(ctx context.Context, part *partition, st map[ulid.ULI
 				c = &producer.Conflict{Expected: rej.Conflict.Expected, Actual: rej.Conflict.Actual}
 			}
 			p.log.Debug("interlock: command rejected", "type", h.Type, "aggregate_id", id, "reason", rej.Reason)
+			if rep != nil && rej.Err != nil {
+				rep.reply.Code = route.Type.ErrorCode(rej.Err)
+			}
 			return reject(producer.Rejected, rej.Reason, c)
 		}
 		attrs := []any{"type", h.Type, "aggregate_id", id, "err", err}

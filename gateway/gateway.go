@@ -11,13 +11,15 @@
 // {"commandId", "version", "positions", "result"}. A query's "after" takes
 // the positions a command's answer gave: read your writes.
 //
-// Errors are JSON, {"error": {"code": …, "message": …}}, with these
-// statuses: 400 a body that is not valid (malformed JSON, an unknown field,
-// a missing aggregate ID), 401 no or a wrong token, 404 an unknown type, 409
-// an expected-version conflict, 413 a body over the limit, 422 a command
-// the domain rejected, 503 the application not ready or closing, 504 no
-// answer in time (the command may still be applied: retry it with its
-// command ID), 500 a command that failed.
+// Errors are JSON, {"error": {"code": …, "message": …, "reason": …}}, with
+// these statuses: 400 a body that is not valid (malformed JSON, an unknown
+// field, a missing aggregate ID), 401 no or a wrong token, 404 an unknown
+// type, 409 an expected-version conflict, 413 a body over the limit, 422 a
+// command the domain rejected, 503 the application not ready or closing,
+// 504 no answer in time (the command may still be applied: retry it with
+// its command ID), 500 a command that failed. A rejection's "reason" is
+// the error the aggregate declared (aggregate.Errors) that it matched, if
+// any: a stable value to branch on, where the message carries details.
 package gateway
 
 import (
@@ -254,7 +256,11 @@ func (g *Gateway) failDispatch(w http.ResponseWriter, r *http.Request, id ulid.U
 	case errors.Is(err, interlock.ErrConcurrency):
 		g.fail(w, r, http.StatusConflict, "concurrency", err)
 	case errors.As(err, &rej):
-		g.fail(w, r, http.StatusUnprocessableEntity, "rejected", errors.New(rej.Reason))
+		var declared string // the aggregate's declared error, for clients to branch on
+		if rej.Err != nil {
+			declared = rej.Err.Error()
+		}
+		g.failWith(w, r, http.StatusUnprocessableEntity, "rejected", errors.New(rej.Reason), declared)
 	case errors.Is(err, interlock.ErrNotStarted), errors.Is(err, interlock.ErrClosed):
 		w.Header().Set("Retry-After", "1")
 		g.fail(w, r, http.StatusServiceUnavailable, "not_ready", err)
@@ -275,12 +281,20 @@ type errorBody struct {
 	Error struct {
 		Code    string `json:"code"`
 		Message string `json:"message"`
+		// Reason is the declared error (aggregate.Errors) a rejection
+		// matched: a stable value to branch on, where the message may
+		// carry details.
+		Reason string `json:"reason,omitempty"`
 	} `json:"error"`
 }
 
 func (g *Gateway) fail(w http.ResponseWriter, r *http.Request, status int, code string, err error) {
+	g.failWith(w, r, status, code, err, "")
+}
+
+func (g *Gateway) failWith(w http.ResponseWriter, r *http.Request, status int, code string, err error, reason string) {
 	var b errorBody
-	b.Error.Code, b.Error.Message = code, err.Error()
+	b.Error.Code, b.Error.Message, b.Error.Reason = code, err.Error(), reason
 	g.cfg.Logger.LogAttrs(r.Context(), slog.LevelInfo, "interlock: gateway request failed",
 		slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Int("status", status), slog.String("err", err.Error()))
 	g.reply(w, status, b)

@@ -140,6 +140,11 @@ func TestGateway(t *testing.T) {
 			}
 		})
 	}
+	// A rejection with an error the aggregate declared names it.
+	if r := post(t, srv, bearer, "/v1/commands/WithdrawMoney", `{"aggregateId":"`+id+`","payload":{"amount":1000}}`); r.status != 422 ||
+		r.body["error"].(map[string]any)["reason"] != bank.ErrInsufficientFunds.Error() {
+		t.Errorf("overdraft: %d %v, want 422 with reason %q", r.status, r.body, bank.ErrInsufficientFunds)
+	}
 	// The deposit was applied once, whatever came after.
 	b := post(t, srv, bearer, "/v1/queries/BalanceOf", `{"query":{"ID":"`+id+`"},"after":`+string(positions)+`}`)
 	if fmt.Sprint(b.body["result"]) != "map[Balance:40 Events:2 Owner:ada]" {

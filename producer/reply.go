@@ -36,6 +36,9 @@ type Reply struct {
 	Positions []Position      `json:"positions,omitempty"`
 	Result    json.RawMessage `json:"result,omitempty"`
 	Reason    string          `json:"reason,omitempty"`
+	// Code names the declared error (aggregate.Errors) a rejection
+	// matched.
+	Code string `json:"code,omitempty"`
 	// Expected and Actual are set on a version conflict.
 	Conflict *Conflict `json:"conflict,omitempty"`
 }

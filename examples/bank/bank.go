@@ -102,6 +102,8 @@ func Accounts() *aggregate.Definition[Account] {
 		aggregate.Apply(func(s *Account, e TransferCredited) { s.Balance += e.Amount }),
 		aggregate.Apply(func(s *Account, e TransferCreditRefused) {}),
 		aggregate.Apply(func(s *Account, e TransferRefunded) { s.Balance += e.Amount }),
+		// Callers branch on these with errors.Is, after Dispatch too.
+		aggregate.Errors[Account](ErrAlreadyOpen, ErrNoOwner, ErrNotOpen, ErrInvalidAmount, ErrInsufficientFunds),
 	)
 }
 

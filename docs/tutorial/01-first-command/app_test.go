@@ -34,10 +34,11 @@ func TestOpenAccountOnKafka(t *testing.T) {
 		t.Errorf("version %d after the first command, want 1", res.Version)
 	}
 
-	// The second OpenAccount comes back rejected, with the reason.
+	// The second OpenAccount comes back rejected, with the reason, and
+	// matches the error the aggregate declared.
 	_, err = interlock.Dispatch(ctx, app, bank.OpenAccount{Command: aggregate.To(id), Owner: "Bob", Email: "bob@example.com"})
 	var rejected *interlock.RejectedError
-	if !errors.As(err, &rejected) || rejected.Reason != "account already open" {
+	if !errors.As(err, &rejected) || rejected.Reason != "account already open" || !errors.Is(err, bank.ErrAlreadyOpen) {
 		t.Fatalf("second open: %v, want a rejection: account already open", err)
 	}
 

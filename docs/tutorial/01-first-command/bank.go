@@ -43,6 +43,8 @@ func Accounts() *aggregate.Definition[Account] {
 	return aggregate.Define[Account]("account",
 		aggregate.Handle(open),
 		aggregate.Apply(opened),
+		// Rejections callers branch on with errors.Is, after Dispatch too.
+		aggregate.Errors[Account](ErrAlreadyOpen, ErrNoOwner, ErrBadEmail),
 	)
 }
 

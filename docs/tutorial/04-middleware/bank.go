@@ -83,6 +83,8 @@ func Accounts() *aggregate.Definition[Account] {
 		aggregate.Apply(opened),
 		aggregate.Apply(deposited),
 		aggregate.Apply(withdrawn),
+		// Rejections callers branch on with errors.Is, after Dispatch too.
+		aggregate.Errors[Account](ErrAlreadyOpen, ErrNoOwner, ErrBadEmail, ErrNotOpen, ErrBadAmount, ErrInsufficientFunds),
 	)
 }
 

@@ -133,6 +133,7 @@ func Transfers() *aggregate.Definition[Transfer] {
 		}),
 		aggregate.Apply(func(s *Transfer, e TransferCompleted) { s.Status = "completed" }),
 		aggregate.Apply(func(s *Transfer, e TransferFailed) { s.Status, s.Reason = "failed", e.Reason }),
+		aggregate.Errors[Transfer](ErrSameAccount, ErrNoAccounts, ErrAlreadyStarted),
 	)
 }
 

@@ -94,6 +94,8 @@ func Accounts() *aggregate.Definition[Account] {
 		aggregate.Apply(credited),
 		aggregate.Apply(func(*Account, TransferCreditRefused) {}),
 		aggregate.Apply(refunded),
+		// Rejections callers branch on with errors.Is, after Dispatch too.
+		aggregate.Errors[Account](ErrAlreadyOpen, ErrNoOwner, ErrBadEmail, ErrNotOpen, ErrBadAmount, ErrInsufficientFunds),
 	)
 }
 
