@@ -2,11 +2,14 @@ package service
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -65,7 +68,18 @@ func newServer(ctx context.Context, inv *invocation) (*server, error) {
 		if prefix == "" {
 			prefix = cfg.Name
 		}
-		store, err := snapshot.NewRedis(ctx, snapshot.RedisConfig{URL: cfg.RedisURL, Password: cfg.RedisPassword, KeyPrefix: prefix})
+		rc := snapshot.RedisConfig{URL: cfg.RedisURL, Password: cfg.RedisPassword, KeyPrefix: prefix}
+		if cfg.RedisTLSCAFile != "" {
+			pem, err := os.ReadFile(cfg.RedisTLSCAFile)
+			if err != nil {
+				return nil, fmt.Errorf("serve: --redis-tls-ca-file: %w", pathErr(err))
+			}
+			rc.TLS = &tls.Config{RootCAs: x509.NewCertPool(), MinVersion: tls.VersionTLS12}
+			if !rc.TLS.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("serve: --redis-tls-ca-file %s: no PEM certificate in it", cfg.RedisTLSCAFile)
+			}
+		}
+		store, err := snapshot.NewRedis(ctx, rc)
 		if err != nil {
 			return nil, fmt.Errorf("serve: snapshot store: %w", err)
 		}
