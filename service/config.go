@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -383,7 +384,7 @@ func build(get map[string]string, secrets []string, stderr io.Writer) (*Config, 
 		Name: get["name"], InstanceID: get["instance-id"],
 		RedisURL: get["redis"], RedisPassword: get["redis-password-file"], RedisKeyPrefix: get["redis-key-prefix"],
 		RedisTLSCAFile: get["redis-tls-ca-file"],
-		PostgresDSN:    get["postgres-dsn-file"], secrets: secrets,
+		PostgresDSN:    get["postgres-dsn-file"], secrets: append(secrets, urlPassword(get["redis"])...),
 		TLS: TLSConfig{
 			CAFile: get["tls-ca-file"], CertFile: get["tls-cert-file"], KeyFile: get["tls-key-file"],
 			ServerName: get["tls-server-name"],
@@ -608,6 +609,30 @@ func secretParts(s string) []string {
 	}
 	if len(out) == 0 {
 		out = append(out, s)
+	}
+	return out
+}
+
+// urlPassword returns the password of a URL setting that is not a secret
+// as a whole (redis://user:password@host), as written and unescaped; none
+// when it has none.
+func urlPassword(s string) []string {
+	i := strings.Index(s, "://")
+	if i < 0 {
+		return nil
+	}
+	rest := s[i+3:]
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return nil
+	}
+	_, pw, ok := strings.Cut(rest[:at], ":")
+	if !ok || pw == "" {
+		return nil
+	}
+	out := []string{pw}
+	if u, err := url.PathUnescape(pw); err == nil && u != pw {
+		out = append(out, u)
 	}
 	return out
 }

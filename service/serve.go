@@ -26,6 +26,9 @@ import (
 // serve runs the application until ctx ends, with its metrics and health
 // on HTTP.
 func serve(ctx context.Context, inv *invocation) error {
+	// What it runs with, secrets redacted (Config.LogValue), for whoever
+	// must find out why it does not connect.
+	inv.cfg.Logger.Info("interlock: serve", "config", inv.cfg)
 	svc, err := newServer(ctx, inv)
 	if err != nil {
 		return err
