@@ -229,8 +229,10 @@ func WithIdempotencyWindow(n int) Option {
 
 // WithObserver adds an observer of the processor: a value implementing one
 // or more of consumer.BatchObserver (every transaction: commands by
-// outcome, committed or not, duration) and consumer.RestoreObserver (every
-// partition restore: events replayed, duration). Its methods run on the
+// outcome, committed or not, duration), consumer.RestoreObserver (every
+// partition restore: events replayed, duration) and
+// consumer.BadRecordObserver (every record it cannot use, with a fixed
+// reason). Its methods run on the
 // processor's loop: keep them quick. Package metrics provides one for
 // Prometheus. Default: none.
 func WithObserver(o any) Option {

@@ -20,3 +20,13 @@ func (m *Metrics) OnRestore(r consumer.Restore) {
 	m.restores.WithLabelValues(r.Topic).Observe(r.Duration.Seconds())
 	m.replayed.WithLabelValues(r.Topic).Add(float64(r.Events))
 }
+
+// OnBadRecord implements consumer.BadRecordObserver: it counts the record
+// by kind (command or event) and reason.
+func (m *Metrics) OnBadRecord(b consumer.BadRecord) {
+	kind := kindCommand
+	if b.Event {
+		kind = kindEvent
+	}
+	m.badRecords.WithLabelValues(kind, b.Reason).Inc()
+}

@@ -1,0 +1,272 @@
+package metrics_test
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/interlock-go/interlock"
+	"github.com/interlock-go/interlock/aggregate"
+	"github.com/interlock-go/interlock/examples/bank"
+	"github.com/interlock-go/interlock/internal/kafkatest"
+	"github.com/interlock-go/interlock/metrics"
+	"github.com/interlock-go/interlock/producer"
+	"github.com/interlock-go/interlock/schema"
+)
+
+// A blob's command makes an event of the size it asks for: a small
+// command whose event Kafka refuses as too large.
+type (
+	blob    struct{ Bytes int64 }
+	inflate struct {
+		aggregate.Command
+		Size int64 `avro:"size"`
+	}
+	inflated struct {
+		Data string `avro:"data"`
+	}
+)
+
+func blobs() *aggregate.Definition[blob] {
+	return aggregate.Define[blob]("blob",
+		aggregate.Handle(func(r *aggregate.Root[blob], c inflate) error {
+			// Random letters: Kafka measures compressed batches.
+			b := make([]byte, c.Size)
+			for i := range b {
+				b[i] = byte('a' + rand.IntN(26))
+			}
+			r.Emit(inflated{Data: string(b)})
+			return nil
+		}),
+		aggregate.Apply(func(s *blob, e inflated) { s.Bytes += int64(len(e.Data)) }),
+	)
+}
+
+// TestBadInputMetrics feeds a running application each kind of bad
+// record, on the commands topic and (for a restore) on the events topic,
+// and checks each time that interlock_bad_records_total counted it under
+// its reason and that the partition went on: a good command for an
+// aggregate of the same partition, sent after the bad record, is applied.
+// Events over what Kafka accepts are refused before they are produced
+// when the limit is known, and after one refusal by the broker when a
+// topic's limit was lowered while the application ran.
+func TestBadInputMetrics(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	const partitions = 3
+	commands, events := name+".bank-account.commands", name+".bank-account.events"
+
+	var m *metrics.Metrics
+	start := func() *interlock.App {
+		t.Helper()
+		var err error
+		if m, err = metrics.New(prometheus.NewRegistry()); err != nil {
+			t.Fatal(err)
+		}
+		app, err := interlock.NewBuilder(
+			interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithPartitions(partitions),
+			interlock.WithLogger(testLogger()), interlock.WithObserver(m),
+			interlock.WithSessionTimeout(10*time.Second), interlock.WithTransactionTimeout(5*time.Second),
+		).RegisterAggregate(bank.Accounts()).RegisterAggregate(blobs()).Build()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := app.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { app.Close(context.Background()) })
+		return app
+	}
+	bad := func(kind, reason string) float64 {
+		return series(scrape(t, m.Handler()), "interlock_bad_records_total")["kind="+kind+",reason="+reason]
+	}
+	app := start()
+
+	// The good aggregate, and the partition its commands and events use.
+	id := interlock.NewID()
+	res, err := interlock.Dispatch(ctx, app, bank.OpenAccount{Command: interlock.To(id), Owner: "ada"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	part := res.Positions[0].Partition
+	partitioner := kgo.StickyKeyPartitioner(nil).ForTopic(commands)
+	// sameKey returns a new aggregate ID whose records go to part.
+	sameKey := func() ulid.ULID {
+		for {
+			other := interlock.NewID()
+			if partitioner.Partition(&kgo.Record{Key: []byte(other.String())}, partitions) == int(part) {
+				return other
+			}
+		}
+	}
+	balance, version := int64(0), int64(1)
+	goodCommand := func(after string) {
+		t.Helper()
+		res, err := interlock.Dispatch(ctx, app, bank.DepositMoney{CommandOf: interlock.ToResult[bank.Balance](id), Amount: 1})
+		balance, version = balance+1, version+1
+		if err != nil || res.Value.Balance != balance || res.Version != version {
+			t.Fatalf("after %s, the partition does not go on: %+v, %v (want balance %d at version %d)", after, res, err, balance, version)
+		}
+	}
+
+	serde, err := schema.Avro().For(reflect.TypeFor[bank.DepositMoney]())
+	if err != nil {
+		t.Fatal(err)
+	}
+	valid, err := serde.Encode(bank.DepositMoney{Amount: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unknownID := append([]byte{0, 0x7f, 0x00, 0x00, 0x01}, valid[5:]...) // a schema ID nobody registered
+	garbled := append(append([]byte(nil), valid[:5]...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01)
+	cmdID := func() kgo.RecordHeader {
+		return kgo.RecordHeader{Key: producer.HeaderCommandID, Value: []byte(ulid.Make().String())}
+	}
+	typ := func(t string) kgo.RecordHeader { return kgo.RecordHeader{Key: producer.HeaderType, Value: []byte(t)} }
+	commandCases := []struct {
+		name, reason string
+		record       *kgo.Record
+	}{
+		{"no headers", producer.ReasonMissingHeader, &kgo.Record{Value: []byte("garbage")}},
+		{"no command ID", producer.ReasonMissingHeader, &kgo.Record{Value: valid, Headers: []kgo.RecordHeader{typ("DepositMoney")}}},
+		{"key not a ULID", producer.ReasonBadULID, &kgo.Record{Key: []byte("not-a-ulid"), Value: valid, Headers: []kgo.RecordHeader{typ("DepositMoney"), cmdID()}}},
+		{"command ID not a ULID", producer.ReasonBadULID, &kgo.Record{Value: valid, Headers: []kgo.RecordHeader{typ("DepositMoney"), {Key: producer.HeaderCommandID, Value: []byte("42")}}}},
+		{"bad deadline", producer.ReasonBadHeader, &kgo.Record{Value: valid, Headers: []kgo.RecordHeader{typ("DepositMoney"), cmdID(), {Key: producer.HeaderDeadline, Value: []byte("soon")}}}},
+		{"unknown type", producer.ReasonUnknownType, &kgo.Record{Value: valid, Headers: []kgo.RecordHeader{typ("CloseAccount"), cmdID()}}},
+		{"unknown schema ID", producer.ReasonUnknownSchema, &kgo.Record{Value: unknownID, Headers: []kgo.RecordHeader{typ("DepositMoney"), cmdID()}}},
+		{"undecodable body", producer.ReasonUndecodable, &kgo.Record{Value: garbled, Headers: []kgo.RecordHeader{typ("DepositMoney"), cmdID()}}},
+	}
+	for _, c := range commandCases {
+		before := bad("command", c.reason)
+		r := c.record
+		r.Topic, r.Partition = commands, part
+		if r.Key == nil {
+			r.Key = []byte(id.String())
+		}
+		produceTo(t, brokers, r)
+		goodCommand(c.name)
+		if got := bad("command", c.reason); got != before+1 {
+			t.Errorf("%s: interlock_bad_records_total{kind=command,reason=%s} went from %v to %v, want +1", c.name, c.reason, before, got)
+		}
+	}
+
+	// Too large: an event over the producer's batch size is refused before
+	// it is produced; the same blob then takes a small one.
+	blobID := interlock.NewID()
+	_, err = interlock.Dispatch(ctx, app, inflate{Command: interlock.To(blobID), Size: 1_100_000})
+	if !errors.Is(err, interlock.ErrRejected) || !strings.Contains(err.Error(), "too large") {
+		t.Fatalf("an event over the producer's batch size: %v", err)
+	}
+	if got := bad("command", producer.ReasonTooLarge); got != 1 {
+		t.Fatalf("interlock_bad_records_total{kind=command,reason=too_large} = %v after one, want 1", got)
+	}
+	if res, err := interlock.Dispatch(ctx, app, inflate{Command: interlock.To(blobID), Size: 100}); err != nil || res.Version != 1 {
+		t.Fatalf("a small blob after a too large one: %+v, %v", res, err)
+	}
+	// The blobs' events topic now takes less than the processor knows: the
+	// broker refuses the event, the batch is aborted and comes back, and
+	// the processor, having read the new limit, refuses it.
+	blobEvents := name + ".blob.events"
+	adm := kadm.NewClient(kgoClient(t, brokers))
+	limit := "20000"
+	if _, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Name: "max.message.bytes", Value: &limit}}, blobEvents); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		rcs, err := adm.DescribeTopicConfigs(ctx, blobEvents)
+		if err == nil {
+			if c, err := rcs.On(blobEvents, nil); err == nil {
+				if v, ok := configValue(c, "max.message.bytes"); ok && v == limit {
+					break
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the topic's max.message.bytes did not change")
+		}
+	}
+	_, err = interlock.Dispatch(ctx, app, inflate{Command: interlock.To(blobID), Size: 60_000})
+	if !errors.Is(err, interlock.ErrRejected) || !strings.Contains(err.Error(), blobEvents+" accepts 20000") {
+		t.Fatalf("an event over the topic's lowered max.message.bytes: %v", err)
+	}
+	if got := bad("command", producer.ReasonTooLarge); got != 2 {
+		t.Fatalf("interlock_bad_records_total{kind=command,reason=too_large} = %v after two, want 2", got)
+	}
+	if res, err := interlock.Dispatch(ctx, app, inflate{Command: interlock.To(blobID), Size: 100}); err != nil || res.Version != 2 {
+		t.Fatalf("a small blob after the refused one: %+v, %v", res, err)
+	}
+	goodCommand("too large events")
+
+	// Bad events, met by the next owner's restore: each breaks only its
+	// own aggregate.
+	broken, vanished := sameKey(), sameKey()
+	eventHeaders := func(typ string) []kgo.RecordHeader {
+		return []kgo.RecordHeader{{Key: producer.HeaderType, Value: []byte(typ)}, {Key: producer.HeaderVersion, Value: []byte("1")}, cmdID()}
+	}
+	produceTo(t, brokers,
+		&kgo.Record{Topic: events, Partition: part, Key: []byte("not-a-ulid"), Value: valid, Headers: eventHeaders("MoneyDeposited")},
+		&kgo.Record{Topic: events, Partition: part, Key: []byte(broken.String()), Value: garbled, Headers: eventHeaders("AccountOpened")},
+		&kgo.Record{Topic: events, Partition: part, Key: []byte(vanished.String()), Value: valid, Headers: eventHeaders("MoneyVanished")},
+	)
+	if err := app.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	app = start()
+	for deadline := time.Now().Add(time.Minute); !app.Ready(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the partitions were never restored")
+		}
+	}
+	for _, reason := range []string{producer.ReasonBadULID, producer.ReasonUndecodable, producer.ReasonUnknownType} {
+		if got := bad("event", reason); got != 1 {
+			t.Errorf("after the restore, interlock_bad_records_total{kind=event,reason=%s} = %v, want 1", reason, got)
+		}
+	}
+	_, err = interlock.Dispatch(ctx, app, bank.DepositMoney{CommandOf: interlock.ToResult[bank.Balance](broken), Amount: 1})
+	if !errors.Is(err, interlock.ErrFailed) || !strings.Contains(err.Error(), "cannot be rebuilt") {
+		t.Fatalf("a command for an aggregate whose event is bad: %v", err)
+	}
+	goodCommand("bad events")
+}
+
+// produceTo writes records to the partitions they name.
+func produceTo(t *testing.T, brokers []string, rs ...*kgo.Record) {
+	t.Helper()
+	cl := kgoClient(t, brokers, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+		t.Fatalf("producing: %v", err)
+	}
+}
+
+func kgoClient(t *testing.T, brokers []string, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+func configValue(c kadm.ResourceConfig, key string) (string, bool) {
+	for _, kv := range c.Configs {
+		if kv.Key == key && kv.Value != nil {
+			return *kv.Value, true
+		}
+	}
+	return "", false
+}
