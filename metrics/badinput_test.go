@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	"github.com/interlock-go/interlock/internal/kafkatest"
 	"github.com/interlock-go/interlock/metrics"
 	"github.com/interlock-go/interlock/producer"
+	"github.com/interlock-go/interlock/projections"
 	"github.com/interlock-go/interlock/schema"
 )
 
@@ -269,4 +272,170 @@ func configValue(c kadm.ResourceConfig, key string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// memTx is the unit of work of memSink.
+type memTx struct{ applied []int64 }
+
+// memSink is an at-least-once sink in memory: the deposits applied.
+type memSink struct {
+	mu      sync.Mutex
+	applied []int64
+}
+
+func (s *memSink) Apply(ctx context.Context, _ string, _ []projections.Checkpoint, fn func(context.Context, *memTx) error) error {
+	tx := &memTx{}
+	if err := fn(ctx, tx); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.applied = append(s.applied, tx.applied...)
+	return nil
+}
+
+// TestBadEventsParked: each kind of poison event is parked in the
+// projection's dead-letter topic and counted by
+// interlock_projection_parked_total under its reason, for an at-least-once
+// sink and for the exactly-once Kafka sink, and the projection goes on: a
+// later event of the same partition is applied.
+func TestBadEventsParked(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	m, err := metrics.New(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const unlucky = 13 // a deposit the handlers refuse
+	sink := &memSink{}
+	alo := projections.New("alo", projections.Sink[*memTx](sink), projections.WithRetries(1, time.Millisecond))
+	projections.On(alo, func(_ context.Context, tx *memTx, e projections.Event[bank.MoneyDeposited]) error {
+		if e.Data.Amount == unlucky {
+			return errors.New("the handler refuses 13")
+		}
+		tx.applied = append(tx.applied, e.Data.Amount)
+		return nil
+	})
+	var eoApplied atomic.Int64
+	eo := projections.New("eo", projections.Kafka(), projections.WithRetries(1, time.Millisecond))
+	projections.On(eo, func(_ context.Context, _ *projections.Output, e projections.Event[bank.MoneyDeposited]) error {
+		if e.Data.Amount == unlucky {
+			return errors.New("the handler refuses 13")
+		}
+		eoApplied.Add(e.Data.Amount)
+		return nil
+	})
+	app, err := interlock.NewBuilder(
+		interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithPartitions(3),
+		interlock.WithLogger(testLogger()), interlock.WithObserver(m),
+		interlock.WithSessionTimeout(10*time.Second), interlock.WithTransactionTimeout(5*time.Second),
+	).RegisterAggregate(bank.Accounts()).RegisterProjection(alo).RegisterProjection(eo).Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close(context.Background())
+	parked := func(projection, reason string) float64 {
+		return series(scrape(t, m.Handler()), "interlock_projection_parked_total")["projection="+projection+",reason="+reason]
+	}
+
+	id := interlock.NewID()
+	res, err := interlock.Dispatch(ctx, app, bank.OpenAccount{Command: interlock.To(id), Owner: "ada"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	part := res.Positions[0].Partition
+	events := res.Positions[0].Topic
+	serde, err := schema.Avro().For(reflect.TypeFor[bank.MoneyDeposited]())
+	if err != nil {
+		t.Fatal(err)
+	}
+	valid, err := serde.Encode(bank.MoneyDeposited{Amount: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unknownID := append([]byte{0, 0x7f, 0x00, 0x00, 0x01}, valid[5:]...)
+	garbled := append(append([]byte(nil), valid[:5]...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01)
+	deposited := func(key string, value []byte, version string) *kgo.Record {
+		return &kgo.Record{Topic: events, Partition: part, Key: []byte(key), Value: value, Headers: []kgo.RecordHeader{
+			{Key: producer.HeaderType, Value: []byte("MoneyDeposited")}, {Key: producer.HeaderVersion, Value: []byte(version)},
+			{Key: producer.HeaderEventID, Value: []byte(ulid.Make().String())},
+		}}
+	}
+	// Each bad event has an aggregate of its own, so none holds back
+	// another's.
+	cases := []struct {
+		reason string
+		record *kgo.Record
+	}{
+		{producer.ReasonBadULID, deposited("not-a-ulid", valid, "2")},
+		{producer.ReasonBadHeader, deposited(interlock.NewID().String(), valid, "two")},
+		{producer.ReasonUnknownSchema, deposited(interlock.NewID().String(), unknownID, "2")},
+		{producer.ReasonUndecodable, deposited(interlock.NewID().String(), garbled, "2")},
+	}
+	total := int64(0)
+	for _, c := range cases {
+		produceTo(t, brokers, c.record)
+		// A good deposit after it, in the same partition.
+		res, err := interlock.Dispatch(ctx, app, bank.DepositMoney{CommandOf: interlock.ToResult[bank.Balance](id), Amount: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		total++
+		waitParkedAndApplied(t, ctx, app, res.Positions, func() bool {
+			return parked("alo", c.reason) == 1 && parked("eo", c.reason) == 1
+		}, c.reason)
+	}
+	// A deposit the handlers refuse, then a good one.
+	if _, err := interlock.Dispatch(ctx, app, bank.DepositMoney{CommandOf: interlock.ToResult[bank.Balance](interlockOpen(t, ctx, app)), Amount: unlucky}); err != nil {
+		t.Fatal(err)
+	}
+	last, err := interlock.Dispatch(ctx, app, bank.DepositMoney{CommandOf: interlock.ToResult[bank.Balance](id), Amount: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	total++
+	waitParkedAndApplied(t, ctx, app, last.Positions, func() bool {
+		return parked("alo", projections.ReasonHandlerFailed) == 1 && parked("eo", projections.ReasonHandlerFailed) == 1
+	}, projections.ReasonHandlerFailed)
+	sink.mu.Lock()
+	n := len(sink.applied)
+	sink.mu.Unlock()
+	if int64(n) != total || eoApplied.Load() != total {
+		t.Fatalf("applied %d deposits (at least once) and %d (exactly once), want %d each", n, eoApplied.Load(), total)
+	}
+}
+
+// interlockOpen opens a new account and returns its ID.
+func interlockOpen(t *testing.T, ctx context.Context, app *interlock.App) ulid.ULID {
+	t.Helper()
+	id := interlock.NewID()
+	if _, err := interlock.Dispatch(ctx, app, bank.OpenAccount{Command: interlock.To(id), Owner: "bob"}); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// waitParkedAndApplied waits until both projections applied the events at
+// positions and parked says yes.
+func waitParkedAndApplied(t *testing.T, ctx context.Context, app *interlock.App, positions []producer.Position, parked func() bool, what string) {
+	t.Helper()
+	for _, pr := range app.Projectors() {
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := pr.WaitFor(wctx, positions)
+		cancel()
+		if err != nil {
+			t.Fatalf("%s: projection %s did not apply the good event after the bad one: %v", what, pr.Name(), err)
+		}
+	}
+	for deadline := time.Now().Add(30 * time.Second); !parked(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: interlock_projection_parked_total did not count the parked event", what)
+		}
+	}
 }

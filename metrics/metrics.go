@@ -55,6 +55,7 @@ type Metrics struct {
 	restores     *prometheus.HistogramVec
 	replayed     *prometheus.CounterVec
 	badRecords   *prometheus.CounterVec
+	parked       *prometheus.CounterVec
 
 	stats *statsCollector
 }
@@ -149,9 +150,13 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "interlock_bad_records_total",
 			Help: "Records the processor could not use, by kind (command: rejected for what the record is; event: its aggregate cannot be rebuilt) and reason (bad_ulid, missing_header, bad_header, unknown_type, unknown_schema, undecodable, upcast_failed, too_large, other). The partition goes on.",
 		}, []string{labelKind, labelReason}),
+		parked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "interlock_projection_parked_total",
+			Help: "Poison events a projection parked in its dead-letter topic (its aggregate's later events wait behind them), by reason: those of interlock_bad_records_total, or handler_failed.",
+		}, []string{labelProjection, labelReason}),
 		stats: newStatsCollector(),
 	}
-	cs := []prometheus.Collector{m.commands, m.latency, m.transactions, m.batchSize, m.txDuration, m.restores, m.replayed, m.badRecords, m.stats}
+	cs := []prometheus.Collector{m.commands, m.latency, m.transactions, m.batchSize, m.txDuration, m.restores, m.replayed, m.badRecords, m.parked, m.stats}
 	var errs []error
 	var done []prometheus.Collector
 	for _, c := range cs {

@@ -1,6 +1,9 @@
 package metrics
 
-import "github.com/interlock-go/interlock/consumer"
+import (
+	"github.com/interlock-go/interlock/consumer"
+	"github.com/interlock-go/interlock/projections"
+)
 
 // OnBatch implements consumer.BatchObserver: it counts the transaction by
 // outcome and observes its size and duration.
@@ -29,4 +32,10 @@ func (m *Metrics) OnBadRecord(b consumer.BadRecord) {
 		kind = kindEvent
 	}
 	m.badRecords.WithLabelValues(kind, b.Reason).Inc()
+}
+
+// OnPark implements projections.ParkObserver: it counts the poison event
+// by projection and reason.
+func (m *Metrics) OnPark(p projections.Park) {
+	m.parked.WithLabelValues(p.Projection, p.Reason).Inc()
 }
