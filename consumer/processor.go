@@ -241,6 +241,7 @@ func New(ctx context.Context, cfg Config) (*Processor, error) {
 		topics = append(topics, a.Route.CommandsTopic)
 	}
 	p.topics = topics
+	p.initLimits(ctx)
 	sess, err := p.newSession()
 	if err != nil {
 		return nil, fmt.Errorf("processor: %w", err)
@@ -255,7 +256,6 @@ func New(ctx context.Context, cfg Config) (*Processor, error) {
 		return nil, fmt.Errorf("processor: replies topic %s: %w", cfg.RepliesTopic, err)
 	}
 	p.replies = int32(len(meta[cfg.RepliesTopic].Partitions))
-	p.loadLimits(ctx)
 	loopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	p.cancel = cancel
 	go p.run(loopCtx)
@@ -276,6 +276,7 @@ func (p *Processor) newSession() (*kgo.GroupTransactSession, error) {
 		kgo.BlockRebalanceOnPoll(),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerLinger(0),
+		p.batchOpt(),
 		kgo.OnPartitionsAssigned(p.assigned),
 		kgo.OnPartitionsRevoked(p.revoked),
 		kgo.OnPartitionsLost(p.revoked),
@@ -670,12 +671,6 @@ func (p *Processor) batch(loopCtx context.Context, fs kgo.Fetches) error {
 		p.log.Error("interlock: writing events failed; aborting the batch", "err", produceErr)
 	}
 	committed, err := p.sess.End(ctx, kgo.TransactionEndTry(ok))
-	if p.relimit.Swap(false) {
-		// A topic's limit went below what was known: the batch comes
-		// back, and its record over the limit is then refused before it
-		// is produced.
-		p.loadLimits(loopCtx)
-	}
 	p.observeBatch(Batch{
 		Commands: int(applied + rejected + failed), Applied: int(applied), Rejected: int(rejected), Failed: int(failed),
 		Committed: committed && err == nil, Duration: time.Since(began),
@@ -695,6 +690,12 @@ func (p *Processor) batch(loopCtx context.Context, fs kgo.Fetches) error {
 		p.stats.rejected.Add(rejected)
 		p.stats.failed.Add(failed)
 		p.promote(ctx, changed)
+	}
+	if p.relimit.Swap(false) && err == nil && p.loadLimits(loopCtx, p.sess.Client()) {
+		// A topic's limit went below what was known: the batch came back,
+		// its record over the limit is refused before it is produced, and
+		// a new session's producer makes batches that fit.
+		p.reset(loopCtx, errors.New("an events topic's max.message.bytes went down"))
 	}
 	return nil
 }

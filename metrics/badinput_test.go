@@ -210,6 +210,33 @@ func TestBadInputMetrics(t *testing.T) {
 	if res, err := interlock.Dispatch(ctx, app, inflate{Command: interlock.To(blobID), Size: 100}); err != nil || res.Version != 2 {
 		t.Fatalf("a small blob after the refused one: %+v, %v", res, err)
 	}
+	// Events that each fit the lowered limit but not together: several
+	// commands of one partition in one transaction must not make a batch
+	// the broker refuses, over and over.
+	aborted := func() float64 {
+		return series(scrape(t, m.Handler()), "interlock_transactions_total")["outcome=aborted"]
+	}
+	abortedBefore := aborted()
+	var wg sync.WaitGroup
+	errs := make(chan error, 12)
+	for range 12 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := interlock.Dispatch(ctx, app, inflate{Command: interlock.To(blobID), Size: 8_000})
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("an event that fits the topic's limit, among others: %v", err)
+		}
+	}
+	if n := aborted() - abortedBefore; n != 0 {
+		t.Errorf("%v transactions aborted while events that each fit the limit were written: batches over the limit", n)
+	}
 	goodCommand("too large events")
 
 	// Bad events, met by the next owner's restore: each breaks only its
@@ -406,8 +433,10 @@ func TestBadEventsParked(t *testing.T) {
 	sink.mu.Lock()
 	n := len(sink.applied)
 	sink.mu.Unlock()
-	if int64(n) != total || eoApplied.Load() != total {
-		t.Fatalf("applied %d deposits (at least once) and %d (exactly once), want %d each", n, eoApplied.Load(), total)
+	// The Kafka sink's handler runs again when a batch is retried (only its
+	// output is exactly once): it saw every good deposit at least once.
+	if int64(n) != total || eoApplied.Load() < total {
+		t.Fatalf("applied %d deposits (at least once sink) and ran %d (Kafka sink), want %d", n, eoApplied.Load(), total)
 	}
 }
 
