@@ -3,9 +3,10 @@ package consumer
 import "time"
 
 // An observer is any value that implements one or more of the interfaces
-// below (BatchObserver, RestoreObserver, BadRecordObserver); the processor calls the methods it
-// finds, from its loop, so they must be quick and must not block. Metrics
-// and tracing plug in this way without entering the processor.
+// below (BatchObserver, RestoreObserver, BadRecordObserver); the processor
+// calls the methods it finds, from its loop, so they must be quick and
+// must not block. Metrics and tracing plug in this way without entering
+// the processor.
 
 // BatchObserver is told about every transaction the processor ends.
 type BatchObserver interface {
