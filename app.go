@@ -209,6 +209,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 			Upcasters:       a.upcasters,
 			Logger:          a.log,
 			Passive:         a.cfg.roles&RoleProject == 0,
+			Observers:       a.cfg.observers,
 		})
 		if err != nil {
 			return fmt.Errorf("interlock: %w", err)

@@ -228,12 +228,16 @@ func WithIdempotencyWindow(n int) Option {
 	return optionFunc(func(c *config) { c.idempotencyWindow = n })
 }
 
-// WithObserver adds an observer of the processor: a value implementing one
-// or more of consumer.BatchObserver (every transaction: commands by
-// outcome, committed or not, duration) and consumer.RestoreObserver (every
-// partition restore: events replayed, duration). Its methods run on the
-// processor's loop: keep them quick. Package metrics provides one for
-// Prometheus. Default: none.
+// WithObserver adds an observer of the processor and the projections: a
+// value implementing one or more of consumer.BatchObserver (every
+// transaction: commands by outcome, committed or not, duration),
+// consumer.RestoreObserver (every partition restore: events replayed,
+// duration), consumer.BadRecordObserver (every record the processor cannot
+// use, with a fixed reason) and projections.ParkObserver (every poison
+// event a projection parks in its dead-letter topic). Its methods run on
+// the processor's and the projectors' goroutines: keep them quick and safe
+// for concurrent use. Package metrics provides one for Prometheus.
+// Default: none.
 func WithObserver(o any) Option {
 	return optionFunc(func(c *config) { c.observers = append(c.observers, o) })
 }

@@ -3,9 +3,10 @@ package consumer
 import "time"
 
 // An observer is any value that implements one or more of the interfaces
-// below (BatchObserver, RestoreObserver); the processor calls the methods it
-// finds, from its loop, so they must be quick and must not block. Metrics
-// and tracing plug in this way without entering the processor.
+// below (BatchObserver, RestoreObserver, BadRecordObserver); the processor
+// calls the methods it finds, from its loop, so they must be quick and
+// must not block. Metrics and tracing plug in this way without entering
+// the processor.
 
 // BatchObserver is told about every transaction the processor ends.
 type BatchObserver interface {
@@ -41,6 +42,37 @@ type Restore struct {
 	// Duration is the restore's wall time, waits for open transactions
 	// included.
 	Duration time.Duration
+}
+
+// BadRecordObserver is told about every record the processor cannot use:
+// a command it rejects for what the record is, not for what the handler
+// decided, and an event that breaks its aggregate's replay. It may be
+// called from several goroutines at once.
+type BadRecordObserver interface {
+	OnBadRecord(BadRecord)
+}
+
+// BadRecord is one record the processor could not use.
+type BadRecord struct {
+	// Topic, Partition and Offset locate the record.
+	Topic     string
+	Partition int32
+	Offset    int64
+	// Event is true for an event met by a restore, false for a command.
+	Event bool
+	// Reason is one of producer.Reasons: a fixed set, fit for a metric
+	// label.
+	Reason string
+	// Err says what is wrong with the record.
+	Err error
+}
+
+func (p *Processor) observeBad(b BadRecord) {
+	for _, o := range p.cfg.Observers {
+		if bo, ok := o.(BadRecordObserver); ok {
+			bo.OnBadRecord(b)
+		}
+	}
 }
 
 func (p *Processor) observeBatch(b Batch) {

@@ -125,6 +125,10 @@ type Processor struct {
 	replies int32 // partition count of the replies topic
 	cache   *cache
 	stats   counters
+	// limits are the record sizes Kafka accepts; relimit is set when the
+	// broker refused one as too large, for the loop to read them again.
+	limits  limits
+	relimit atomic.Bool
 
 	// storeDown and lastFlush are the loop's: a failing store is left
 	// alone until storeRetry, and errors are logged once per burst.
@@ -237,6 +241,7 @@ func New(ctx context.Context, cfg Config) (*Processor, error) {
 		topics = append(topics, a.Route.CommandsTopic)
 	}
 	p.topics = topics
+	p.initLimits(ctx)
 	sess, err := p.newSession()
 	if err != nil {
 		return nil, fmt.Errorf("processor: %w", err)
@@ -271,6 +276,7 @@ func (p *Processor) newSession() (*kgo.GroupTransactSession, error) {
 		kgo.BlockRebalanceOnPoll(),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerLinger(0),
+		p.batchOpt(),
 		kgo.OnPartitionsAssigned(p.assigned),
 		kgo.OnPartitionsRevoked(p.revoked),
 		kgo.OnPartitionsLost(p.revoked),
@@ -621,6 +627,9 @@ func (p *Processor) batch(loopCtx context.Context, fs kgo.Fetches) error {
 		}
 		for _, r := range w.records {
 			rep, status := p.handle(ctx, w.part, st, r, func(err error) {
+				if refusedTooLarge(err) {
+					p.relimit.Store(true)
+				}
 				errMu.Lock()
 				produceErr = errors.Join(produceErr, err)
 				errMu.Unlock()
@@ -681,6 +690,12 @@ func (p *Processor) batch(loopCtx context.Context, fs kgo.Fetches) error {
 		p.stats.rejected.Add(rejected)
 		p.stats.failed.Add(failed)
 		p.promote(ctx, changed)
+	}
+	if p.relimit.Swap(false) && err == nil && p.loadLimits(loopCtx, p.sess.Client()) {
+		// A topic's limit went below what was known: the batch came back,
+		// its record over the limit is refused before it is produced, and
+		// a new session's producer makes batches that fit.
+		p.reset(loopCtx, errors.New("an events topic's max.message.bytes went down"))
 	}
 	return nil
 }
@@ -769,12 +784,13 @@ func (p *Processor) handle(ctx context.Context, part *partition, st map[ulid.ULI
 		rep.reply.Status, rep.reply.Reason, rep.reply.Conflict = status, reason, conflict
 		return rep, status
 	}
-	bad := func(reason string) (*pending, producer.Status) {
-		p.log.Warn("interlock: bad command record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "reason", reason)
-		return reject(producer.Rejected, reason, nil)
+	bad := func(kind string, err error) (*pending, producer.Status) {
+		p.log.Warn("interlock: bad command record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "kind", kind, "reason", err.Error())
+		p.observeBad(BadRecord{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Reason: kind, Err: err})
+		return reject(producer.Rejected, err.Error(), nil)
 	}
 	if err != nil {
-		return bad(err.Error())
+		return bad(producer.Reason(err), err)
 	}
 	if !h.Deadline.IsZero() && time.Now().After(h.Deadline) {
 		p.log.Debug("interlock: command past its deadline", "type", h.Type, "command_id", h.Command.CommandID, "deadline", h.Deadline)
@@ -782,14 +798,20 @@ func (p *Processor) handle(ctx context.Context, part *partition, st map[ulid.ULI
 	}
 	msg, ok := route.Command(h.Type)
 	if !ok {
-		return bad(fmt.Sprintf("unknown command type %q for aggregate %q", h.Type, route.Type.Name()))
+		return bad(producer.ReasonUnknownType, fmt.Errorf("unknown command type %q for aggregate %q", h.Type, route.Type.Name()))
 	}
 	if h.Command.CommandID == (ulid.ULID{}) {
-		return bad(fmt.Sprintf("command %s has no %s header", h.Type, producer.HeaderCommandID))
+		return bad(producer.ReasonMissingHeader, fmt.Errorf("command %s has no %s header", h.Type, producer.HeaderCommandID))
 	}
 	ptr, err := msg.Serde.Decode(r.Value)
+	if err != nil && !errors.Is(err, schema.ErrDecode) {
+		// A schema registry out of reach: not the record's fault, and
+		// the caller may retry.
+		p.log.Error("interlock: decoding a command", "type", h.Type, "err", err)
+		return reject(producer.Failed, fmt.Sprintf("command %s: %v", h.Type, err), nil)
+	}
 	if err != nil {
-		return bad(fmt.Sprintf("command %s: %v", h.Type, err))
+		return bad(producer.Reason(err), fmt.Errorf("command %s: %w", h.Type, err))
 	}
 	aggregate.SetEnvelope(ptr, h.Command)
 	cmd := reflect.ValueOf(ptr).Elem().Interface()
@@ -900,6 +922,15 @@ func (p *Processor) handle(ctx context.Context, part *partition, st map[ulid.ULI
 			}
 		}
 	}
+	// The result rides on the command's last event, so a replay can
+	// answer a retry as the first run did.
+	if len(records) > 0 && result != nil {
+		last := records[len(records)-1]
+		last.Headers = append(last.Headers, kgo.RecordHeader{Key: producer.HeaderResult, Value: result})
+	}
+	if err := p.tooLarge(records); err != nil {
+		return bad(producer.ReasonTooLarge, fmt.Errorf("command %s: %w", h.Type, err))
+	}
 	s := &staged{inst: work, records: records}
 	if prev != nil {
 		s.records = append(prev.records, records...)
@@ -909,12 +940,6 @@ func (p *Processor) handle(ctx context.Context, part *partition, st map[ulid.ULI
 		s.byCommand = map[ulid.ULID][]*kgo.Record{}
 	}
 	if len(records) > 0 {
-		// The result rides on the command's last event, so a replay can
-		// answer a retry as the first run did.
-		if result != nil {
-			last := records[len(records)-1]
-			last.Headers = append(last.Headers, kgo.RecordHeader{Key: producer.HeaderResult, Value: result})
-		}
 		a := aggregate.Applied{CommandID: h.Command.CommandID, Version: work.Version, Offset: -1, Events: len(records), Result: result}
 		if s.ownRecent {
 			// The array was made in this batch and work supersedes the

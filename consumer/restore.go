@@ -475,14 +475,16 @@ func (p *Processor) replayOne(part *partition, r *kgo.Record, now time.Time) err
 	h, err := producer.ParseEventHeaders(r)
 	if err != nil {
 		p.log.Error("interlock: unreadable event record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
+		p.observeBad(BadRecord{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Event: true, Reason: producer.Reason(err), Err: err})
 		return nil
 	}
 	id := h.Command.AggregateID
 	if part.broken[id] != nil {
 		return nil
 	}
-	fail := func(err error) error {
+	fail := func(reason string, err error) error {
 		err = fmt.Errorf("event at %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
+		p.observeBad(BadRecord{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Event: true, Reason: reason, Err: err})
 		p.log.Error("interlock: aggregate cannot be rebuilt; its commands will be rejected", "aggregate", route.Type.Name(), "aggregate_id", id, "err", err)
 		part.broken[id] = err
 		part.floor = min(part.floor, r.Offset)
@@ -509,7 +511,7 @@ func (p *Processor) replayOne(part *partition, r *kgo.Record, now time.Time) err
 		case e.stored:
 			return fmt.Errorf("%w: aggregate %s: event version %d follows snapshot version %d", errUntrusted, id, h.Version, e.inst.Version)
 		}
-		return fail(fmt.Errorf("version %d follows version %d", h.Version, e.inst.Version))
+		return fail(producer.ReasonOther, fmt.Errorf("version %d follows version %d", h.Version, e.inst.Version))
 	}
 	var ptr any
 	msg, ok := route.Event(h.Type)
@@ -521,20 +523,20 @@ func (p *Processor) replayOne(part *partition, r *kgo.Record, now time.Time) err
 		}
 		ptr, err = p.cfg.Upcasters.Decode(h.Type, r.Value, cur)
 	case !ok:
-		return fail(fmt.Errorf("unknown event type %q", h.Type))
+		return fail(producer.ReasonUnknownType, fmt.Errorf("unknown event type %q", h.Type))
 	default:
 		ptr, err = msg.Serde.Decode(r.Value)
 	}
 	switch {
 	case errors.Is(err, schema.ErrDecode), errors.Is(err, schema.ErrUpcast):
-		return fail(err)
+		return fail(producer.Reason(err), err)
 	case err != nil:
 		// Not the record's fault (a schema registry out of reach): the
 		// restore fails and is tried again.
 		return fmt.Errorf("event at %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
 	}
 	if err := route.Type.Apply(e.inst, reflect.ValueOf(ptr).Elem().Interface()); err != nil {
-		return fail(err)
+		return fail(producer.ReasonOther, err)
 	}
 	p.remember(e.inst, h, r.Offset)
 	p.markDirty(part, e, r.Offset, r.Offset, 1, now)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/interlock-go/interlock/consumer"
 	"github.com/interlock-go/interlock/middleware"
+	"github.com/interlock-go/interlock/projections"
 )
 
 // TestLint: every metric passes Prometheus's naming and help checks
@@ -21,6 +22,8 @@ func TestLint(t *testing.T) {
 	// Series of every family, so each is linted.
 	m.OnBatch(consumer.Batch{Commands: 1, Applied: 1, Committed: true, Duration: time.Millisecond})
 	m.OnRestore(consumer.Restore{Topic: "t", Events: 1, Duration: time.Millisecond})
+	m.OnBadRecord(consumer.BadRecord{Topic: "t", Reason: "bad_ulid"})
+	m.OnPark(projections.Park{Projection: "p", Topic: "t", Reason: "undecodable"})
 	m.Watch(fakeSource{lag: map[string]map[int32]int64{"t": {0: 1}}})
 	_, _ = m.Middleware()(func(context.Context, *middleware.Message) (middleware.Outcome, error) {
 		return middleware.Outcome{}, nil

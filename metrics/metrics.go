@@ -11,7 +11,8 @@
 //	m.Watch(app)
 //
 // and m.Handler() serves them on /metrics. Label values are only names
-// known at build time (command types, aggregate types, side, outcome) and
+// known at build time (command types, aggregate types, side, outcome, and
+// the fixed kinds and reasons of bad records) and
 // Kafka topics and partitions: never IDs or payloads, so the number of
 // series stays bounded. To run several applications in one process, give
 // each its own Metrics on the same registry wrapped with a distinguishing
@@ -33,6 +34,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/interlock-go/interlock/consumer"
+	"github.com/interlock-go/interlock/producer"
 	"github.com/interlock-go/interlock/projections"
 )
 
@@ -52,6 +54,8 @@ type Metrics struct {
 	txDuration   prometheus.Histogram
 	restores     *prometheus.HistogramVec
 	replayed     *prometheus.CounterVec
+	badRecords   *prometheus.CounterVec
+	parked       *prometheus.CounterVec
 
 	stats *statsCollector
 }
@@ -74,6 +78,14 @@ const (
 	labelTopic      = "topic"
 	labelPartition  = "partition"
 	labelProjection = "projection"
+	labelKind       = "kind"
+	labelReason     = "reason"
+)
+
+// Kinds of bad records, the values of the kind label.
+const (
+	kindCommand = "command"
+	kindEvent   = "event"
 )
 
 // Outcomes, the values of the outcome label.
@@ -134,9 +146,17 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "interlock_events_replayed_total",
 			Help: "Events read back from the events topic by completed restores.",
 		}, []string{labelTopic}),
+		badRecords: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "interlock_bad_records_total",
+			Help: "Records the processor could not use, by kind (command: rejected for what the record is; event: its aggregate cannot be rebuilt) and reason (bad_ulid, missing_header, bad_header, unknown_type, unknown_schema, undecodable, upcast_failed, too_large, other). The partition goes on.",
+		}, []string{labelKind, labelReason}),
+		parked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "interlock_projection_parked_total",
+			Help: "Poison events a projection parked in its dead-letter topic (its aggregate's later events wait behind them), by reason: those of interlock_bad_records_total, or handler_failed.",
+		}, []string{labelProjection, labelReason}),
 		stats: newStatsCollector(),
 	}
-	cs := []prometheus.Collector{m.commands, m.latency, m.transactions, m.batchSize, m.txDuration, m.restores, m.replayed, m.stats}
+	cs := []prometheus.Collector{m.commands, m.latency, m.transactions, m.batchSize, m.txDuration, m.restores, m.replayed, m.badRecords, m.parked, m.stats}
 	var errs []error
 	var done []prometheus.Collector
 	for _, c := range cs {
@@ -157,6 +177,10 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	// before the first abort.
 	m.transactions.WithLabelValues(outcomeCommitted)
 	m.transactions.WithLabelValues(outcomeAborted)
+	for _, r := range producer.Reasons {
+		m.badRecords.WithLabelValues(kindCommand, r)
+		m.badRecords.WithLabelValues(kindEvent, r)
+	}
 	if g, ok := reg.(prometheus.Gatherer); ok {
 		m.gatherer = g
 	} else {

@@ -82,7 +82,7 @@ func parseHeaders(r *kgo.Record, event bool) (Headers, error) {
 	err := h.parse(r, event, kept)
 	h.setKept(r, kept) // a bad record's other fields still say what they can
 	if err == nil && h.Type == "" {
-		err = fmt.Errorf("header %s is missing", HeaderType)
+		err = kinded(ErrMissingHeader, fmt.Errorf("header %s is missing", HeaderType))
 	}
 	return h, err
 }
@@ -90,7 +90,7 @@ func parseHeaders(r *kgo.Record, event bool) (Headers, error) {
 func (h *Headers) parse(r *kgo.Record, event bool, kept *keptStrings) error {
 	id, err := ulid.ParseStrict(string(r.Key))
 	if err != nil {
-		return fmt.Errorf("record key %q is not an aggregate ID (ULID): %w", r.Key, err)
+		return kinded(ErrBadULID, fmt.Errorf("record key %q is not an aggregate ID (ULID): %w", r.Key, err))
 	}
 	h.Command.AggregateID = id
 	for i := range r.Headers {
@@ -104,11 +104,11 @@ func (h *Headers) parse(r *kgo.Record, event bool, kept *keptStrings) error {
 			h.Result = kv.Value
 		case HeaderCommandID:
 			if h.Command.CommandID, err = ulid.ParseStrict(string(kv.Value)); err != nil {
-				return fmt.Errorf("header %s: %w", kv.Key, err)
+				return kinded(ErrBadULID, fmt.Errorf("header %s: %w", kv.Key, err))
 			}
 		case HeaderVersion:
 			if h.Version, err = strconv.ParseInt(string(kv.Value), 10, 64); err != nil {
-				return fmt.Errorf("header %s: %w", kv.Key, err)
+				return kinded(ErrBadHeader, fmt.Errorf("header %s: %w", kv.Key, err))
 			}
 		default:
 			if !event {
@@ -137,26 +137,26 @@ func (h *Headers) parseEnvelope(r *kgo.Record, i int, kept *keptStrings) error {
 		h.keep(kept, keepCausationID, r, i)
 	case HeaderTime:
 		if h.Time, err = time.Parse(time.RFC3339Nano, string(kv.Value)); err != nil {
-			return fmt.Errorf("header %s: %w", kv.Key, err)
+			return kinded(ErrBadHeader, fmt.Errorf("header %s: %w", kv.Key, err))
 		}
 	case HeaderDeadline:
 		if h.Deadline, err = time.Parse(time.RFC3339Nano, string(kv.Value)); err != nil {
-			return fmt.Errorf("header %s: %w", kv.Key, err)
+			return kinded(ErrBadHeader, fmt.Errorf("header %s: %w", kv.Key, err))
 		}
 	case HeaderEventID:
 		if h.EventID, err = ulid.ParseStrict(string(kv.Value)); err != nil {
-			return fmt.Errorf("header %s: %w", kv.Key, err)
+			return kinded(ErrBadULID, fmt.Errorf("header %s: %w", kv.Key, err))
 		}
 	case HeaderExpectedVersion:
 		n, err := strconv.ParseInt(string(kv.Value), 10, 64)
 		if err != nil || n < 0 {
-			return fmt.Errorf("header %s: %q is not a version", kv.Key, kv.Value)
+			return kinded(ErrBadHeader, fmt.Errorf("header %s: %q is not a version", kv.Key, kv.Value))
 		}
 		h.Command.ExpectedVersion = &n
 	case HeaderReplyTo:
 		n, err := strconv.ParseInt(string(kv.Value), 10, 32)
 		if err != nil || n < 0 {
-			return fmt.Errorf("header %s: %q is not a partition", kv.Key, kv.Value)
+			return kinded(ErrBadHeader, fmt.Errorf("header %s: %q is not a partition", kv.Key, kv.Value))
 		}
 		h.ReplyTo = int32(n)
 	case HeaderReplyKey:

@@ -48,7 +48,9 @@
 // moves and across restarts, and an event parked twice counts once.
 // Projector.Retry applies a key's parked events again, in order, on the
 // instance that owns the key's partition, exactly once with an
-// exactly-once sink, then releases the key.
+// exactly-once sink, then releases the key. Each poison event parked is
+// told, with the reason it is bad, to the ParkObservers of
+// Config.Observers (package metrics counts them).
 //
 // # Read your writes
 //

@@ -43,6 +43,9 @@ type Config struct {
 	// that other instances make (WaitFor), for instances that query a
 	// projection without running it.
 	Passive bool
+	// Observers are told what the projection does: values implementing
+	// ParkObserver.
+	Observers []any
 }
 
 // Dead-letter record headers, beside the event's own.

@@ -104,6 +104,7 @@ func (p *Projection[T]) process(ctx context.Context, pr *Projector, bindings map
 		if err := pr.park(ctx, bad, poison.err); err != nil {
 			return errClosing
 		}
+		pr.observePark(bad, poison.err)
 		parked[bad] = true
 	}
 }

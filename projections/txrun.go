@@ -133,6 +133,11 @@ func (p *Projection[T]) txBatch(ctx context.Context, pr *Projector, sess *kgo.Gr
 	var upTo []*kgo.Record       // the records this transaction covers
 	var parks []*kgo.Record      // its dead letters, indexed once it commits
 	heldNow := map[string]bool{} // keys parked in this transaction
+	type poisoned struct {
+		r   *kgo.Record
+		why error
+	}
+	var poisons []poisoned // told to the observers once committed
 	park := func(r *kgo.Record, why error) {
 		dl := pr.deadLetter(r, why)
 		out.Produce(dl)
@@ -148,6 +153,7 @@ func (p *Projection[T]) txBatch(ctx context.Context, pr *Projector, sess *kgo.Gr
 				break
 			}
 			park(r, why)
+			poisons = append(poisons, poisoned{r, why})
 			continue
 		}
 		if heldNow[string(r.Key)] || pr.holds(r) {
@@ -183,6 +189,9 @@ func (p *Projection[T]) txBatch(ctx context.Context, pr *Projector, sess *kgo.Gr
 	if ok {
 		for _, dl := range parks {
 			pr.indexed(dl) // its offset is known once written
+		}
+		for _, p := range poisons {
+			pr.observePark(p.r, p.why)
 		}
 		var cps []Checkpoint
 		for _, r := range upTo {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -51,6 +52,9 @@ type Config struct {
 	RedisPassword string
 	// RedisKeyPrefix starts the snapshot store's keys.
 	RedisKeyPrefix string
+	// RedisTLSCAFile holds the PEM CA certificates to trust for Redis;
+	// set, it turns TLS on.
+	RedisTLSCAFile string
 	// PostgresDSN, a secret, is the connection string of the read models'
 	// PostgreSQL; empty when not configured.
 	PostgresDSN string
@@ -163,6 +167,7 @@ var settings = []setting{
 	{flag: "redis", env: "INTERLOCK_REDIS_URL", yaml: "redis", arg: "url", serve: true, help: "Redis snapshot store, redis[s]://[user@]host:port/db (default: in-process snapshots)"},
 	{flag: "redis-key-prefix", env: "INTERLOCK_REDIS_KEY_PREFIX", yaml: "redisKeyPrefix", arg: "prefix", serve: true, help: "prefix of the snapshot store's keys (default: the application name)"},
 	{flag: "redis-password-file", env: "INTERLOCK_REDIS_PASSWORD", yaml: "redisPasswordFile", arg: "file", serve: true, secret: true, help: "Redis password"},
+	{flag: "redis-tls-ca-file", env: "INTERLOCK_REDIS_TLS_CA_FILE", yaml: "redisTlsCaFile", arg: "file", serve: true, help: "PEM CA certificates to trust for Redis; implies TLS, also with redis:// (default for rediss://: the system's)"},
 	{flag: "gateway-token-file", env: "INTERLOCK_GATEWAY_TOKEN", yaml: "gatewayTokenFile", arg: "file", serve: true, secret: true, help: "bearer token of the HTTP JSON gateway on --http (POST /v1/commands/{type}, /v1/queries/{type}); none: no gateway"},
 	{flag: "gateway-max-body", env: "INTERLOCK_GATEWAY_MAX_BODY", yaml: "gatewayMaxBody", def: "1048576", arg: "bytes", serve: true, help: "largest request body the gateway accepts"},
 	{flag: "gateway-timeout", env: "INTERLOCK_GATEWAY_TIMEOUT", yaml: "gatewayTimeout", def: "30s", arg: "duration", serve: true, help: "longest the gateway waits for a command's outcome or a query's answer"},
@@ -378,7 +383,8 @@ func build(get map[string]string, secrets []string, stderr io.Writer) (*Config, 
 	c := &Config{
 		Name: get["name"], InstanceID: get["instance-id"],
 		RedisURL: get["redis"], RedisPassword: get["redis-password-file"], RedisKeyPrefix: get["redis-key-prefix"],
-		PostgresDSN: get["postgres-dsn-file"], secrets: secrets,
+		RedisTLSCAFile: get["redis-tls-ca-file"],
+		PostgresDSN:    get["postgres-dsn-file"], secrets: append(secrets, urlPassword(get["redis"])...),
 		TLS: TLSConfig{
 			CAFile: get["tls-ca-file"], CertFile: get["tls-cert-file"], KeyFile: get["tls-key-file"],
 			ServerName: get["tls-server-name"],
@@ -607,6 +613,30 @@ func secretParts(s string) []string {
 	return out
 }
 
+// urlPassword returns the password of a URL setting that is not a secret
+// as a whole (redis://user:password@host), as written and unescaped; none
+// when it has none.
+func urlPassword(s string) []string {
+	i := strings.Index(s, "://")
+	if i < 0 {
+		return nil
+	}
+	rest := s[i+3:]
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return nil
+	}
+	_, pw, ok := strings.Cut(rest[:at], ":")
+	if !ok || pw == "" {
+		return nil
+	}
+	out := []string{pw}
+	if u, err := url.PathUnescape(pw); err == nil && u != pw {
+		out = append(out, u)
+	}
+	return out
+}
+
 // redact returns err with its secrets replaced.
 func (c *Config) redact(err error) error {
 	if err == nil || c == nil || len(c.secrets) == 0 {
@@ -659,9 +689,9 @@ func (c Config) String() string {
 		}
 		return redacted
 	}
-	return fmt.Sprintf("{Brokers:%v Name:%s InstanceID:%s Roles:%d Partitions:%d ReplicationFactor:%d HTTPAddr:%s DrainTimeout:%v RedisURL:%s RedisPassword:%s RedisKeyPrefix:%s PostgresDSN:%s Gateway:{Token:%s MaxBody:%d Timeout:%v} TLS:%+v SASL:{Mechanism:%s Username:%s Password:%s PasswordFile:%s}}",
+	return fmt.Sprintf("{Brokers:%v Name:%s InstanceID:%s Roles:%d Partitions:%d ReplicationFactor:%d HTTPAddr:%s DrainTimeout:%v RedisURL:%s RedisPassword:%s RedisKeyPrefix:%s RedisTLSCAFile:%s PostgresDSN:%s Gateway:{Token:%s MaxBody:%d Timeout:%v} TLS:%+v SASL:{Mechanism:%s Username:%s Password:%s PasswordFile:%s}}",
 		c.Brokers, c.Name, c.InstanceID, c.Roles, c.Partitions, c.ReplicationFactor, c.HTTPAddr, c.DrainTimeout, c.redactString(c.RedisURL), hide(c.RedisPassword),
-		c.RedisKeyPrefix, hide(c.PostgresDSN), hide(c.Gateway.Token), c.Gateway.MaxBody, c.Gateway.Timeout, c.TLS,
+		c.RedisKeyPrefix, c.RedisTLSCAFile, hide(c.PostgresDSN), hide(c.Gateway.Token), c.Gateway.MaxBody, c.Gateway.Timeout, c.TLS,
 		c.SASL.Mechanism, c.SASL.Username, hide(c.SASL.Password), c.SASL.PasswordFile)
 }
 

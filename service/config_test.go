@@ -18,6 +18,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -489,6 +490,46 @@ func TestPrefixed(t *testing.T) {
 	} {
 		if got := prefixed("interlock", errors.New(c.msg)); got != c.want {
 			t.Errorf("%q: %q, want %q", c.msg, got, c.want)
+		}
+	}
+}
+
+// TestRedisURLPasswordRedacted: the Redis URL is not a secret setting, but
+// a password written in it is hidden like one, as written (escaped) and
+// unescaped, wherever the configuration or an error is printed.
+func TestRedisURLPasswordRedacted(t *testing.T) {
+	const raw, escaped = "url/Sekr1t-4471", "url%2FSekr1t-4471"
+	var logs bytes.Buffer
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	vals := addFlags(fs, true)
+	cfg, err := resolve(fs, vals, env{"INTERLOCK_REDIS_URL": "rediss://ada:" + escaped + "@redis.internal:6380/0"}.get, &logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Logger.Info("configuration", "config", cfg, "err", errors.New("dialing redis://ada:"+escaped+"@redis.internal: password "+raw+" refused"))
+	err = cfg.redact(fmt.Errorf("connecting to %s with %s", cfg.RedisURL, raw))
+	for what, s := range map[string]string{"String": cfg.String(), "the log": logs.String(), "an error": err.Error()} {
+		if strings.Contains(s, raw) || strings.Contains(s, escaped) {
+			t.Errorf("%s shows the URL's password:\n%s", what, s)
+		}
+		if !strings.Contains(s, "redis.internal") {
+			t.Errorf("%s lost the server's address:\n%s", what, s)
+		}
+	}
+	if want := "rediss://ada:" + redacted + "@redis.internal:6380/0"; !strings.Contains(cfg.String(), want) {
+		t.Errorf("String() = %s, want it to hold %s", cfg.String(), want)
+	}
+	for _, tc := range []struct {
+		url  string
+		want []string
+	}{
+		{"redis://redis.internal:6379/0", nil},
+		{"redis://ada@redis.internal:6379/0", nil},
+		{"redis://:pw@redis.internal:6379/0", []string{"pw"}},
+		{"redis://ada:p%40ss@redis.internal:6379/0", []string{"p%40ss", "p@ss"}},
+	} {
+		if got := urlPassword(tc.url); !slices.Equal(got, tc.want) {
+			t.Errorf("urlPassword(%q) = %q, want %q", tc.url, got, tc.want)
 		}
 	}
 }

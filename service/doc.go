@@ -63,6 +63,7 @@
 //	| `--redis` | `INTERLOCK_REDIS_URL` | `redis` | none | serve: Redis snapshot store, redis[s]://[user@]host:port/db (default: in-process snapshots) |
 //	| `--redis-key-prefix` | `INTERLOCK_REDIS_KEY_PREFIX` | `redisKeyPrefix` | none | serve: prefix of the snapshot store's keys (default: the application name) |
 //	| `--redis-password-file` (a file) | `INTERLOCK_REDIS_PASSWORD`, `INTERLOCK_REDIS_PASSWORD_FILE` | `redisPasswordFile` (a file) | none | serve: secret: Redis password; only from the environment or a file |
+//	| `--redis-tls-ca-file` | `INTERLOCK_REDIS_TLS_CA_FILE` | `redisTlsCaFile` | none | serve: PEM CA certificates to trust for Redis; implies TLS, also with redis:// (default for rediss://: the system's) |
 //	| `--gateway-token-file` (a file) | `INTERLOCK_GATEWAY_TOKEN`, `INTERLOCK_GATEWAY_TOKEN_FILE` | `gatewayTokenFile` (a file) | none | serve: secret: bearer token of the HTTP JSON gateway on --http (POST /v1/commands/{type}, /v1/queries/{type}); none: no gateway; only from the environment or a file |
 //	| `--gateway-max-body` | `INTERLOCK_GATEWAY_MAX_BODY` | `gatewayMaxBody` | `1048576` | serve: largest request body the gateway accepts |
 //	| `--gateway-timeout` | `INTERLOCK_GATEWAY_TIMEOUT` | `gatewayTimeout` | `30s` | serve: longest the gateway waits for a command's outcome or a query's answer |

@@ -2,11 +2,14 @@ package service
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +26,9 @@ import (
 // serve runs the application until ctx ends, with its metrics and health
 // on HTTP.
 func serve(ctx context.Context, inv *invocation) error {
+	// What it runs with, secrets redacted (Config.LogValue), for whoever
+	// must find out why it does not connect.
+	inv.cfg.Logger.Info("interlock: serve", "config", inv.cfg)
 	svc, err := newServer(ctx, inv)
 	if err != nil {
 		return err
@@ -65,7 +71,18 @@ func newServer(ctx context.Context, inv *invocation) (*server, error) {
 		if prefix == "" {
 			prefix = cfg.Name
 		}
-		store, err := snapshot.NewRedis(ctx, snapshot.RedisConfig{URL: cfg.RedisURL, Password: cfg.RedisPassword, KeyPrefix: prefix})
+		rc := snapshot.RedisConfig{URL: cfg.RedisURL, Password: cfg.RedisPassword, KeyPrefix: prefix}
+		if cfg.RedisTLSCAFile != "" {
+			pem, err := os.ReadFile(cfg.RedisTLSCAFile)
+			if err != nil {
+				return nil, fmt.Errorf("serve: --redis-tls-ca-file: %w", pathErr(err))
+			}
+			rc.TLS = &tls.Config{RootCAs: x509.NewCertPool(), MinVersion: tls.VersionTLS12}
+			if !rc.TLS.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("serve: --redis-tls-ca-file %s: no PEM certificate in it", cfg.RedisTLSCAFile)
+			}
+		}
+		store, err := snapshot.NewRedis(ctx, rc)
 		if err != nil {
 			return nil, fmt.Errorf("serve: snapshot store: %w", err)
 		}

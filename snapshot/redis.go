@@ -5,11 +5,14 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -143,6 +146,10 @@ func NewRedis(ctx context.Context, cfg RedisConfig) (*Redis, error) {
 		if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
 			return nil, fmt.Errorf("snapshot: redis at %s does not answer: %w: %w", r.addr, ctxErr, err)
 		}
+		if o.TLSConfig == nil && hungUp(err) {
+			// A TLS port hangs up on a plaintext client's first command.
+			return nil, fmt.Errorf("snapshot: redis at %s does not answer: %w (if it wants TLS, use a rediss:// URL)", r.addr, err)
+		}
 		return nil, fmt.Errorf("snapshot: redis at %s does not answer: %w", r.addr, err)
 	}
 	// Managed Redis often forbids CONFIG: then the policy is the operator's
@@ -156,6 +163,11 @@ func NewRedis(ctx context.Context, cfg RedisConfig) (*Redis, error) {
 		}
 	}
 	return r, nil
+}
+
+// hungUp reports whether err is the server closing the connection.
+func hungUp(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
 }
 
 // ErrEvictionPolicy is returned by NewRedis for a server whose
@@ -251,7 +263,9 @@ func (r *Redis) fail(ctx context.Context, op string, p Partition, err error) err
 // stored one and than the server's clock in microseconds, and returns it
 // with the watermark (nil when there is none). Writing after TIME needs
 // effects replication: the default since Redis 5, switched on for 3.2+.
-var claimScript = redis.NewScript(`
+var claimScript = redis.NewScript(claimSource)
+
+const claimSource = `
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 local now = redis.call('TIME')
 local token = tonumber(now[1]) * 1000000 + tonumber(now[2])
@@ -260,7 +274,7 @@ if stored and stored + 1 > token then token = stored + 1 end
 token = string.format('%d', token)
 redis.call('HSET', KEYS[1], 't', token)
 return {token, redis.call('HGET', KEYS[1], 'w')}
-`)
+`
 
 // saveScript stores snapshots if ARGV[1] is the token of KEYS[1]'s
 // partition, and returns how many it wrote, or -1 (writing nothing) if the
@@ -268,7 +282,9 @@ return {token, redis.call('HGET', KEYS[1], 'w')}
 // then, for each KEYS[i>1], ARGV holds version, offset, fingerprint and
 // state. A snapshot replaces a stored one unless that has a higher version
 // (an unreadable one is always replaced).
-var saveScript = redis.NewScript(`
+var saveScript = redis.NewScript(saveSource)
+
+const saveSource = `
 if redis.call('HGET', KEYS[1], 't') ~= ARGV[1] then return -1 end
 local n = 0
 for i = 2, #KEYS do
@@ -284,7 +300,7 @@ if ARGV[2] ~= '' then
 	if not w or w < tonumber(ARGV[2]) then redis.call('HSET', KEYS[1], 'w', ARGV[2]) end
 end
 return n
-`)
+`
 
 // Claim implements Store.
 func (r *Redis) Claim(ctx context.Context, p Partition) (Mark, error) {
@@ -298,7 +314,7 @@ func (r *Redis) Claim(ctx context.Context, p Partition) (Mark, error) {
 	}
 	res, err := claimScript.Run(ctx, r.c, []string{tag + "meta"}).Slice()
 	if err != nil {
-		return Mark{}, r.fail(ctx, op, p, err)
+		return Mark{}, r.fail(ctx, op, p, scriptACL(claimSource, err))
 	}
 	var mark Mark
 	if len(res) == 2 {
@@ -504,11 +520,11 @@ func (r *Redis) runSaves(ctx context.Context, calls []saveCall) error {
 		cmds, err = run(true)
 	}
 	if err != nil {
-		return err
+		return scriptACL(saveSource, err)
 	}
 	for _, cmd := range cmds {
 		if n, err := cmd.Int64(); err != nil {
-			return err
+			return scriptACL(saveSource, err)
 		} else if n < 0 {
 			return ErrFenced
 		}
@@ -518,4 +534,33 @@ func (r *Redis) runSaves(ctx context.Context, calls []saveCall) error {
 
 func noScript(err error) bool {
 	return errors.Is(err, redis.ErrNoScript) || redis.HasErrorPrefix(err, "NOSCRIPT")
+}
+
+// scriptLine finds the line of a script error: "... on @user_script:3.".
+var scriptLine = regexp.MustCompile(`@user_script:(\d+)`)
+
+// scriptCall finds the command a line of a script runs.
+var scriptCall = regexp.MustCompile(`redis\.call\('(\w+)'`)
+
+// scriptACL names the command that Redis's ACL refused inside the script
+// of source: Redis says only "can't run this command" and the script's
+// line, and an operator needs the command to fix the user's rules.
+func scriptACL(source string, err error) error {
+	if err == nil || !strings.Contains(err.Error(), "can't run this command") {
+		return err
+	}
+	m := scriptLine.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
+	}
+	n, _ := strconv.Atoi(m[1])
+	lines := strings.Split(source, "\n")
+	if n < 1 || n > len(lines) {
+		return err
+	}
+	c := scriptCall.FindStringSubmatch(lines[n-1])
+	if c == nil {
+		return err
+	}
+	return fmt.Errorf("NOPERM: the Redis user may not run '%s' (called by a script; see the ACL in docs/deployment.md): %w", strings.ToLower(c[1]), err)
 }

@@ -7,6 +7,7 @@ package services
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"sync"
 	"testing"
 )
@@ -41,6 +42,27 @@ func Lookup(t testing.TB, env, service string) string {
 	}
 	if _, done := warned.LoadOrStore(env, true); !done {
 		fmt.Fprintf(os.Stderr, "\n*** SKIPPING the tests that need %s: %s ***\n\n", service, msg)
+	}
+	t.Skip("SKIPPED: " + msg)
+	return ""
+}
+
+// Binary returns the path of the program name, a service the test starts
+// itself (redis-server), found on PATH. When it is missing the test fails
+// if services are required, and otherwise skips, with a notice on stderr
+// once per program, as Lookup does.
+func Binary(t testing.TB, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err == nil {
+		return path
+	}
+	msg := fmt.Sprintf("%s is not on PATH (%v): scripts/services.sh up installs it", name, err)
+	if Required() {
+		t.Fatalf("%s=1 but %s", EnvRequire, msg)
+	}
+	if _, done := warned.LoadOrStore("bin:"+name, true); !done {
+		fmt.Fprintf(os.Stderr, "\n*** SKIPPING the tests that need %s: %s ***\n\n", name, msg)
 	}
 	t.Skip("SKIPPED: " + msg)
 	return ""
