@@ -89,8 +89,13 @@ type RedisConfig struct {
 // after all others succeeded, advances the watermark. A Save that races
 // with a Claim may have stored its first chunks (written while its token
 // was current, and only where their versions are newer) but never its
-// watermark. Keys have no expiry: configure Redis with maxmemory-policy
-// noeviction, or accept that an evicted key costs a replay.
+// watermark. Keys have no expiry, and none may be evicted: a snapshot gone
+// while its partition's watermark stays cannot be told from an aggregate
+// with no events below the watermark, whose next events would start again
+// at version 1. Configure maxmemory-policy noeviction (or a volatile-*
+// policy, which never touches keys without expiry); NewRedis refuses the
+// allkeys-* policies when the server lets it read the policy (CONFIG GET),
+// and never deletes a single snapshot by hand.
 //
 // Every method returns ctx's error once ctx is done. A ctx deadline bounds
 // each read and write; a cancellation without deadline interrupts waits
