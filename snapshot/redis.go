@@ -94,8 +94,8 @@ type RedisConfig struct {
 // with no events below the watermark, whose next events would start again
 // at version 1. Configure maxmemory-policy noeviction (or a volatile-*
 // policy, which never touches keys without expiry); NewRedis refuses the
-// allkeys-* policies when the server lets it read the policy (CONFIG GET),
-// and never deletes a single snapshot by hand.
+// allkeys-* policies when the server lets it read the policy (CONFIG GET).
+// Never delete one snapshot by hand; FLUSHALL (or losing Redis) is safe.
 //
 // Every method returns ctx's error once ctx is done. A ctx deadline bounds
 // each read and write; a cancellation without deadline interrupts waits
