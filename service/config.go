@@ -151,7 +151,8 @@ type setting struct {
 	serve bool
 }
 
-// settings is the configuration table. The package doc and the README
+// settings is the configuration table. The package doc and the
+// configuration reference (docs/reference/configuration.md)
 // show it as Table prints it; a test keeps them equal.
 var settings = []setting{
 	{flag: "config", env: "INTERLOCK_CONFIG", arg: "file", help: "YAML file of settings, a flat map of their YAML keys; flags and environment variables win over it"},
@@ -184,7 +185,7 @@ var settings = []setting{
 }
 
 // Table returns the configuration table in Markdown, as the package doc
-// and the README show it.
+// and docs/reference/configuration.md show it.
 func Table() string {
 	var b strings.Builder
 	b.WriteString("| flag | environment | YAML key | default | what |\n| --- | --- | --- | --- | --- |\n")

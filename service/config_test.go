@@ -56,16 +56,17 @@ func writeFile(t *testing.T, name, content string) string {
 }
 
 // TestTableDocumented: the configuration table in the package doc and in
-// the README is the one the flags are built from, and every row is a real
-// flag of every standard command, with the default the table says.
+// the configuration reference is the one the flags are built from, and
+// every row is a real flag of every standard command, with the default the
+// table says.
 func TestTableDocumented(t *testing.T) {
 	table := Table()
-	readme, err := os.ReadFile("../README.md")
+	ref, err := os.ReadFile("../docs/reference/configuration.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(readme), table) {
-		t.Errorf("README.md does not contain the configuration table; paste this:\n%s", table)
+	if !strings.Contains(string(ref), table) {
+		t.Errorf("docs/reference/configuration.md does not contain the configuration table: run go test ./docs -update")
 	}
 	doc, err := os.ReadFile("doc.go")
 	if err != nil {

@@ -158,7 +158,7 @@ func NewRedis(ctx context.Context, cfg RedisConfig) (*Redis, error) {
 		return nil, fmt.Errorf("snapshot: redis at %s does not answer: %w", r.addr, err)
 	}
 	// Managed Redis often forbids CONFIG: then the policy is the operator's
-	// to get right, as the README says.
+	// to get right, as docs/deployment.md says.
 	if cfg, err := r.c.ConfigGet(ctx, "maxmemory-policy").Result(); err == nil {
 		if err := checkPolicy(cfg["maxmemory-policy"]); err != nil {
 			if r.own {
