@@ -264,11 +264,13 @@ func TestSecuredKafka(t *testing.T) {
 	// it, start on the existing topics, as after an admin's topics create.
 	s.setACLs(ctx, "processor", createACLs, true)
 	seen := make(chan int64, 16)
-	if _, err := s.start(ctx, "processor", "process", nil, logs); err != nil {
+	proc, err := s.start(ctx, "processor", "process", nil, logs)
+	if err != nil {
 		t.Fatalf("the processor: %v", err)
 	}
 	s.setACLs(ctx, "processor", createACLs, false)
-	if _, err := s.start(ctx, "projector", "project", seen, logs); err != nil {
+	proj, err := s.start(ctx, "projector", "project", seen, logs)
+	if err != nil {
 		t.Fatalf("the projector: %v", err)
 	}
 	gw, err := s.start(ctx, "gateway", "dispatch", nil, logs)
@@ -315,4 +317,159 @@ func TestSecuredKafka(t *testing.T) {
 	if !slices.Equal(types, []string{"AccountOpened", "MoneyDeposited"}) {
 		t.Fatalf("events read back: %v", types)
 	}
+
+	proc.Close(ctx)
+	proj.Close(ctx)
+	s.connectionRefusals(ctx)
+	s.missingACLs(ctx, gw)
+}
+
+// connectionRefusals: a wrong password, a client that does not trust the
+// CA and a plaintext client are each refused at once, with an error that
+// says which.
+func (s *secured) connectionRefusals(ctx context.Context) {
+	t := s.t
+	good := s.env("gateway", "pw-gateway")
+	for _, c := range []struct {
+		name string
+		env  env
+		want string
+	}{
+		{"a wrong password", s.env("gateway", "wrong"), "SASL_AUTHENTICATION_FAILED"},
+		{"no trust in the CA", without(good, "INTERLOCK_TLS_CA_FILE", "INTERLOCK_TLS", "true"), "x509: certificate signed by unknown authority"},
+		{"plaintext", without(good, "INTERLOCK_TLS_CA_FILE"), "is this a plaintext connection speaking to a tls endpoint?"},
+	} {
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		t0 := time.Now()
+		out, err := s.run(rctx, c.env, "topics", "describe")
+		cancel()
+		took := time.Since(t0)
+		switch {
+		case err == nil:
+			t.Errorf("%s: topics describe succeeded:\n%s", c.name, out)
+		case !strings.Contains(err.Error(), c.want):
+			t.Errorf("%s: the error does not say %q (after %v): %v", c.name, c.want, took, err)
+		case took > 15*time.Second:
+			t.Errorf("%s: refused only after %v: %v", c.name, took, err)
+		default:
+			t.Logf("%s: refused after %v: %v", c.name, took.Round(time.Millisecond), err)
+		}
+	}
+}
+
+// without returns e without the variables keys, and with the pairs of
+// set added.
+func without(e env, key string, set ...string) env {
+	out := env{}
+	for k, v := range e {
+		if k != key {
+			out[k] = v
+		}
+	}
+	for i := 0; i+1 < len(set); i += 2 {
+		out[set[i]] = set[i+1]
+	}
+	return out
+}
+
+// missingACLs takes one ACL at a time from a role: the instance fails
+// with an error (from Start, or the one it stops with) that says
+// authorization failed, and for what. Commands are not lost: one sent
+// while the processor could not write events is applied once it can.
+func (s *secured) missingACLs(ctx context.Context, gw *interlock.App) {
+	t := s.t
+	id := interlock.NewID()
+	// Sent now, handled once a processor can.
+	if _, err := interlock.Send(ctx, gw, bank.OpenAccount{Command: interlock.To(id), Owner: "bob"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		user, roles string
+		g           grant
+		// atStart: Start fails; else the instance stops once it meets the
+		// refusal (after a command, for a write).
+		atStart bool
+		want    []string
+	}{
+		{"processor", "process", grant{"transactional-id", "$APP.processor.", true, "Write"}, true,
+			[]string{"TRANSACTIONAL_ID_AUTHORIZATION_FAILED", "transactional ID bank.processor.processor-process"}},
+		{"processor", "process", grant{"group", "$APP.processors", false, "Read"}, false,
+			[]string{"GROUP_AUTHORIZATION_FAILED", "group bank.processors"}},
+		{"processor", "process", grant{"topic", "$APP.bank-account.events", false, "Write"}, false,
+			[]string{"TOPIC_AUTHORIZATION_FAILED", "bank.bank-account.events"}},
+		{"projector", "project", grant{"transactional-id", "$APP.projection.$PROJECTION.", true, "Write"}, true,
+			[]string{"TRANSACTIONAL_ID_AUTHORIZATION_FAILED", "transactional ID bank.projection.audit.projector-project"}},
+		{"projector", "project", grant{"group", "$APP.projection.$PROJECTION", false, "Read"}, false,
+			[]string{"GROUP_AUTHORIZATION_FAILED", "group bank.projection.audit"}},
+	} {
+		name := fmt.Sprintf("%s without %s on %s %s", c.user, c.g.op, c.g.resource, c.g.resolve(s.app, "audit").name)
+		if !slices.Contains(slices.Concat(processorACLs, projectorACLs), c.g) {
+			t.Fatalf("%s: not one of the documented ACLs", name)
+		}
+		s.setACLs(ctx, c.user, []grant{c.g}, false)
+		logs := &logbuf.Buffer{}
+		app, err := s.start(ctx, c.user, c.roles, nil, logs)
+		var why string
+		switch {
+		case c.atStart && err == nil:
+			t.Errorf("%s: started", name)
+		case c.atStart:
+			why = err.Error()
+		case err != nil:
+			t.Errorf("%s: Start: %v", name, err)
+		default:
+			if c.g.op == "Write" && c.g.resource == "topic" {
+				// The processor meets the refusal at its first command
+				// (sent without a deadline, so it is applied later).
+				if _, err := interlock.Send(ctx, gw, bank.DepositMoney{CommandOf: interlock.ToResult[bank.Balance](id), Amount: 1}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			why = stopped(ctx, app, logs)
+			if why == "" {
+				t.Errorf("%s: still running; its log:\n%s", name, logs.Tail(10))
+			}
+			app.Close(ctx)
+		}
+		for _, w := range c.want {
+			if why != "" && !strings.Contains(why, w) {
+				t.Errorf("%s: the error does not say %q: %s", name, w, why)
+			}
+		}
+		if why != "" {
+			t.Logf("%s: %s", name, why)
+		}
+		s.setACLs(ctx, c.user, []grant{c.g}, true)
+	}
+	// With its ACLs back, a processor applies the commands sent meanwhile.
+	proc, err := s.start(ctx, "processor", "process", nil, &logbuf.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proc.Close(ctx)
+	res, err := interlock.Dispatch(ctx, gw, bank.DepositMoney{CommandOf: interlock.ToResult[bank.Balance](id), Amount: 10})
+	if err != nil || res.Value.Balance != 11 || res.Version != 3 {
+		t.Errorf("after the ACLs are back: %+v, %v (want the open, the deposit of 1 and this one: balance 11, version 3)", res, err)
+	}
+}
+
+// stopped waits until app's processor or projection stops, and returns
+// the error it stopped with ("" if it did not within 20 s).
+func stopped(ctx context.Context, app *interlock.App, logs *logbuf.Buffer) string {
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline) && ctx.Err() == nil; time.Sleep(50 * time.Millisecond) {
+		for _, pr := range app.Projectors() {
+			if err := pr.Err(); err != nil {
+				return err.Error()
+			}
+		}
+		if !app.Live() {
+			for _, l := range strings.Split(logs.String(), "\n") {
+				if strings.Contains(l, "processor stopped") {
+					return l
+				}
+			}
+			return "not live, but no log line says why:\n" + logs.String()
+		}
+	}
+	return ""
 }
