@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/interlock-go/interlock/aggregate"
+	"github.com/interlock-go/interlock/internal/acl"
 )
 
 // ErrUnknownCommand is returned for a command type no registered aggregate
@@ -54,6 +55,12 @@ type Dispatcher struct {
 	waiting  map[string]chan *Reply
 	inflight sync.WaitGroup
 	done     chan struct{}
+	// refused is closed, and replaced, each time Kafka refuses to let
+	// the replies be read, and refusal says what was refused: the callers
+	// waiting learn it then, not when their contexts end. Nothing is
+	// latched, so granting the ACL is enough.
+	refused chan struct{}
+	refusal error
 }
 
 // NewDispatcher connects a Dispatcher and starts reading its replies
@@ -64,6 +71,7 @@ func NewDispatcher(ctx context.Context, cfg DispatcherConfig) (*Dispatcher, erro
 		routes:  map[reflect.Type]*Route{},
 		waiting: map[string]chan *Reply{},
 		done:    make(chan struct{}),
+		refused: make(chan struct{}),
 	}
 	if d.log == nil {
 		d.log = slog.Default()
@@ -138,6 +146,13 @@ func (d *Dispatcher) readReplies() {
 		}
 		fs.EachError(func(t string, p int32, err error) {
 			d.log.Warn("interlock: reading replies", "topic", t, "partition", p, "err", err)
+			if acl.Denied(err) {
+				d.mu.Lock()
+				d.refusal = fmt.Errorf("reading replies from %s: %w", t, err)
+				close(d.refused)
+				d.refused = make(chan struct{})
+				d.mu.Unlock()
+			}
 		})
 		fs.EachRecord(func(r *kgo.Record) {
 			d.mu.Lock()
@@ -180,6 +195,7 @@ func (d *Dispatcher) Dispatch(ctx context.Context, cmd any, env aggregate.Comman
 	defer d.inflight.Done()
 	d.mu.Lock()
 	d.waiting[key] = ch
+	refused := d.refused
 	d.mu.Unlock()
 	forget := func() {
 		d.mu.Lock()
@@ -199,6 +215,12 @@ func (d *Dispatcher) Dispatch(ctx context.Context, cmd any, env aggregate.Comman
 	case <-d.done:
 		forget()
 		return nil, fmt.Errorf("waiting for the reply to command %s: %w", key, ErrClosed)
+	case <-refused:
+		forget()
+		d.mu.Lock()
+		err := d.refusal
+		d.mu.Unlock()
+		return nil, fmt.Errorf("waiting for the reply to command %s (it may still be applied): %w", key, err)
 	}
 }
 
@@ -237,7 +259,7 @@ func (d *Dispatcher) produce(ctx context.Context, cmd any, env aggregate.Command
 		return err
 	}
 	if err := d.producer.ProduceSync(ctx, rec).FirstErr(); err != nil {
-		return fmt.Errorf("sending command %s: %w", msg.Name, err)
+		return fmt.Errorf("sending command %s to %s: %w", msg.Name, rec.Topic, err)
 	}
 	return nil
 }

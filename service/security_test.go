@@ -401,9 +401,13 @@ func (s *secured) missingACLs(ctx context.Context, gw *interlock.App) {
 			[]string{"TRANSACTIONAL_ID_AUTHORIZATION_FAILED", "transactional ID bank.projection.audit.projector-project"}},
 		{"projector", "project", grant{"group", "$APP.projection.$PROJECTION", false, "Read"}, false,
 			[]string{"GROUP_AUTHORIZATION_FAILED", "group bank.projection.audit"}},
+		{"gateway", "dispatch", grant{"topic", "$APP.bank-account.commands", false, "Write"}, false,
+			[]string{"TOPIC_AUTHORIZATION_FAILED", "sending command OpenAccount to bank.bank-account.commands"}},
+		{"gateway", "dispatch", grant{"topic", "$APP.replies", false, "Read"}, false,
+			[]string{"TOPIC_AUTHORIZATION_FAILED", "reading replies from bank.replies"}},
 	} {
 		name := fmt.Sprintf("%s without %s on %s %s", c.user, c.g.op, c.g.resource, c.g.resolve(s.app, "audit").name)
-		if !slices.Contains(slices.Concat(processorACLs, projectorACLs), c.g) {
+		if !slices.Contains(slices.Concat(processorACLs, projectorACLs, gatewayACLs), c.g) {
 			t.Fatalf("%s: not one of the documented ACLs", name)
 		}
 		s.setACLs(ctx, c.user, []grant{c.g}, false)
@@ -417,6 +421,18 @@ func (s *secured) missingACLs(ctx context.Context, gw *interlock.App) {
 			why = err.Error()
 		case err != nil:
 			t.Errorf("%s: Start: %v", name, err)
+		case c.roles == "dispatch":
+			// A gateway's command fails at once (one for a new account: if
+			// it is written, the processor applies it later).
+			dctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			_, err := interlock.Dispatch(dctx, app, bank.OpenAccount{Command: interlock.To(interlock.NewID()), Owner: "eve"})
+			cancel()
+			if err == nil || errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("%s: Dispatch: %v", name, err)
+			} else {
+				why = err.Error()
+			}
+			app.Close(ctx)
 		default:
 			if c.g.op == "Write" && c.g.resource == "topic" {
 				// The processor meets the refusal at its first command
@@ -454,7 +470,8 @@ func (s *secured) missingACLs(ctx context.Context, gw *interlock.App) {
 }
 
 // stopped waits until app's processor or projection stops, and returns
-// the error it stopped with ("" if it did not within 20 s).
+// the error it stopped with ("" if it did not within 20 s): a projection's
+// Err, or the processor's log line (it has no Err; it is no longer live).
 func stopped(ctx context.Context, app *interlock.App, logs *logbuf.Buffer) string {
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline) && ctx.Err() == nil; time.Sleep(50 * time.Millisecond) {
 		for _, pr := range app.Projectors() {
@@ -462,14 +479,17 @@ func stopped(ctx context.Context, app *interlock.App, logs *logbuf.Buffer) strin
 				return err.Error()
 			}
 		}
-		if !app.Live() {
-			for _, l := range strings.Split(logs.String(), "\n") {
-				if strings.Contains(l, "processor stopped") {
-					return l
+		for _, l := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(l, "processor stopped") {
+				if app.Live() {
+					return "live after: " + l
 				}
+				return l
 			}
-			return "not live, but no log line says why:\n" + logs.String()
 		}
+	}
+	if !app.Live() {
+		return "not live, but no log line says why:\n" + logs.String()
 	}
 	return ""
 }
