@@ -467,7 +467,10 @@ func (p *Processor) run(ctx context.Context) {
 				return
 			}
 		}
-		p.restoreIdle(ctx)
+		if err := p.restoreIdle(ctx); err != nil {
+			p.stop(err)
+			return
+		}
 		p.housekeep(ctx)
 		p.sess.AllowRebalance()
 	}
@@ -488,10 +491,11 @@ func (p *Processor) stop(err error) {
 // restoreIdle restores the owned partitions no command has reached yet, so
 // the first command after an assignment does not wait for a replay and
 // readiness can say every partition is restored. They are restored
-// together, read by one client.
-func (p *Processor) restoreIdle(ctx context.Context) {
+// together, read by one client. It returns an error only when the
+// processor must stop: it may not read the events.
+func (p *Processor) restoreIdle(ctx context.Context) error {
 	if ctx.Err() != nil {
-		return
+		return nil
 	}
 	var idle []*partition
 	for _, part := range p.owned() {
@@ -500,11 +504,15 @@ func (p *Processor) restoreIdle(ctx context.Context) {
 		}
 	}
 	if len(idle) == 0 {
-		return
+		return nil
 	}
 	for part, err := range p.restore(context.WithoutCancel(ctx), idle) {
+		if acl.Denied(err) {
+			return err // the events may not be read: no retry helps
+		}
 		p.log.Warn("interlock: restoring an idle partition; will retry", "partition", part.sp.String(), "err", err)
 	}
+	return nil
 }
 
 // Ready reports whether the processor joined its group and restored every

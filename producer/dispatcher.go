@@ -61,6 +61,8 @@ type Dispatcher struct {
 	// latched, so granting the ACL is enough.
 	refused chan struct{}
 	refusal error
+	// quit ends the reader's pause after a refusal, on Close.
+	quit chan struct{}
 }
 
 // NewDispatcher connects a Dispatcher and starts reading its replies
@@ -72,6 +74,7 @@ func NewDispatcher(ctx context.Context, cfg DispatcherConfig) (*Dispatcher, erro
 		waiting: map[string]chan *Reply{},
 		done:    make(chan struct{}),
 		refused: make(chan struct{}),
+		quit:    make(chan struct{}),
 	}
 	if d.log == nil {
 		d.log = slog.Default()
@@ -144,9 +147,11 @@ func (d *Dispatcher) readReplies() {
 		if fs.IsClientClosed() {
 			return
 		}
+		denied := false
 		fs.EachError(func(t string, p int32, err error) {
 			d.log.Warn("interlock: reading replies", "topic", t, "partition", p, "err", err)
 			if acl.Denied(err) {
+				denied = true
 				d.mu.Lock()
 				d.refusal = fmt.Errorf("reading replies from %s: %w", t, err)
 				close(d.refused)
@@ -154,6 +159,14 @@ func (d *Dispatcher) readReplies() {
 				d.mu.Unlock()
 			}
 		})
+		if denied {
+			// The client asks again at once: pause, so a refusal is not
+			// logged a thousand times a second.
+			select {
+			case <-d.quit:
+			case <-time.After(time.Second):
+			}
+		}
 		fs.EachRecord(func(r *kgo.Record) {
 			d.mu.Lock()
 			ch, ok := d.waiting[string(r.Key)]
@@ -303,6 +316,7 @@ func (d *Dispatcher) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		err = fmt.Errorf("dispatcher: closing with calls in flight: %w", ctx.Err())
 	}
+	close(d.quit)
 	d.replies.Close()
 	<-d.done
 	d.producer.Close()
