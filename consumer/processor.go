@@ -534,7 +534,8 @@ func (p *Processor) Ready() bool {
 // Live reports whether the processor is not stuck: its loop made progress
 // within twice the session timeout plus the flush interval (a batch and a
 // poll take at most that), or a restore replayed events since the last
-// call. A processor stopped by a fenced transactional ID is not live.
+// call. A processor stopped by a fenced transactional ID, or by Kafka
+// refusing it an operation (an ACL missing), is not live.
 // Use it for liveness probes: a process that is not live should be
 // restarted.
 func (p *Processor) Live() bool {

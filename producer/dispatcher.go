@@ -198,7 +198,8 @@ func (d *Dispatcher) Lookup(t reflect.Type) (*Route, *Message, bool) {
 // Dispatch sends cmd (a command value) with its metadata headers and waits
 // for its reply. env must be prepared (aggregate ID and command ID set).
 // When ctx ends first, Dispatch returns ctx's error; the command may still
-// be handled.
+// be handled. So it may when Kafka refuses to let the replies be read: the
+// refusal is returned as soon as it arrives.
 func (d *Dispatcher) Dispatch(ctx context.Context, cmd any, env aggregate.Command, md map[string]string) (*Reply, error) {
 	key := env.CommandID.String()
 	ch := make(chan *Reply, 1)

@@ -342,7 +342,7 @@ func (pr *Projector) Close(ctx context.Context) error {
 func (pr *Projector) Name() string { return pr.name }
 
 // Err returns why the projection stopped (a poison event under the Stop
-// policy), nil while it runs.
+// policy, Kafka refusing it an operation), nil while it runs.
 func (pr *Projector) Err() error {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()

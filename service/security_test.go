@@ -276,8 +276,10 @@ func parseWith(e env, logs io.Writer) (*Config, error) {
 // TestSecuredKafka runs the bank against a Kafka that speaks only
 // SASL_SSL with SCRAM-SHA-512 and enforces ACLs: a gateway, a processor
 // and a projector, each as its own user with exactly its role's ACLs of
-// docs/security.md, after an admin created the topics. A command is
-// applied, its events are read back, the projection sees them.
+// docs/security.md (and Create for the processor while it makes the
+// topics). A command is applied, its events are read back, the projection
+// sees them. Then every refusal is tried (connectionRefusals,
+// missingACLs).
 func TestSecuredKafka(t *testing.T) {
 	broker := securekafka.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -369,6 +371,12 @@ func TestSecuredKafka(t *testing.T) {
 // says which.
 func (s *secured) connectionRefusals(ctx context.Context) {
 	t := s.t
+	// The same command succeeds with the right settings (as the admin:
+	// describing topics' configs is no role's need).
+	out, err := s.run(ctx, s.env(securekafka.Admin, s.broker.AdminPassword), "topics", "describe")
+	if err != nil || !strings.Contains(out, "bank.bank-account.events") {
+		t.Fatalf("topics describe as the admin: %v\n%s", err, out)
+	}
 	good := s.env("gateway", "pw-gateway")
 	for _, c := range []struct {
 		name string
