@@ -258,6 +258,9 @@ func New(ctx context.Context, cfg Config) (*Processor, error) {
 		return nil, fmt.Errorf("processor: replies topic %s: %w", cfg.RepliesTopic, err)
 	}
 	p.replies = int32(len(meta[cfg.RepliesTopic].Partitions))
+	// Live from the start: the loop's first beat may come after the
+	// caller's first probe.
+	p.beat.Store(time.Now().UnixNano())
 	loopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	p.cancel = cancel
 	go p.run(loopCtx)
