@@ -93,6 +93,7 @@ func Start(t testing.TB) *Broker {
 	out := &logbuf.Buffer{}
 	cmd := jvm("server", "kafka.Kafka", props)
 	cmd.Stdout, cmd.Stderr = out, out
+	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting the secured Kafka: %v", err)
 	}
