@@ -17,6 +17,7 @@ import (
 	"github.com/interlock-go/interlock"
 	"github.com/interlock-go/interlock/examples/bank"
 	"github.com/interlock-go/interlock/internal/logbuf"
+	"github.com/interlock-go/interlock/projections"
 )
 
 // TestStartWithoutCreate: a principal that may not create topics (on an
@@ -160,5 +161,52 @@ func TestRefusedACLs(t *testing.T) {
 				t.Errorf("the error does not say %q and AUTHORIZATION_FAILED: %s", c.want, why)
 			}
 		})
+	}
+}
+
+// TestRefusedProjectionOutput: a projection on the Kafka sink that may not
+// write the topic its handler produces to stops, naming the topic,
+// instead of aborting and retrying its batch forever.
+func TestRefusedProjectionOutput(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	prefixed := func(rt kmsg.ACLResourceType, op kmsg.ACLOperation) kfake.ACL {
+		return kfake.ACL{Resource: rt, Name: "shop.", Pattern: kmsg.ACLResourcePatternTypePrefixed, Operation: op, Allow: true}
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.EnableSASL(), kfake.EnableACLs(), kfake.SeedTopics(1, "feed"),
+		kfake.Superuser("SCRAM-SHA-512", "admin", "admin-pw"),
+		kfake.User("SCRAM-SHA-512", "svc", "svc-pw",
+			prefixed(kmsg.ACLResourceTypeTopic, kmsg.ACLOperationCreate), prefixed(kmsg.ACLResourceTypeTopic, kmsg.ACLOperationRead),
+			prefixed(kmsg.ACLResourceTypeTopic, kmsg.ACLOperationWrite), prefixed(kmsg.ACLResourceTypeTopic, kmsg.ACLOperationDescribeConfigs),
+			prefixed(kmsg.ACLResourceTypeGroup, kmsg.ACLOperationRead), prefixed(kmsg.ACLResourceTypeTransactionalId, kmsg.ACLOperationWrite)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	feed := projections.New("feed", projections.Kafka())
+	projections.On(feed, func(_ context.Context, out *projections.Output, e projections.Event[bank.AccountOpened]) error {
+		out.Produce(&kgo.Record{Topic: "feed", Value: []byte(e.Data.Owner)}) // not the service's: no Write on it
+		return nil
+	})
+	app, err := interlock.NewBuilder(interlock.WithBrokers(c.ListenAddrs()...), interlock.WithName("shop"), interlock.WithPartitions(1),
+		interlock.WithLogger(testLogger()), interlock.WithInstanceID("svc"),
+		interlock.WithClientOptions(kgo.SASL(scram.Auth{User: "svc", Pass: "svc-pw"}.AsSha512Mechanism())),
+	).RegisterAggregate(bank.Accounts()).RegisterProjection(feed).Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close(ctx)
+	if _, err := interlock.Dispatch(ctx, app, bank.OpenAccount{Command: interlock.To(interlock.NewID()), Owner: "ada"}); err != nil {
+		t.Fatal(err)
+	}
+	pr := app.Projection("feed")
+	for pr.Err() == nil && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond) // polling Err, as projections status does
+	}
+	if err := pr.Err(); !errors.Is(err, kerr.TopicAuthorizationFailed) || !strings.Contains(err.Error(), "producing to feed") {
+		t.Fatalf("the projection's error: %v", err)
 	}
 }

@@ -72,8 +72,11 @@ func runTx(ctx context.Context, p *Projection[*Output], pr *Projector, opts []kg
 			var stop, err error
 			committed, stop, err = p.txBatch(ctx, pr, pr.sess, st, bindings, recs)
 			switch {
-			case acl.Denied(err):
-				pr.denied(fmt.Errorf("transactional ID %s: %w", pr.cfg.TransactionalID, err))
+			case acl.Denied(err) || acl.Denied(stop):
+				if errors.Is(err, kerr.TransactionalIDAuthorizationFailed) {
+					err = fmt.Errorf("transactional ID %s: %w", pr.cfg.TransactionalID, err)
+				}
+				pr.denied(errors.Join(err, stop))
 				pr.sess.AllowRebalance()
 				return
 			case stop != nil:
@@ -177,6 +180,9 @@ func (p *Projection[T]) txBatch(ctx context.Context, pr *Projector, sess *kgo.Gr
 	if err := out.err(); err != nil {
 		failed = errors.Join(failed, err)
 		pr.log.Error("interlock: projection output failed; aborting the batch", "err", err)
+	}
+	if stop == nil && acl.Denied(failed) {
+		stop = failed // a refused write passes no retry: the projection stops
 	}
 	// A transaction commits the offsets of everything polled: with a
 	// poison event to stop at, none of the batch commits.
