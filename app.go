@@ -329,7 +329,8 @@ func (a *App) Ready() bool {
 // Live reports whether the application is not stuck: started, and its
 // processor (if any) has made progress recently or is replaying events (see
 // consumer.Processor.Live). A processor stopped because another instance
-// took its transactional ID is not live. Use it for liveness probes.
+// took its transactional ID, or because Kafka refused it an operation (an
+// ACL missing: docs/security.md), is not live. Use it for liveness probes.
 func (a *App) Live() bool {
 	a.mu.Lock()
 	state := a.state

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -40,6 +41,7 @@ func (a *App) ensureTopics(ctx context.Context, adm *kadm.Client) error {
 	}
 	// Create without looking first: listing would fill the client's
 	// metadata cache with "unknown topic" for its minimum age.
+	var denied []string
 	for _, t := range names {
 		resp, err := adm.CreateTopic(ctx, a.cfg.partitions, a.cfg.replicationFactor, want[t], t)
 		if err == nil {
@@ -48,9 +50,16 @@ func (a *App) ensureTopics(ctx context.Context, adm *kadm.Client) error {
 		switch {
 		case err == nil:
 			a.log.Info("interlock: created topic", "topic", t, "partitions", a.cfg.partitions)
+		case errors.Is(err, kerr.TopicAuthorizationFailed):
+			// Kafka refuses a principal without CREATE before it looks
+			// whether the topic exists: an admin may have made it.
+			denied = append(denied, t)
 		case !errors.Is(err, kerr.TopicAlreadyExists):
 			return fmt.Errorf("creating topic %s: %w", t, err)
 		}
+	}
+	if err := requireTopics(ctx, adm, denied...); err != nil {
+		return err
 	}
 	var existing kadm.TopicDetails
 	var err error
@@ -77,6 +86,34 @@ func (a *App) ensureTopics(ctx context.Context, adm *kadm.Client) error {
 		if c != e {
 			return fmt.Errorf("%w: %s has %d partitions but %s has %d: an aggregate's commands and events must share partition numbers; recreate the topics while they hold no events (adding partitions to an events topic that holds events moves aggregates to other partitions, splitting their histories)", ErrTopology, r.CommandsTopic, c, r.EventsTopic, e)
 		}
+	}
+	return nil
+}
+
+// requireTopics checks that topics exist, for a principal that may not
+// create them: it names the missing ones, and the error matches
+// kerr.TopicAuthorizationFailed.
+func requireTopics(ctx context.Context, adm *kadm.Client, topics ...string) error {
+	if len(topics) == 0 {
+		return nil
+	}
+	details, err := adm.ListTopics(ctx, topics...)
+	if err != nil {
+		return fmt.Errorf("describing topics: %w", err)
+	}
+	var missing []string
+	for _, t := range topics {
+		d, ok := details[t]
+		switch {
+		case !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition):
+			missing = append(missing, t)
+		case d.Err != nil:
+			return fmt.Errorf("describing topic %s: %w", t, d.Err)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("topics %s do not exist and this principal may not create them (%w): have them created first (the topics create command, as a principal with CREATE) or grant CREATE on them; see docs/security.md",
+			strings.Join(missing, ", "), kerr.TopicAuthorizationFailed)
 	}
 	return nil
 }

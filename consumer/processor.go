@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/interlock-go/interlock/aggregate"
+	"github.com/interlock-go/interlock/internal/acl"
 	"github.com/interlock-go/interlock/middleware"
 	"github.com/interlock-go/interlock/producer"
 	"github.com/interlock-go/interlock/schema"
@@ -247,6 +248,12 @@ func New(ctx context.Context, cfg Config) (*Processor, error) {
 		return nil, fmt.Errorf("processor: %w", err)
 	}
 	p.sess = sess
+	// Taking the producer ID now makes a transactional ID this principal
+	// may not use fail the start, not the first command.
+	if _, _, err := sess.Client().ProducerID(ctx); acl.Denied(err) {
+		sess.Close()
+		return nil, fmt.Errorf("processor: transactional ID %s: %w", cfg.TransactionalID, err)
+	}
 	meta, err := kadm.NewClient(sess.Client()).ListTopics(ctx, cfg.RepliesTopic)
 	if err == nil {
 		err = meta.Error()
@@ -256,6 +263,9 @@ func New(ctx context.Context, cfg Config) (*Processor, error) {
 		return nil, fmt.Errorf("processor: replies topic %s: %w", cfg.RepliesTopic, err)
 	}
 	p.replies = int32(len(meta[cfg.RepliesTopic].Partitions))
+	// Live from the start: the loop's first beat may come after the
+	// caller's first probe.
+	p.beat.Store(time.Now().UnixNano())
 	loopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	p.cancel = cancel
 	go p.run(loopCtx)
@@ -444,35 +454,57 @@ func (p *Processor) run(ctx context.Context) {
 			p.sess.AllowRebalance()
 			return
 		}
+		var denied error
 		fs.EachError(func(t string, part int32, err error) {
-			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+			switch {
+			case acl.Denied(err):
+				denied = acl.FetchError(p.cfg.Group, t, err)
+			case !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled):
 				p.log.Warn("interlock: fetching commands", "topic", t, "partition", part, "err", err)
 			}
 		})
+		if denied != nil {
+			p.stop(denied)
+			return
+		}
 		// Rebalance callbacks run only while the loop polls, so the cache
 		// is the loop's alone from here to AllowRebalance.
 		p.forgetDropped()
 		if !fs.Empty() {
 			if err := p.batch(ctx, fs); err != nil {
-				p.log.Error("interlock: processor stopped: another instance with this transactional ID took over (set a unique, stable WithInstanceID per instance)", "transactional_id", p.cfg.TransactionalID, "err", err)
-				p.stopped.Store(true)
-				p.sess.AllowRebalance()
+				p.stop(err)
 				return
 			}
 		}
-		p.restoreIdle(ctx)
+		if err := p.restoreIdle(ctx); err != nil {
+			p.stop(err)
+			return
+		}
 		p.housekeep(ctx)
 		p.sess.AllowRebalance()
 	}
 }
 
+// stop ends the loop for good on err, a refusal no retry can pass: the
+// processor is no longer live, so a liveness probe restarts it.
+func (p *Processor) stop(err error) {
+	if acl.Denied(err) {
+		p.log.Error("interlock: processor stopped: not authorized; grant the principal the ACLs of docs/security.md, then restart", "group", p.cfg.Group, "transactional_id", p.cfg.TransactionalID, "err", err)
+	} else {
+		p.log.Error("interlock: processor stopped: another instance with this transactional ID took over (set a unique, stable WithInstanceID per instance)", "transactional_id", p.cfg.TransactionalID, "err", err)
+	}
+	p.stopped.Store(true)
+	p.sess.AllowRebalance()
+}
+
 // restoreIdle restores the owned partitions no command has reached yet, so
 // the first command after an assignment does not wait for a replay and
 // readiness can say every partition is restored. They are restored
-// together, read by one client.
-func (p *Processor) restoreIdle(ctx context.Context) {
+// together, read by one client. It returns an error only when the
+// processor must stop: it may not read the events.
+func (p *Processor) restoreIdle(ctx context.Context) error {
 	if ctx.Err() != nil {
-		return
+		return nil
 	}
 	var idle []*partition
 	for _, part := range p.owned() {
@@ -481,11 +513,15 @@ func (p *Processor) restoreIdle(ctx context.Context) {
 		}
 	}
 	if len(idle) == 0 {
-		return
+		return nil
 	}
 	for part, err := range p.restore(context.WithoutCancel(ctx), idle) {
+		if acl.Denied(err) {
+			return err // the events may not be read: no retry helps
+		}
 		p.log.Warn("interlock: restoring an idle partition; will retry", "partition", part.sp.String(), "err", err)
 	}
+	return nil
 }
 
 // Ready reports whether the processor joined its group and restored every
@@ -507,7 +543,8 @@ func (p *Processor) Ready() bool {
 // Live reports whether the processor is not stuck: its loop made progress
 // within twice the session timeout plus the flush interval (a batch and a
 // poll take at most that), or a restore replayed events since the last
-// call. A processor stopped by a fenced transactional ID is not live.
+// call. A processor stopped by a fenced transactional ID, or by Kafka
+// refusing it an operation (an ACL missing), is not live.
 // Use it for liveness probes: a process that is not live should be
 // restarted.
 func (p *Processor) Live() bool {
@@ -580,7 +617,7 @@ func fenced(err error) bool {
 }
 
 // batch handles one polled batch in one transaction. It returns an error
-// only when the processor must stop.
+// only when the processor must stop: fenced, or not authorized.
 func (p *Processor) batch(loopCtx context.Context, fs kgo.Fetches) error {
 	// The transaction's own requests must not be cut short by shutdown:
 	// a cancelled End can leave the outcome unknown (see DESIGN.md).
@@ -596,6 +633,9 @@ func (p *Processor) batch(loopCtx context.Context, fs kgo.Fetches) error {
 	})
 	for _, w := range works {
 		if err := p.prepare(ctx, w); err != nil {
+			if acl.Denied(err) {
+				return err // the events topic may not be read: no retry helps
+			}
 			p.log.Error("interlock: restoring partitions; their commands will be retried", "err", err)
 			p.rewind(loopCtx)
 			time.Sleep(time.Second)
@@ -603,6 +643,9 @@ func (p *Processor) batch(loopCtx context.Context, fs kgo.Fetches) error {
 		}
 	}
 	if err := p.sess.Begin(); err != nil {
+		if acl.Denied(err) {
+			return fmt.Errorf("transactional ID %s: %w", p.cfg.TransactionalID, err)
+		}
 		p.reset(loopCtx, fmt.Errorf("beginning a transaction: %w", err))
 		return nil
 	}
@@ -676,8 +719,14 @@ func (p *Processor) batch(loopCtx context.Context, fs kgo.Fetches) error {
 		Committed: committed && err == nil, Duration: time.Since(began),
 	})
 	switch {
+	case acl.Denied(err):
+		return fmt.Errorf("transactional ID %s: %w", p.cfg.TransactionalID, err)
 	case fenced(err):
 		return err
+	case !ok && acl.Denied(produceErr):
+		// Aborted: the commands are handled again once the principal
+		// may write, by the next owner.
+		return produceErr
 	case err != nil:
 		// The transaction may or may not have committed: trust only the
 		// log, and a new session.

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/interlock-go/interlock/aggregate"
+	"github.com/interlock-go/interlock/internal/acl"
 	"github.com/interlock-go/interlock/producer"
 	"github.com/interlock-go/interlock/schema"
 	"github.com/interlock-go/interlock/snapshot"
@@ -335,11 +336,18 @@ func (p *Processor) replay(ctx context.Context, rs []*restoring, started time.Ti
 		pollCtx, cancel := context.WithTimeout(ctx, time.Second)
 		fs := cl.PollFetches(pollCtx)
 		cancel()
+		var denied error
 		fs.EachError(func(t string, id int32, err error) {
-			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+			switch {
+			case acl.Denied(err):
+				denied = acl.FetchError(p.cfg.Group, t, err)
+			case !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled):
 				p.log.Warn("interlock: replaying events", "topic", t, "partition", id, "err", err)
 			}
 		})
+		if denied != nil {
+			return denied // no retry passes it: the caller stops
+		}
 		now := time.Now()
 		fs.EachPartition(func(ftp kgo.FetchTopicPartition) {
 			r := byTP[topicPartition{ftp.Topic, ftp.Partition}]

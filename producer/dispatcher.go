@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/interlock-go/interlock/aggregate"
+	"github.com/interlock-go/interlock/internal/acl"
 )
 
 // ErrUnknownCommand is returned for a command type no registered aggregate
@@ -55,6 +56,14 @@ type Dispatcher struct {
 	waiting  map[string]chan *Reply
 	inflight sync.WaitGroup
 	done     chan struct{}
+	// refused is closed, and replaced, each time Kafka refuses to let
+	// the replies be read, and refusal says what was refused: the callers
+	// waiting learn it then, not when their contexts end. Nothing is
+	// latched, so granting the ACL is enough.
+	refused chan struct{}
+	refusal error
+	// quit ends the reader's pause after a refusal, on Close.
+	quit chan struct{}
 }
 
 // NewDispatcher connects a Dispatcher and starts reading its replies
@@ -65,6 +74,8 @@ func NewDispatcher(ctx context.Context, cfg DispatcherConfig) (*Dispatcher, erro
 		routes:  map[reflect.Type]*Route{},
 		waiting: map[string]chan *Reply{},
 		done:    make(chan struct{}),
+		refused: make(chan struct{}),
+		quit:    make(chan struct{}),
 	}
 	if d.log == nil {
 		d.log = slog.Default()
@@ -137,9 +148,26 @@ func (d *Dispatcher) readReplies() {
 		if fs.IsClientClosed() {
 			return
 		}
+		denied := false
 		fs.EachError(func(t string, p int32, err error) {
 			d.log.Warn("interlock: reading replies", "topic", t, "partition", p, "err", err)
+			if acl.Denied(err) {
+				denied = true
+				d.mu.Lock()
+				d.refusal = fmt.Errorf("reading replies from %s: %w", t, err)
+				close(d.refused)
+				d.refused = make(chan struct{})
+				d.mu.Unlock()
+			}
 		})
+		if denied {
+			// The client asks again at once: pause, so a refusal is not
+			// logged a thousand times a second.
+			select {
+			case <-d.quit:
+			case <-time.After(time.Second):
+			}
+		}
 		fs.EachRecord(func(r *kgo.Record) {
 			d.mu.Lock()
 			ch, ok := d.waiting[string(r.Key)]
@@ -171,7 +199,8 @@ func (d *Dispatcher) Lookup(t reflect.Type) (*Route, *Message, bool) {
 // Dispatch sends cmd (a command value) with its metadata headers and waits
 // for its reply. env must be prepared (aggregate ID and command ID set).
 // When ctx ends first, Dispatch returns ctx's error; the command may still
-// be handled.
+// be handled. So it may when Kafka refuses to let the replies be read: the
+// refusal is returned as soon as it arrives.
 func (d *Dispatcher) Dispatch(ctx context.Context, cmd any, env aggregate.Command, md map[string]string) (*Reply, error) {
 	// The reply to this attempt: a retry with the same command ID, or a
 	// second call with it at the same time, waits for its own.
@@ -183,6 +212,7 @@ func (d *Dispatcher) Dispatch(ctx context.Context, cmd any, env aggregate.Comman
 	defer d.inflight.Done()
 	d.mu.Lock()
 	d.waiting[key] = ch
+	refused := d.refused
 	d.mu.Unlock()
 	forget := func() {
 		d.mu.Lock()
@@ -202,6 +232,12 @@ func (d *Dispatcher) Dispatch(ctx context.Context, cmd any, env aggregate.Comman
 	case <-d.done:
 		forget()
 		return nil, fmt.Errorf("waiting for the reply to command %s: %w", key, ErrClosed)
+	case <-refused:
+		forget()
+		d.mu.Lock()
+		err := d.refusal
+		d.mu.Unlock()
+		return nil, fmt.Errorf("waiting for the reply to command %s (it may still be applied): %w", key, err)
 	}
 }
 
@@ -243,7 +279,7 @@ func (d *Dispatcher) produce(ctx context.Context, cmd any, env aggregate.Command
 		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: HeaderReplyKey, Value: []byte(replyKey)})
 	}
 	if err := d.producer.ProduceSync(ctx, rec).FirstErr(); err != nil {
-		return fmt.Errorf("sending command %s: %w", msg.Name, err)
+		return fmt.Errorf("sending command %s to %s: %w", msg.Name, rec.Topic, err)
 	}
 	return nil
 }
@@ -287,6 +323,7 @@ func (d *Dispatcher) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		err = fmt.Errorf("dispatcher: closing with calls in flight: %w", ctx.Err())
 	}
+	close(d.quit)
 	d.replies.Close()
 	<-d.done
 	d.producer.Close()

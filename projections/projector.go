@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/interlock-go/interlock/internal/acl"
 	"github.com/interlock-go/interlock/producer"
 	"github.com/interlock-go/interlock/schema"
 )
@@ -201,6 +202,14 @@ func (p *Projection[T]) Start(ctx context.Context, cfg Config) (*Projector, erro
 		} else {
 			opts = append(opts, kgo.TransactionalID(cfg.TransactionalID), kgo.RequireStableFetchOffsets(), kgo.ProducerLinger(0))
 			pr.sess, err = pr.newSession(opts)
+			// Taking the producer ID now makes a transactional ID this
+			// principal may not use fail the start.
+			if err == nil {
+				if _, _, perr := pr.sess.Client().ProducerID(ctx); acl.Denied(perr) {
+					pr.sess.Close()
+					err = fmt.Errorf("transactional ID %s: %w", cfg.TransactionalID, perr)
+				}
+			}
 		}
 		if err != nil {
 			cancel()
@@ -336,7 +345,7 @@ func (pr *Projector) Close(ctx context.Context) error {
 func (pr *Projector) Name() string { return pr.name }
 
 // Err returns why the projection stopped (a poison event under the Stop
-// policy), nil while it runs.
+// policy, Kafka refusing it an operation), nil while it runs.
 func (pr *Projector) Err() error {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
@@ -442,6 +451,30 @@ func (pr *Projector) stop(err error) {
 	pr.err = err
 	close(pr.changed)
 	pr.changed = make(chan struct{})
+}
+
+// fetchErrors logs the errors of a poll, and stops the projection on a
+// refusal no retry can pass (returned), so Err says what is missing.
+func (pr *Projector) fetchErrors(fs kgo.Fetches) error {
+	var denied error
+	fs.EachError(func(t string, part int32, err error) {
+		switch {
+		case acl.Denied(err):
+			denied = acl.FetchError(pr.cfg.Group, t, err)
+		case !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded):
+			pr.log.Warn("interlock: fetching events", "topic", t, "partition", part, "err", err)
+		}
+	})
+	if denied != nil {
+		pr.denied(denied)
+	}
+	return denied
+}
+
+// denied stops the projection on an authorization failure.
+func (pr *Projector) denied(err error) {
+	pr.log.Error("interlock: projection stopped: not authorized; grant the principal the ACLs of docs/security.md, then restart", "err", err)
+	pr.stop(err)
 }
 
 // loadHeld reads the dead-letter topic from its start to its end into

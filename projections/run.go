@@ -27,11 +27,10 @@ func (p *Projection[T]) run(ctx context.Context, pr *Projector, bindings map[str
 			return
 		}
 		pr.followed(ctx)
-		fs.EachError(func(t string, part int32, err error) {
-			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
-				pr.log.Warn("interlock: fetching events", "topic", t, "partition", part, "err", err)
-			}
-		})
+		if err := pr.fetchErrors(fs); err != nil {
+			pr.cl.AllowRebalance()
+			return
+		}
 		if recs := fs.Records(); len(recs) > 0 {
 			if err := p.process(ctx, pr, bindings, exactlyOnce, recs, map[*kgo.Record]bool{}); err != nil {
 				if !errors.Is(err, errClosing) {

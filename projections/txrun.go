@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/interlock-go/interlock/internal/acl"
 	"github.com/interlock-go/interlock/producer"
 )
 
@@ -62,16 +63,22 @@ func runTx(ctx context.Context, p *Projection[*Output], pr *Projector, opts []kg
 			return
 		}
 		pr.followed(ctx)
-		fs.EachError(func(t string, part int32, err error) {
-			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
-				pr.log.Warn("interlock: fetching events", "topic", t, "partition", part, "err", err)
-			}
-		})
+		if err := pr.fetchErrors(fs); err != nil {
+			pr.sess.AllowRebalance()
+			return
+		}
 		committed := true
 		if recs := fs.Records(); len(recs) > 0 {
 			var stop, err error
 			committed, stop, err = p.txBatch(ctx, pr, pr.sess, st, bindings, recs)
 			switch {
+			case acl.Denied(err) || acl.Denied(stop):
+				if errors.Is(err, kerr.TransactionalIDAuthorizationFailed) {
+					err = fmt.Errorf("transactional ID %s: %w", pr.cfg.TransactionalID, err)
+				}
+				pr.denied(errors.Join(err, stop))
+				pr.sess.AllowRebalance()
+				return
 			case stop != nil:
 				pr.log.Error("interlock: projection stopped", "err", stop)
 				pr.stop(stop)
@@ -179,6 +186,9 @@ func (p *Projection[T]) txBatch(ctx context.Context, pr *Projector, sess *kgo.Gr
 	if err := out.err(); err != nil {
 		failed = errors.Join(failed, err)
 		pr.log.Error("interlock: projection output failed; aborting the batch", "err", err)
+	}
+	if stop == nil && acl.Denied(failed) {
+		stop = failed // a refused write passes no retry: the projection stops
 	}
 	// A transaction commits the offsets of everything polled: with a
 	// poison event to stop at, none of the batch commits.

@@ -804,6 +804,11 @@ cmd_env() {
 	else
 		echo "unset INTERLOCK_TEST_BROKERS INTERLOCK_TEST_KAFKA_VERSION  # kafka: not running"
 	fi
+	if [ -f "$JARS/.complete" ]; then
+		echo "export INTERLOCK_TEST_KAFKA_JARS=$JARS"
+	else
+		echo "unset INTERLOCK_TEST_KAFKA_JARS  # kafka jars: not downloaded"
+	fi
 	for n in 1 2 3; do
 		dir=$(node_dir "$n")
 		if alive "$dir/kafka.pid" "$dir/server.properties"; then cl=1; fi

@@ -18,7 +18,10 @@ const (
 	EnvClusterBrokers = "INTERLOCK_TEST_CLUSTER_BROKERS"
 	EnvRedis          = "INTERLOCK_TEST_REDIS_URL"
 	EnvPostgres       = "INTERLOCK_TEST_POSTGRES_DSN"
-	EnvRequire        = "INTERLOCK_REQUIRE_SERVICES"
+	// EnvKafkaJars is the directory of the Kafka jars, for tests that
+	// start a Kafka of their own (internal/securekafka).
+	EnvKafkaJars = "INTERLOCK_TEST_KAFKA_JARS"
+	EnvRequire   = "INTERLOCK_REQUIRE_SERVICES"
 )
 
 // Required reports whether missing services fail tests (CI) instead of

@@ -147,7 +147,10 @@ func ensureTopic(ctx context.Context, adm *kadm.Client, c config) error {
 		"cleanup.policy":        kadm.StringPtr("compact"),
 		"min.compaction.lag.ms": kadm.StringPtr(strconv.FormatInt(c.lag.Milliseconds(), 10)),
 	}, c.topic)
-	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+	// Kafka refuses a principal without CREATE before it looks whether
+	// the topic exists: an admin may have made it, which is checked below.
+	denied := errors.Is(err, kerr.TopicAuthorizationFailed)
+	if err != nil && !denied && !errors.Is(err, kerr.TopicAlreadyExists) {
 		return fmt.Errorf("kafkaregistry: creating topic %s: %w", c.topic, err)
 	}
 	// A new topic takes a moment to appear in every broker's metadata.
@@ -156,6 +159,10 @@ func ensureTopic(ctx context.Context, adm *kadm.Client, c config) error {
 		topics, err = adm.ListTopics(ctx, c.topic)
 		if err == nil {
 			err = topics.Error()
+		}
+		if denied && errors.Is(err, kerr.UnknownTopicOrPartition) {
+			return fmt.Errorf("kafkaregistry: topic %s does not exist and this principal may not create it (%w): have it created first or grant CREATE on it",
+				c.topic, kerr.TopicAuthorizationFailed)
 		}
 		if err == nil || !errors.Is(err, kerr.UnknownTopicOrPartition) {
 			break
