@@ -313,8 +313,8 @@ func (d *Definition[S]) Execute(inst *Instance, cmd any) (out Outcome, err error
 	}
 	r := &Root[S]{id: inst.ID, version: inst.Version, state: inst.State.(*S), def: d}
 	defer func() {
-		if p := Recovered(fmt.Sprintf("aggregate %q: handler of %T", d.name, cmd), recover()); p != nil {
-			err = p
+		if v := recover(); v != nil { // named only then: this runs for every command
+			err = Recovered(fmt.Sprintf("aggregate %q: handler of %T", d.name, cmd), v)
 		}
 	}()
 	res, herr := h.run(r, cmd)
@@ -337,8 +337,8 @@ func (d *Definition[S]) Apply(inst *Instance, event any) (err error) {
 		return fmt.Errorf("aggregate %q: event %T has no applier", d.name, event)
 	}
 	defer func() {
-		if p := Recovered(fmt.Sprintf("aggregate %q: applier of %T", d.name, event), recover()); p != nil {
-			err = p
+		if v := recover(); v != nil { // named only then: this runs for every event replayed
+			err = Recovered(fmt.Sprintf("aggregate %q: applier of %T", d.name, event), v)
 		}
 	}()
 	ap.apply(inst.State.(*S), event)

@@ -91,11 +91,11 @@ func (e *PanicError) Error() string { return fmt.Sprintf("%s panicked: %v", e.Wh
 
 // Recovered turns the value of recover() into a *PanicError, with the
 // stack of the goroutine that called it; nil stays nil. Call it in the
-// deferred function itself:
+// deferred function itself, naming what panicked only when something did:
 //
 //	defer func() {
-//		if p := aggregate.Recovered("my handler", recover()); p != nil {
-//			err = p
+//		if v := recover(); v != nil {
+//			err = aggregate.Recovered(fmt.Sprintf("handler of %T", cmd), v)
 //		}
 //	}()
 func Recovered(where string, value any) *PanicError {

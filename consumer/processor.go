@@ -1036,8 +1036,8 @@ func (p *Processor) execute(ctx context.Context, route *producer.Route, inst *ag
 		// The handler recovers its own panics; a middleware's are caught
 		// here, and fail the command like them.
 		defer func() {
-			if pe := aggregate.Recovered("a handle-side middleware around "+m.Type, recover()); pe != nil {
-				out, err = middleware.Outcome{}, pe
+			if v := recover(); v != nil {
+				out, err = middleware.Outcome{}, aggregate.Recovered("a handle-side middleware around "+m.Type, v)
 			}
 		}()
 		return p.cfg.Middleware(func(_ context.Context, m *middleware.Message) (middleware.Outcome, error) {
