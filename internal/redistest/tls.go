@@ -1,30 +1,24 @@
 package redistest
 
 import (
-	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/interlock-go/interlock/internal/logbuf"
 	"github.com/interlock-go/interlock/internal/services"
+	"github.com/interlock-go/interlock/internal/testcert"
 )
 
 // Admin user of a TLSServer: every right, for the test's own setup and
@@ -48,7 +42,7 @@ type TLSServer struct {
 	Admin *redis.Client
 
 	cmd *exec.Cmd
-	out *lockedBuffer
+	out *logbuf.Buffer
 }
 
 // StartTLS starts redis-server (from PATH; a missing one skips or fails t
@@ -61,15 +55,14 @@ func StartTLS(t testing.TB, users ...string) *TLSServer {
 	t.Helper()
 	bin := services.Binary(t, "redis-server")
 	dir := t.TempDir()
-	caPEM, certPEM, keyPEM := certificates(t)
-	files := map[string][]byte{"ca.pem": caPEM, "server.pem": certPEM, "server-key.pem": keyPEM}
+	certs := testcert.New(t)
+	files := map[string][]byte{"ca.pem": certs.CAPEM, "server.pem": certs.CertPEM, "server-key.pem": certs.KeyPEM}
 	for name, b := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
+	pool := certs.Pool
 	// The free port is found by listening on it and closing it: another
 	// process may take it before redis-server does, so try a few times.
 	var lastErr error
@@ -113,7 +106,7 @@ func startTLS(t testing.TB, bin, dir string, port int, users []string) (*TLSServ
 	if err := os.WriteFile(path, []byte(strings.Join(conf, "\n")+"\n"), 0o600); err != nil {
 		return nil, err
 	}
-	out := &lockedBuffer{}
+	out := &logbuf.Buffer{}
 	cmd := exec.Command(bin, path)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -169,68 +162,4 @@ func freePort(t testing.TB) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// certificates returns a new CA and a server certificate (with its key)
-// for 127.0.0.1 and localhost that it signed, in PEM.
-func certificates(t testing.TB) (caPEM, certPEM, keyPEM []byte) {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	ca := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "interlock test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "redis"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
-		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
-}
-
-// lockedBuffer is a buffer the server's output goroutines write while a
-// test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

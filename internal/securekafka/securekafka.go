@@ -6,18 +6,12 @@
 package securekafka
 
 import (
-	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -33,6 +27,7 @@ import (
 
 	"github.com/interlock-go/interlock/internal/logbuf"
 	"github.com/interlock-go/interlock/internal/services"
+	"github.com/interlock-go/interlock/internal/testcert"
 )
 
 // Admin is the broker's super user, whose SCRAM-SHA-512 credential is
@@ -250,58 +245,13 @@ func (b *Broker) properties(port, controllerPort int, serverPEM string) string {
 // one PEM file, Kafka's PEM keystore, and returns that file's path.
 func (b *Broker) writeCerts(t testing.TB) string {
 	t.Helper()
-	caKey := newKey(t)
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "interlock test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvKey := newKey(t)
-	srvTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
-	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pkcs8, err := x509.MarshalPKCS8PrivateKey(srvKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
-	var keystore bytes.Buffer
-	keystore.Write(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}))
-	keystore.Write(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srvDER}))
-	keystore.Write(caPEM)
+	certs := testcert.New(t)
+	b.CA = certs.Pool
 	b.CAFile = filepath.Join(b.dir, "ca.pem")
-	writeFile(t, b.CAFile, string(caPEM))
-	b.CA = x509.NewCertPool()
-	b.CA.AddCert(caCert)
+	writeFile(t, b.CAFile, string(certs.CAPEM))
 	path := filepath.Join(b.dir, "server.pem")
-	writeFile(t, path, keystore.String())
+	writeFile(t, path, string(certs.KeyPEM)+string(certs.CertPEM)+string(certs.CAPEM))
 	return path
-}
-
-func newKey(t testing.TB) *ecdsa.PrivateKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
 }
 
 func writeFile(t testing.TB, path, content string) {
