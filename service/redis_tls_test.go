@@ -32,7 +32,8 @@ func snapshotBuild(_ context.Context, cfg *Config) (*interlock.Builder, error) {
 	return interlock.NewBuilder(cfg.Options()...).RegisterAggregate(bank.Accounts(), interlock.Snapshots(snapshot.EveryN(1))), nil
 }
 
-// serveInvocation is testInvocation with a build function of its own.
+// serveInvocation returns the invocation of serve with args and build,
+// its logs going to logs.
 func serveInvocation(t *testing.T, logs io.Writer, e env, build Build, args ...string) *invocation {
 	t.Helper()
 	r := &runner{prog: "interlock", build: build, stdout: io.Discard, stderr: logs, getenv: e.get}

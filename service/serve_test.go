@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"flag"
 	"io"
 	"net"
 	"net/http"
@@ -62,21 +61,11 @@ func TestProbes(t *testing.T) {
 	}
 }
 
-// testInvocation returns the invocation of serve with args, its logs
-// going to logs.
+// testInvocation returns the invocation of serve with args for the bank,
+// its logs going to logs.
 func testInvocation(t *testing.T, logs io.Writer, e env, args ...string) *invocation {
 	t.Helper()
-	r := &runner{prog: "interlock", build: bankBuild, stdout: io.Discard, stderr: logs, getenv: e.get}
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	vals := addFlags(fs, true)
-	if err := fs.Parse(args); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := resolve(fs, vals, r.getenv, logs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &invocation{runner: r, cmd: commands[0], cfg: cfg}
+	return serveInvocation(t, logs, e, bankBuild, args...)
 }
 
 // TestServeHTTP runs serve's application on a real listener: /metrics,
