@@ -10,11 +10,13 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/interlock-go/interlock"
 	"github.com/interlock-go/interlock/examples/bank"
 	"github.com/interlock-go/interlock/internal/kafkatest"
 	"github.com/interlock-go/interlock/internal/redistest"
+	"github.com/interlock-go/interlock/producer"
 )
 
 // TestRetryIsAppliedOnce (invariant 3): a command retried with the same
@@ -233,5 +235,47 @@ func TestEnvelopeFlowsToEvents(t *testing.T) {
 	}
 	if got := header(e, "interlock-command-id"); got != res.CommandID.String() {
 		t.Errorf("command ID %q, want %s", got, res.CommandID)
+	}
+}
+
+// TestReplyFromAnOlderProcessor: a processor that predates reply keys
+// replies under the command ID; the dispatcher still hands that reply to
+// the call waiting for the command (a rolling upgrade, dispatchers first).
+func TestReplyFromAnOlderProcessor(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	ctx := ctxT(t)
+	gateway := startApp(t, brokers, name, interlock.WithRoles(interlock.RoleDispatch))
+	id, cmdID := interlock.NewID(), interlock.NewID()
+	done := make(chan error, 1)
+	go func() {
+		res, err := interlock.Dispatch(ctx, gateway, bank.OpenAccount{Command: interlock.To(id).WithID(cmdID), Owner: "ada"})
+		if err == nil && res.Version != 7 {
+			err = fmt.Errorf("version %d, want the old processor's 7", res.Version)
+		}
+		done <- err
+	}()
+	var cmds []*kgo.Record
+	for cmds = kafkatest.ReadAll(t, brokers, name+".bank-account.commands"); len(cmds) == 0; cmds = kafkatest.ReadAll(t, brokers, name+".bank-account.commands") {
+		time.Sleep(20 * time.Millisecond)
+	}
+	h, err := producer.ParseHeaders(cmds[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(ctx, &kgo.Record{
+		Topic: name + ".replies", Partition: h.ReplyTo, Key: []byte(cmdID.String()),
+		Value: producer.EncodeReply(&producer.Reply{Status: producer.Applied, CommandID: cmdID.String(), Version: 7}),
+	}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("dispatch answered by an older processor: %v", err)
 	}
 }

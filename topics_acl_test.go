@@ -152,8 +152,8 @@ func TestRefusedACLs(t *testing.T) {
 				for app.Live() && ctx.Err() == nil {
 					time.Sleep(10 * time.Millisecond) // polling the probe, as Kubernetes does
 				}
-				if app.Live() {
-					t.Fatal("still live")
+				if app.Live() || app.Ready() {
+					t.Fatalf("stopped, yet live %v, ready %v", app.Live(), app.Ready())
 				}
 				why = logs.String()
 			}

@@ -90,15 +90,16 @@ type PanicError struct {
 func (e *PanicError) Error() string { return fmt.Sprintf("%s panicked: %v", e.Where, e.Value) }
 
 // Recovered turns the value of recover() into a *PanicError, with the
-// stack of the goroutine that called it; nil stays nil. Call it in the
-// deferred function itself, naming what panicked only when something did:
+// stack of the goroutine that called it, or into nil (an untyped nil
+// error) when value is nil. Call it in the deferred function itself,
+// naming what panicked only when something did:
 //
 //	defer func() {
 //		if v := recover(); v != nil {
 //			err = aggregate.Recovered(fmt.Sprintf("handler of %T", cmd), v)
 //		}
 //	}()
-func Recovered(where string, value any) *PanicError {
+func Recovered(where string, value any) error {
 	if value == nil {
 		return nil
 	}

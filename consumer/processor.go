@@ -525,8 +525,12 @@ func (p *Processor) restoreIdle(ctx context.Context) error {
 }
 
 // Ready reports whether the processor joined its group and restored every
-// partition it owns.
+// partition it owns. A processor stopped for good (fenced, or refused by
+// Kafka's ACLs) is not ready.
 func (p *Processor) Ready() bool {
+	if p.stopped.Load() {
+		return false
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.joined {

@@ -51,11 +51,15 @@ type Dispatcher struct {
 	replies   *kgo.Client
 	partition int32
 
-	mu       sync.Mutex
-	closed   bool
-	waiting  map[string]chan *Reply
-	inflight sync.WaitGroup
-	done     chan struct{}
+	mu      sync.Mutex
+	closed  bool
+	waiting map[string]waiter
+	// byCommand is the reply key of the latest call waiting for each
+	// command ID: processors older than reply keys reply under the
+	// command ID.
+	byCommand map[string]string
+	inflight  sync.WaitGroup
+	done      chan struct{}
 	// refused is closed, and replaced, each time Kafka refuses to let
 	// the replies be read, and refusal says what was refused: the callers
 	// waiting learn it then, not when their contexts end. Nothing is
@@ -70,12 +74,13 @@ type Dispatcher struct {
 // partition. The replies topic must exist.
 func NewDispatcher(ctx context.Context, cfg DispatcherConfig) (*Dispatcher, error) {
 	d := &Dispatcher{
-		log:     cfg.Logger,
-		routes:  map[reflect.Type]*Route{},
-		waiting: map[string]chan *Reply{},
-		done:    make(chan struct{}),
-		refused: make(chan struct{}),
-		quit:    make(chan struct{}),
+		log:       cfg.Logger,
+		routes:    map[reflect.Type]*Route{},
+		waiting:   map[string]waiter{},
+		byCommand: map[string]string{},
+		done:      make(chan struct{}),
+		refused:   make(chan struct{}),
+		quit:      make(chan struct{}),
 	}
 	if d.log == nil {
 		d.log = slog.Default()
@@ -170,17 +175,21 @@ func (d *Dispatcher) readReplies() {
 		}
 		fs.EachRecord(func(r *kgo.Record) {
 			d.mu.Lock()
-			ch, ok := d.waiting[string(r.Key)]
-			delete(d.waiting, string(r.Key))
+			key := string(r.Key)
+			if k, ok := d.byCommand[key]; ok {
+				key = k // from a processor that predates reply keys
+			}
+			w, ok := d.waiting[key]
+			d.forget(key)
 			d.mu.Unlock()
 			if !ok {
 				return // a reply to a caller that gave up, or to an earlier run
 			}
 			rep, err := DecodeReply(r.Value)
 			if err != nil {
-				rep = &Reply{Status: Failed, CommandID: string(r.Key), Reason: err.Error()}
+				rep = &Reply{Status: Failed, CommandID: w.commandID, Reason: err.Error()}
 			}
-			ch <- rep
+			w.ch <- rep
 		})
 	}
 }
@@ -211,12 +220,13 @@ func (d *Dispatcher) Dispatch(ctx context.Context, cmd any, env aggregate.Comman
 	}
 	defer d.inflight.Done()
 	d.mu.Lock()
-	d.waiting[key] = ch
+	d.waiting[key] = waiter{ch: ch, commandID: env.CommandID.String()}
+	d.byCommand[env.CommandID.String()] = key
 	refused := d.refused
 	d.mu.Unlock()
 	forget := func() {
 		d.mu.Lock()
-		delete(d.waiting, key)
+		d.forget(key)
 		d.mu.Unlock()
 	}
 	if err := d.produce(ctx, cmd, env, md, d.partition, key); err != nil {
@@ -231,13 +241,31 @@ func (d *Dispatcher) Dispatch(ctx context.Context, cmd any, env aggregate.Comman
 		return nil, fmt.Errorf("waiting for the reply to command %s: %w", env.CommandID, ctx.Err())
 	case <-d.done:
 		forget()
-		return nil, fmt.Errorf("waiting for the reply to command %s: %w", key, ErrClosed)
+		return nil, fmt.Errorf("waiting for the reply to command %s: %w", env.CommandID, ErrClosed)
 	case <-refused:
 		forget()
 		d.mu.Lock()
 		err := d.refusal
 		d.mu.Unlock()
-		return nil, fmt.Errorf("waiting for the reply to command %s (it may still be applied): %w", key, err)
+		return nil, fmt.Errorf("waiting for the reply to command %s (it may still be applied): %w", env.CommandID, err)
+	}
+}
+
+// waiter is a Dispatch call waiting for its reply.
+type waiter struct {
+	ch        chan *Reply
+	commandID string
+}
+
+// forget stops waiting for the reply keyed key. d.mu must be held.
+func (d *Dispatcher) forget(key string) {
+	w, ok := d.waiting[key]
+	if !ok {
+		return
+	}
+	delete(d.waiting, key)
+	if d.byCommand[w.commandID] == key {
+		delete(d.byCommand, w.commandID)
 	}
 }
 

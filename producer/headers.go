@@ -161,7 +161,7 @@ func (h *Headers) parseEnvelope(r *kgo.Record, i int, kept *keptStrings) error {
 		h.ReplyTo = int32(n)
 	case HeaderReplyKey:
 		if len(kv.Value) == 0 || len(kv.Value) > maxReplyKey {
-			return fmt.Errorf("header %s: %d bytes, want 1 to %d", kv.Key, len(kv.Value), maxReplyKey)
+			return kinded(ErrBadHeader, fmt.Errorf("header %s: %d bytes, want 1 to %d", kv.Key, len(kv.Value), maxReplyKey))
 		}
 		h.ReplyKey = kv.Value
 	}

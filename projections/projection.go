@@ -146,8 +146,8 @@ func On[E, T any](p *Projection[T], fn func(ctx context.Context, tx T, e Event[E
 		// A panic is the handler's error: retried, then parked (or the
 		// projection stopped), never the end of the process.
 		defer func() {
-			if pe := aggregate.Recovered(where, recover()); pe != nil {
-				err = pe
+			if v := recover(); v != nil {
+				err = aggregate.Recovered(where, v)
 			}
 		}()
 		return fn(ctx, tx, Event[E]{Event: aggregate.Event[E]{EventEnvelope: env, Data: *data.(*E)}, Position: pos, Metadata: md})
@@ -167,8 +167,8 @@ func OnRecord[T any](p *Projection[T], topic string, fn func(ctx context.Context
 	where := fmt.Sprintf("projection %q: record handler of %s", p.name, topic)
 	p.raw[topic] = func(ctx context.Context, tx T, r *kgo.Record) (err error) {
 		defer func() {
-			if pe := aggregate.Recovered(where, recover()); pe != nil {
-				err = pe
+			if v := recover(); v != nil {
+				err = aggregate.Recovered(where, v)
 			}
 		}()
 		return fn(ctx, tx, r)
@@ -230,11 +230,12 @@ func (p *Projection[T]) Handle(ctx context.Context, tx T, env aggregate.EventEnv
 	return h(ctx, tx, env, ptr.Interface(), producer.Position{}, nil)
 }
 
-// errAttrs are the log attributes of a handler's error: the error, and the
-// stack of a panic (which the error's message leaves out).
-func errAttrs(err error) []any {
-	if pe := (*aggregate.PanicError)(nil); errors.As(err, &pe) {
-		return []any{"err", err, "stack", string(pe.Stack)}
+// stackAttr is the log attribute of a panicking handler's stack, on its
+// first failure (the retries repeat it), which the error's message leaves
+// out; nil for any other error or attempt.
+func stackAttr(err error, attempt int) []any {
+	if pe := (*aggregate.PanicError)(nil); attempt == 1 && errors.As(err, &pe) {
+		return []any{"stack", string(pe.Stack)}
 	}
-	return []any{"err", err}
+	return nil
 }

@@ -138,7 +138,7 @@ func (p *Projection[T]) applyRetrying(ctx context.Context, pr *Projector, bindin
 			if failures++; failures > p.set.retries {
 				return &errPoison{at: failedAt, err: err}
 			}
-			pr.log.Warn("interlock: projection handler failed; retrying the batch", append([]any{"attempt", failures, "of", p.set.retries}, errAttrs(err)...)...)
+			pr.log.Warn("interlock: projection handler failed; retrying the batch", append([]any{"attempt", failures, "of", p.set.retries, "err", err}, stackAttr(err, failures)...)...)
 		default:
 			pr.log.Error("interlock: projection sink failed; retrying the batch", "err", err)
 		}

@@ -174,7 +174,7 @@ func (p *Projection[T]) txBatch(ctx context.Context, pr *Projector, sess *kgo.Gr
 			if st.failures[pos] > p.set.retries {
 				st.poison[pos] = err
 			}
-			pr.log.Warn("interlock: projection handler failed; retrying the batch", append([]any{"attempt", st.failures[pos], "of", p.set.retries}, errAttrs(err)...)...)
+			pr.log.Warn("interlock: projection handler failed; retrying the batch", append([]any{"attempt", st.failures[pos], "of", p.set.retries, "err", err}, stackAttr(err, st.failures[pos])...)...)
 			failed = err
 			break
 		}
