@@ -105,7 +105,9 @@ func (p *Processor) loadLimits(ctx context.Context, cl *kgo.Client) (lowered boo
 				continue
 			}
 			if n, err := strconv.Atoi(*c.Value); err == nil && n > 0 {
-				if old, ok := next[rc.Name]; ok && n < old {
+				// Against what the producer works with now, known limit
+				// or not: its batch bound per topic is read once.
+				if n < p.limits.forTopic(rc.Name) {
 					lowered = true
 				}
 				next[rc.Name] = n

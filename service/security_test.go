@@ -53,11 +53,13 @@ var (
 		{"topic", "$APP.replies", false, "Read"},
 	}
 	// process: consume commands in the group, write events and replies in
-	// transactions, read events to restore.
+	// transactions, read events to restore, and read the events topics'
+	// max.message.bytes (an event over it is rejected, not retried).
 	processorACLs = []grant{
 		{"topic", "$APP.$AGGREGATE.commands", false, "Read"},
 		{"topic", "$APP.$AGGREGATE.events", false, "Read"},
 		{"topic", "$APP.$AGGREGATE.events", false, "Write"},
+		{"topic", "$APP.$AGGREGATE.events", false, "DescribeConfigs"},
 		{"topic", "$APP.replies", false, "Write"},
 		{"group", "$APP.processors", false, "Read"},
 		{"transactional-id", "$APP.processor.", true, "Write"},
