@@ -252,7 +252,7 @@ func New(ctx context.Context, cfg Config) (*Processor, error) {
 	// may not use fail the start, not the first command.
 	if _, _, err := sess.Client().ProducerID(ctx); acl.Denied(err) {
 		sess.Close()
-		return nil, fmt.Errorf("processor: transactional ID %s: %w", cfg.TransactionalID, err)
+		return nil, fmt.Errorf("processor: %w", acl.TransactionalID(cfg.TransactionalID, err))
 	}
 	meta, err := kadm.NewClient(sess.Client()).ListTopics(ctx, cfg.RepliesTopic)
 	if err == nil {
@@ -648,7 +648,7 @@ func (p *Processor) batch(loopCtx context.Context, fs kgo.Fetches) error {
 	}
 	if err := p.sess.Begin(); err != nil {
 		if acl.Denied(err) {
-			return fmt.Errorf("transactional ID %s: %w", p.cfg.TransactionalID, err)
+			return acl.TransactionalID(p.cfg.TransactionalID, err)
 		}
 		p.reset(loopCtx, fmt.Errorf("beginning a transaction: %w", err))
 		return nil
@@ -724,7 +724,7 @@ func (p *Processor) batch(loopCtx context.Context, fs kgo.Fetches) error {
 	})
 	switch {
 	case acl.Denied(err):
-		return fmt.Errorf("transactional ID %s: %w", p.cfg.TransactionalID, err)
+		return acl.TransactionalID(p.cfg.TransactionalID, err)
 	case fenced(err):
 		return err
 	case !ok && acl.Denied(produceErr):

@@ -207,7 +207,7 @@ func (p *Projection[T]) Start(ctx context.Context, cfg Config) (*Projector, erro
 			if err == nil {
 				if _, _, perr := pr.sess.Client().ProducerID(ctx); acl.Denied(perr) {
 					pr.sess.Close()
-					err = fmt.Errorf("transactional ID %s: %w", cfg.TransactionalID, perr)
+					err = acl.TransactionalID(cfg.TransactionalID, perr)
 				}
 			}
 		}

@@ -73,10 +73,7 @@ func runTx(ctx context.Context, p *Projection[*Output], pr *Projector, opts []kg
 			committed, stop, err = p.txBatch(ctx, pr, pr.sess, st, bindings, recs)
 			switch {
 			case acl.Denied(err) || acl.Denied(stop):
-				if errors.Is(err, kerr.TransactionalIDAuthorizationFailed) {
-					err = fmt.Errorf("transactional ID %s: %w", pr.cfg.TransactionalID, err)
-				}
-				pr.denied(errors.Join(err, stop))
+				pr.denied(errors.Join(acl.TransactionalID(pr.cfg.TransactionalID, err), stop))
 				pr.sess.AllowRebalance()
 				return
 			case stop != nil:

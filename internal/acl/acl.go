@@ -27,3 +27,13 @@ func FetchError(group, topic string, err error) error {
 	}
 	return fmt.Errorf("topic %s: %w", topic, err)
 }
+
+// TransactionalID names the transactional ID in err when err is Kafka
+// refusing it; any other refusal (a topic's, the cluster's) names its own
+// resource or none, and is returned as it is.
+func TransactionalID(id string, err error) error {
+	if errors.Is(err, kerr.TransactionalIDAuthorizationFailed) {
+		return fmt.Errorf("transactional ID %s: %w", id, err)
+	}
+	return err
+}

@@ -35,3 +35,14 @@ func TestDenied(t *testing.T) {
 		t.Errorf("a topic's error: %v", err)
 	}
 }
+
+func TestTransactionalID(t *testing.T) {
+	err := TransactionalID("app.processor.a", fmt.Errorf("init: %w", kerr.TransactionalIDAuthorizationFailed))
+	if !errors.Is(err, kerr.TransactionalIDAuthorizationFailed) || err.Error() != "transactional ID app.processor.a: init: "+kerr.TransactionalIDAuthorizationFailed.Error() {
+		t.Errorf("the transactional ID's refusal: %v", err)
+	}
+	topic := fmt.Errorf("topic app.x.events: %w", kerr.TopicAuthorizationFailed)
+	if err := TransactionalID("app.processor.a", topic); err != topic {
+		t.Errorf("a topic's refusal became %v", err)
+	}
+}
