@@ -590,15 +590,7 @@ func (c *Config) redactString(s string) string {
 // (postgres://user:password@host/db) or of a key=value DSN, so logs still
 // say which server; s itself when it holds no such password.
 func secretParts(s string) []string {
-	var out []string
-	if i := strings.Index(s, "://"); i >= 0 {
-		rest := s[i+3:]
-		if at := strings.LastIndex(rest, "@"); at >= 0 {
-			if colon := strings.Index(rest[:at], ":"); colon >= 0 && colon+1 < at {
-				out = append(out, rest[colon+1:at])
-			}
-		}
-	}
+	out := urlPassword(s)
 	if i := strings.Index(s, "password="); i >= 0 {
 		p := s[i+len("password="):]
 		if j := strings.IndexAny(p, " &"); j >= 0 {

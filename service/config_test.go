@@ -534,3 +534,21 @@ func TestRedisURLPasswordRedacted(t *testing.T) {
 		}
 	}
 }
+
+// TestSecretParts: what is hidden of a secret: a URL's password as written
+// and unescaped, a key=value DSN's password, else the whole secret.
+func TestSecretParts(t *testing.T) {
+	for _, c := range []struct {
+		secret string
+		want   []string
+	}{
+		{"postgres://u:p%40ss@db:5432/x", []string{"p%40ss", "p@ss"}},
+		{"postgres://u:plain@db/x", []string{"plain"}},
+		{"host=db user=u password=s3cret dbname=x", []string{"s3cret"}},
+		{"just-a-token", []string{"just-a-token"}},
+	} {
+		if got := secretParts(c.secret); !slices.Equal(got, c.want) {
+			t.Errorf("secretParts(%q) = %q, want %q", c.secret, got, c.want)
+		}
+	}
+}
