@@ -11,7 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/interlock-go/interlock"
-	bank "github.com/interlock-go/interlock/docs/tutorial/06-service"
+	bank "github.com/interlock-go/interlock/docs/tutorial/05-transfer-saga"
 	"github.com/interlock-go/interlock/middleware"
 	"github.com/interlock-go/interlock/service"
 	"github.com/interlock-go/interlock/snapshot"
