@@ -19,9 +19,10 @@ import (
 
 type evoAccount struct{ Cents int64 }
 
-// FundsDeposited is version 2's deposit event, which old MoneyDeposited
-// events are upcast into (at package level, for the projection; its name is
-// its record's and its subject's).
+// FundsDeposited is version 3's deposit event: version 2's with a memo
+// added (default null). Old MoneyDeposited events are upcast into it. At
+// package level, for the projection; local types of the same name (in
+// evoV2, evoV4) have the same record name and subject.
 type FundsDeposited struct {
 	Cents int64   `avro:"cents"`
 	Memo  *string `avro:"memo"`
@@ -51,6 +52,8 @@ func evoV1() (aggregate.Type, depositFn, []schema.Upcaster) {
 	}, nil
 }
 
+// evoV2 removes a field, promotes an int to a long and renames the event
+// type with an upcaster.
 func evoV2() (aggregate.Type, depositFn, []schema.Upcaster) {
 	type Deposit struct {
 		interlock.CommandOf[evoBalance]
@@ -58,6 +61,9 @@ func evoV2() (aggregate.Type, depositFn, []schema.Upcaster) {
 	}
 	type MoneyDeposited struct { // as recorded, teller dropped, amount promoted
 		Amount int64 `avro:"amount"`
+	}
+	type FundsDeposited struct {
+		Cents int64 `avro:"cents"`
 	}
 	t := aggregate.Define[evoAccount]("account",
 		aggregate.HandleResult(func(a *aggregate.Root[evoAccount], c Deposit) (evoBalance, error) {
@@ -73,7 +79,33 @@ func evoV2() (aggregate.Type, depositFn, []schema.Upcaster) {
 		})}
 }
 
+// evoV3 adds a field with a default (FundsDeposited.Memo) and upcasts
+// version 1's events into the new shape.
 func evoV3() (aggregate.Type, depositFn, []schema.Upcaster) {
+	type Deposit struct {
+		interlock.CommandOf[evoBalance]
+		Amount int64 `avro:"amount"`
+	}
+	type MoneyDeposited struct {
+		Amount int64 `avro:"amount"`
+	}
+	t := aggregate.Define[evoAccount]("account",
+		aggregate.HandleResult(func(a *aggregate.Root[evoAccount], c Deposit) (evoBalance, error) {
+			memo := "v3"
+			a.Emit(FundsDeposited{Cents: c.Amount * 100, Memo: &memo})
+			return evoBalance{a.State().Cents}, nil
+		}),
+		aggregate.Apply(func(s *evoAccount, e FundsDeposited) { s.Cents += e.Cents }))
+	return t, func(ctx context.Context, app *interlock.App, id ulid.ULID, amount int) (int64, error) {
+			res, err := interlock.Dispatch(ctx, app, Deposit{CommandOf: interlock.ToResult[evoBalance](id), Amount: int64(amount)})
+			return res.Value.Cents, err
+		}, []schema.Upcaster{schema.Upcast(func(e MoneyDeposited) (FundsDeposited, error) {
+			return FundsDeposited{Cents: e.Amount * 100}, nil
+		})}
+}
+
+// evoV4 adds a field without a default: refused.
+func evoV4() (aggregate.Type, depositFn, []schema.Upcaster) {
 	type Deposit struct {
 		interlock.CommandOf[evoBalance]
 		Amount int64 `avro:"amount"`
@@ -92,20 +124,47 @@ func evoV3() (aggregate.Type, depositFn, []schema.Upcaster) {
 	return t, nil, nil
 }
 
-// TestSchemaEvolution (issue 7): version 1 writes events; version 2
-// removes a field, promotes an int to a long, adds a field with a default
-// and renames the event type with an upcaster: it restores the state from
-// the old events, and a projection reads them through the same upcaster;
-// version 3 adds a field without a default and is refused at start, the
-// error naming the type, the field and the rule. The built-in registry
-// keeps the schemas across the restarts.
+// evoV5 removes a field from version 3's event: backward compatible, not
+// forward (version 3's code cannot read its events).
+func evoV5() (aggregate.Type, depositFn, []schema.Upcaster) {
+	type Deposit struct {
+		interlock.CommandOf[evoBalance]
+		Amount int64 `avro:"amount"`
+	}
+	type FundsDeposited struct {
+		Memo *string `avro:"memo"`
+	}
+	t := aggregate.Define[evoAccount]("account",
+		aggregate.HandleResult(func(a *aggregate.Root[evoAccount], c Deposit) (evoBalance, error) {
+			a.Emit(FundsDeposited{})
+			return evoBalance{a.State().Cents}, nil
+		}),
+		aggregate.Apply(func(*evoAccount, FundsDeposited) {}))
+	return t, nil, nil
+}
+
+// TestSchemaEvolution (issue 7), on the built-in registry, which keeps the
+// schemas across the restarts: version 1 writes events; version 2 removes
+// a field, promotes an int to a long and renames the event type with an
+// upcaster, restores the state from version 1's events and writes events
+// of the new type; version 3 adds a field with a default to that type and
+// restores from both versions' events, and its projection and its
+// LoadAggregate read them alike (the new field null in old events);
+// version 4 adds a field without a default and is refused at start, the
+// error naming the type, the field and the rule, and so does CheckSchemas.
+// The compatibility level is the configured one: at FORWARD, version 4 is
+// accepted and version 5, which removes a field, refused.
 func TestSchemaEvolution(t *testing.T) {
 	t.Parallel()
 	brokers := kafkatest.Brokers(t)
 	name := kafkatest.Name(t)
 	ctx := ctxT(t)
+	type projected struct {
+		cents int64
+		memo  string // "" for null
+	}
 	var mu sync.Mutex
-	projected := map[string]int64{}
+	var seen []projected
 	build := func(v func() (aggregate.Type, depositFn, []schema.Upcaster), withProjection bool) (*interlock.App, depositFn, error) {
 		typ, dep, ups := v()
 		b := interlock.NewBuilder(
@@ -117,8 +176,12 @@ func TestSchemaEvolution(t *testing.T) {
 			p := projections.New("cents", projections.Effects())
 			projections.On(p, func(ctx context.Context, _ *struct{}, e projections.Event[FundsDeposited]) error {
 				mu.Lock()
-				projected[e.AggregateID.String()] += e.Data.Cents
-				mu.Unlock()
+				defer mu.Unlock()
+				pr := projected{cents: e.Data.Cents}
+				if e.Data.Memo != nil {
+					pr.memo = *e.Data.Memo
+				}
+				seen = append(seen, pr)
 				return nil
 			})
 			b.RegisterProjection(p)
@@ -143,7 +206,7 @@ func TestSchemaEvolution(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	app2, dep2, err := build(evoV2, true)
+	app2, dep2, err := build(evoV2, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,46 +214,75 @@ func TestSchemaEvolution(t *testing.T) {
 	if err != nil || got != 20500 {
 		t.Fatalf("v2 deposit: %d, %v (want the old events upcast: 20500)", got, err)
 	}
-	if err := app2.Projection("cents").WaitFor(ctx, lastPositions(t, brokers, name+".account.events")); err != nil {
-		t.Fatal(err)
-	}
-	mu.Lock()
-	if projected[id.String()] != 20500 {
-		t.Errorf("the projection read %d cents, want 20500 (two old events upcast, one new)", projected[id.String()])
-	}
-	mu.Unlock()
 	if err := app2.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
 
-	app3, _, err := build(evoV3, false)
-	var ie *schema.IncompatibleError
-	if !errors.As(err, &ie) {
-		t.Fatalf("v3: err = %v, want an IncompatibleError", err)
+	app3, dep3, err := build(evoV3, true)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, want := range []string{"FundsDeposited", "currency", "default"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("v3 refused with %q, which does not name %q", err, want)
+	got, err = dep3(ctx, app3, id, 7)
+	if err != nil || got != 21200 {
+		t.Fatalf("v3 deposit: %d, %v (want v1's events upcast and v2's resolved: 21200)", got, err)
+	}
+	if err := app3.Projection("cents").WaitFor(ctx, lastPositions(t, brokers, name+".account.events")); err != nil {
+		t.Fatal(err)
+	}
+	want := []projected{{10000, ""}, {10000, ""}, {500, ""}, {700, "v3"}}
+	mu.Lock()
+	if len(seen) != len(want) {
+		t.Errorf("the projection read %+v, want %+v", seen, want)
+	}
+	for i := range min(len(seen), len(want)) {
+		if seen[i] != want[i] {
+			t.Errorf("the projection's event %d: %+v, want %+v (v1's upcast, v2's with the memo's default, v3's)", i+1, seen[i], want[i])
 		}
 	}
-	_ = app3.Close(ctx)
+	mu.Unlock()
+	// Folding the log outside the processor reads old events alike.
+	inst, err := app3.LoadAggregate(ctx, "account", id)
+	if err != nil || inst.Version != 4 || *inst.State.(*evoAccount) != (evoAccount{Cents: 21200}) {
+		t.Fatalf("LoadAggregate: %+v, %v; want 21200 cents at version 4", inst, err)
+	}
+	if err := app3.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	app4, _, err := build(evoV4, false)
+	var ie *schema.IncompatibleError
+	if !errors.As(err, &ie) {
+		t.Fatalf("v4: err = %v, want an IncompatibleError", err)
+	}
+	for _, want := range []string{"FundsDeposited", "currency", "default", "BACKWARD_TRANSITIVE"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("v4 refused with %q, which does not name %q", err, want)
+		}
+	}
+	_ = app4.Close(ctx)
 	// The registry can be checked without starting: what CI runs.
-	typ, _, _ := evoV3()
-	app4, err := interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithLogger(testLogger())).
-		RegisterAggregate(typ).Build()
-	if err != nil {
-		t.Fatal(err)
+	check := func(v func() (aggregate.Type, depositFn, []schema.Upcaster), opts ...interlock.Option) error {
+		typ, _, ups := v()
+		app, err := interlock.NewBuilder(append([]interlock.Option{interlock.WithBrokers(brokers...), interlock.WithName(name),
+			interlock.WithLogger(testLogger()), interlock.WithUpcasters(ups...)}, opts...)...).RegisterAggregate(typ).Build()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return app.CheckSchemas(ctx)
 	}
-	if err := app4.CheckSchemas(ctx); !errors.As(err, &ie) {
-		t.Fatalf("CheckSchemas of v3: %v", err)
+	if err := check(evoV4); !errors.As(err, &ie) || !strings.HasSuffix(ie.Path, ".currency") {
+		t.Fatalf("CheckSchemas of v4: %v", err)
 	}
-	typ, _, _ = evoV2()
-	app5, err := interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithLogger(testLogger())).
-		RegisterAggregate(typ).Build()
-	if err != nil {
-		t.Fatal(err)
+	if err := check(evoV3); err != nil {
+		t.Fatalf("CheckSchemas of v3, the registered version: %v", err)
 	}
-	if err := app5.CheckSchemas(ctx); err != nil {
-		t.Fatalf("CheckSchemas of v2, the registered version: %v", err)
+	if err := check(evoV4, interlock.WithCompatibility(schema.Forward)); err != nil {
+		t.Fatalf("CheckSchemas of v4 at FORWARD (v3 reads v4's events, ignoring the currency): %v", err)
+	}
+	if err := check(evoV5); err != nil {
+		t.Fatalf("CheckSchemas of v5, which removes a field (backward compatible): %v", err)
+	}
+	if err := check(evoV5, interlock.WithCompatibility(schema.Forward)); !errors.As(err, &ie) || ie.Level != schema.Forward || !strings.HasSuffix(ie.Path, ".cents") {
+		t.Fatalf("CheckSchemas of v5 at FORWARD (v3's code cannot read v5's events: no cents): %v", err)
 	}
 }
