@@ -2,11 +2,13 @@ package interlock_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +23,8 @@ import (
 	"github.com/interlock-go/interlock/examples/bank"
 	"github.com/interlock-go/interlock/internal/kafkatest"
 	"github.com/interlock-go/interlock/producer"
+	"github.com/interlock-go/interlock/schema"
+	"github.com/interlock-go/interlock/schema/kafkaregistry"
 )
 
 func testLogger() *slog.Logger {
@@ -229,11 +233,26 @@ func TestConcurrentDispatchOneAggregate(t *testing.T) {
 	}
 }
 
+// TestRestartRestoresState: the second run of an application replays the
+// first's events. Their schema IDs come from the built-in registry and
+// survive the restart (issue 7): the fingerprint of MoneyDeposited's
+// schema is taken in the registry's topic beforehand, so its ID is one
+// only the registry's log can give back.
 func TestRestartRestoresState(t *testing.T) {
 	t.Parallel()
 	brokers := kafkatest.Brokers(t)
 	name := kafkatest.Name(t)
 	ctx := ctxT(t)
+
+	fingerprint := schemaID(t, schema.Avro(), reflectTypeOf[bank.MoneyDeposited]())
+	// Opening the registry creates its topic as the application would.
+	reg, err := kafkaregistry.New(ctx, kafkaregistry.Topic(name+"._schemas"), kafkaregistry.ClientOpts(kgo.SeedBrokers(brokers...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.Close()
+	other := `{"type":"record","name":"other.Taken","fields":[{"name":"x","type":"long"}]}`
+	kafkatest.Produce(t, brokers, &kgo.Record{Topic: name + "._schemas", Key: []byte(fmt.Sprintf("id/%d", fingerprint)), Value: fmt.Appendf(nil, `{"schema":%q}`, other)})
 
 	first := launch(t, interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name),
 		interlock.WithPartitions(3), interlock.WithLogger(testLogger())).RegisterAggregate(bank.Accounts()))
@@ -246,6 +265,12 @@ func TestRestartRestoresState(t *testing.T) {
 	if err := first.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
+	frameID := func(r *kgo.Record) uint32 { return binary.BigEndian.Uint32(r.Value[1:5]) }
+	evs := eventsOf(t, brokers, name+".bank-account.events", id)
+	before := frameID(evs[1])
+	if before == fingerprint {
+		t.Fatalf("MoneyDeposited written with schema ID %d, its fingerprint, which another schema holds", before)
+	}
 
 	second := startApp(t, brokers, name)
 	res, err := interlock.Dispatch(ctx, second, bank.WithdrawMoney{CommandOf: aggregate.ToResult[bank.Balance](id), Amount: 25})
@@ -255,6 +280,23 @@ func TestRestartRestoresState(t *testing.T) {
 	if res.Value.Balance != 5 || res.Version != 5 {
 		t.Fatalf("after restart: %+v, want balance 5 at version 5 (state replayed from the log)", res)
 	}
+	if _, err := interlock.Dispatch(ctx, second, deposit(id, 1)); err != nil {
+		t.Fatal(err)
+	}
+	evs = eventsOf(t, brokers, name+".bank-account.events", id)
+	if after := frameID(evs[len(evs)-1]); after != before {
+		t.Fatalf("MoneyDeposited's schema ID is %d after the restart, %d before", after, before)
+	}
+}
+
+// schemaID returns the schema ID codec writes for t.
+func schemaID(t *testing.T, codec schema.Codec, typ reflect.Type) uint32 {
+	t.Helper()
+	s, err := codec.For(typ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.ID()
 }
 
 // TestStopOneProcessorMidLoad runs two processors in one group behind a
