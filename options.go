@@ -277,7 +277,8 @@ func WithCompatibility(level schema.Compatibility) Option {
 // WithUpcasters adds upcasters (schema.Upcast): typed functions from an
 // event's old type to its new one, for changes schema resolution cannot
 // express (a renamed event type, a split field). They are applied wherever
-// events are read: restores and projections. Default: none.
+// events are read: restores, projections, ReadEvents and LoadAggregate.
+// Default: none.
 func WithUpcasters(ups ...schema.Upcaster) Option {
 	return optionFunc(func(c *config) { c.upcasters = append(c.upcasters, ups...) })
 }
