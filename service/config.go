@@ -23,6 +23,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/interlock-go/interlock"
+	"github.com/interlock-go/interlock/schema"
+	"github.com/interlock-go/interlock/schema/httpregistry"
 )
 
 // Config is the configuration every subcommand shares, resolved from
@@ -64,6 +66,12 @@ type Config struct {
 	// TLS and SASL secure the Kafka connections.
 	TLS  TLSConfig
 	SASL SASLConfig
+	// SchemaRegistry is the external schema registry; none configured:
+	// the built-in one.
+	SchemaRegistry SchemaRegistryConfig
+	// Compatibility is the rule new schemas must follow against the
+	// registered ones (interlock.WithCompatibility).
+	Compatibility schema.Compatibility
 	// Logger is the service's structured logger (JSON on stderr), which
 	// never prints the secrets above.
 	Logger *slog.Logger
@@ -115,9 +123,26 @@ type SASLConfig struct {
 	PasswordFile string
 }
 
+// SchemaRegistryConfig is a Confluent-compatible schema registry
+// (package schema/httpregistry) that keeps the application's schemas
+// instead of the built-in registry.
+type SchemaRegistryConfig struct {
+	// URLs are the registry's URLs, tried in order; none: the built-in
+	// registry.
+	URLs []string
+	// Username and Password, a secret, authenticate with HTTP basic auth
+	// (e.g. an API key and secret).
+	Username, Password string
+	// Token, a secret, authenticates with "Authorization: Bearer".
+	Token string
+	// CAFile holds PEM CA certificates to trust for https URLs.
+	CAFile string
+}
+
 // Options returns the interlock options the configuration implies:
 // brokers, name, instance ID, roles, partitions, replication factor,
-// logger, Kafka TLS and SASL, and what the command adds (the Redis
+// logger, Kafka TLS and SASL, the schema registry and compatibility
+// level, and what the command adds (the Redis
 // snapshot store, serve's metrics observer). Pass them to
 // interlock.NewBuilder.
 func (c *Config) Options() []interlock.Option {
@@ -182,6 +207,12 @@ var settings = []setting{
 	{flag: "sasl-mechanism", env: "INTERLOCK_SASL_MECHANISM", yaml: "saslMechanism", arg: "mechanism", help: "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER (default: no SASL)"},
 	{flag: "sasl-username", env: "INTERLOCK_SASL_USERNAME", yaml: "saslUsername", arg: "user", help: "SASL user"},
 	{flag: "sasl-password-file", env: "INTERLOCK_SASL_PASSWORD", yaml: "saslPasswordFile", arg: "file", secret: true, help: "SASL password, or OAUTHBEARER's token; a file is read again at each authentication"},
+	{flag: "schema-registry", env: "INTERLOCK_SCHEMA_REGISTRY_URL", yaml: "schemaRegistry", arg: "url,...", help: "comma-separated URLs of a Confluent-compatible schema registry, tried in order (default: the built-in registry, the topic <name>._schemas)"},
+	{flag: "schema-registry-username", env: "INTERLOCK_SCHEMA_REGISTRY_USERNAME", yaml: "schemaRegistryUsername", arg: "user", help: "schema registry basic-auth user, e.g. an API key"},
+	{flag: "schema-registry-password-file", env: "INTERLOCK_SCHEMA_REGISTRY_PASSWORD", yaml: "schemaRegistryPasswordFile", arg: "file", secret: true, help: "schema registry basic-auth password, e.g. an API secret"},
+	{flag: "schema-registry-token-file", env: "INTERLOCK_SCHEMA_REGISTRY_TOKEN", yaml: "schemaRegistryTokenFile", arg: "file", secret: true, help: "schema registry bearer token, read at start"},
+	{flag: "schema-registry-ca-file", env: "INTERLOCK_SCHEMA_REGISTRY_CA_FILE", yaml: "schemaRegistryCaFile", arg: "file", help: "PEM CA certificates to trust for an https schema registry (default: the system's)"},
+	{flag: "schema-compatibility", env: "INTERLOCK_SCHEMA_COMPATIBILITY", yaml: "schemaCompatibility", def: "BACKWARD_TRANSITIVE", arg: "level", help: "compatibility new schemas must keep with the registered ones: BACKWARD_TRANSITIVE, BACKWARD, FORWARD, FORWARD_TRANSITIVE, FULL, FULL_TRANSITIVE or NONE"},
 }
 
 // Table returns the configuration table in Markdown, as the package doc
@@ -394,6 +425,10 @@ func build(get map[string]string, secrets []string, stderr io.Writer) (*Config, 
 			Mechanism: strings.ToUpper(get["sasl-mechanism"]), Username: get["sasl-username"],
 			Password: get["sasl-password-file"], PasswordFile: get["sasl-password-file#path"],
 		},
+		SchemaRegistry: SchemaRegistryConfig{
+			Username: get["schema-registry-username"], Password: get["schema-registry-password-file"],
+			Token: get["schema-registry-token-file"], CAFile: get["schema-registry-ca-file"],
+		},
 	}
 	var errs []error
 	bad := func(name, v, want string) {
@@ -403,6 +438,16 @@ func build(get map[string]string, secrets []string, stderr io.Writer) (*Config, 
 		if b = strings.TrimSpace(b); b != "" {
 			c.Brokers = append(c.Brokers, b)
 		}
+	}
+	for _, u := range strings.Split(get["schema-registry"], ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			c.SchemaRegistry.URLs = append(c.SchemaRegistry.URLs, u)
+		}
+	}
+	if lvl, err := schema.ParseCompatibility(get["schema-compatibility"]); err != nil {
+		bad("schema-compatibility", get["schema-compatibility"], "use BACKWARD_TRANSITIVE, BACKWARD, FORWARD, FORWARD_TRANSITIVE, FULL, FULL_TRANSITIVE or NONE")
+	} else {
+		c.Compatibility = lvl
 	}
 	for _, r := range strings.Split(get["roles"], ",") {
 		switch strings.TrimSpace(r) {
@@ -466,12 +511,20 @@ func build(get map[string]string, secrets []string, stderr io.Writer) (*Config, 
 	if err != nil {
 		errs = append(errs, err)
 	}
+	reg, err := c.SchemaRegistry.registry()
+	if err != nil {
+		errs = append(errs, err)
+	}
 	if len(errs) > 0 {
 		return nil, c.redact(errors.Join(errs...))
 	}
 	c.opts = []interlock.Option{
 		interlock.WithName(c.Name), interlock.WithLogger(c.Logger), interlock.WithRoles(c.Roles),
 		interlock.WithPartitions(c.Partitions), interlock.WithReplicationFactor(c.ReplicationFactor),
+		interlock.WithCompatibility(c.Compatibility),
+	}
+	if reg != nil {
+		c.opts = append(c.opts, interlock.WithSchemaRegistry(reg))
 	}
 	if len(c.Brokers) > 0 {
 		c.opts = append(c.opts, interlock.WithBrokers(c.Brokers...))
@@ -504,6 +557,44 @@ func (c *Config) kafkaOptions() ([]kgo.Opt, error) {
 		opts = append(opts, kgo.SASL(m))
 	}
 	return opts, nil
+}
+
+// registry returns the schema registry client, or nil when no URL is set.
+// It does not connect: the application's start does.
+func (r SchemaRegistryConfig) registry() (*httpregistry.Registry, error) {
+	if len(r.URLs) == 0 {
+		if r.Username != "" || r.Password != "" || r.Token != "" || r.CAFile != "" {
+			return nil, errors.New("the schema registry's user, password, token or CA file is set without --schema-registry")
+		}
+		return nil, nil
+	}
+	opts := []httpregistry.Opt{httpregistry.URLs(r.URLs...)}
+	switch {
+	case (r.Username == "") != (r.Password == ""):
+		return nil, errors.New("--schema-registry-username and its password (INTERLOCK_SCHEMA_REGISTRY_PASSWORD, INTERLOCK_SCHEMA_REGISTRY_PASSWORD_FILE or --schema-registry-password-file) go together")
+	case r.Username != "" && r.Token != "":
+		return nil, errors.New("the schema registry has a user and a bearer token: choose one")
+	case r.Username != "":
+		opts = append(opts, httpregistry.BasicAuth(r.Username, r.Password))
+	case r.Token != "":
+		opts = append(opts, httpregistry.BearerToken(r.Token))
+	}
+	if r.CAFile != "" {
+		pem, err := os.ReadFile(r.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("--schema-registry-ca-file: %w", pathErr(err))
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--schema-registry-ca-file %s: no PEM certificate in it", r.CAFile)
+		}
+		opts = append(opts, httpregistry.TLS(&tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}))
+	}
+	reg, err := httpregistry.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("--schema-registry: %w", err)
+	}
+	return reg, nil
 }
 
 // config builds the crypto/tls configuration.
@@ -682,10 +773,12 @@ func (c Config) String() string {
 		}
 		return redacted
 	}
-	return fmt.Sprintf("{Brokers:%v Name:%s InstanceID:%s Roles:%d Partitions:%d ReplicationFactor:%d HTTPAddr:%s DrainTimeout:%v RedisURL:%s RedisPassword:%s RedisKeyPrefix:%s RedisTLSCAFile:%s PostgresDSN:%s Gateway:{Token:%s MaxBody:%d Timeout:%v} TLS:%+v SASL:{Mechanism:%s Username:%s Password:%s PasswordFile:%s}}",
+	return fmt.Sprintf("{Brokers:%v Name:%s InstanceID:%s Roles:%d Partitions:%d ReplicationFactor:%d HTTPAddr:%s DrainTimeout:%v RedisURL:%s RedisPassword:%s RedisKeyPrefix:%s RedisTLSCAFile:%s PostgresDSN:%s Gateway:{Token:%s MaxBody:%d Timeout:%v} TLS:%+v SASL:{Mechanism:%s Username:%s Password:%s PasswordFile:%s} SchemaRegistry:{URLs:%v Username:%s Password:%s Token:%s CAFile:%s} Compatibility:%v}",
 		c.Brokers, c.Name, c.InstanceID, c.Roles, c.Partitions, c.ReplicationFactor, c.HTTPAddr, c.DrainTimeout, c.redactString(c.RedisURL), hide(c.RedisPassword),
 		c.RedisKeyPrefix, c.RedisTLSCAFile, hide(c.PostgresDSN), hide(c.Gateway.Token), c.Gateway.MaxBody, c.Gateway.Timeout, c.TLS,
-		c.SASL.Mechanism, c.SASL.Username, hide(c.SASL.Password), c.SASL.PasswordFile)
+		c.SASL.Mechanism, c.SASL.Username, hide(c.SASL.Password), c.SASL.PasswordFile,
+		c.SchemaRegistry.URLs, c.SchemaRegistry.Username, hide(c.SchemaRegistry.Password), hide(c.SchemaRegistry.Token), c.SchemaRegistry.CAFile,
+		c.Compatibility)
 }
 
 // LogValue logs the configuration as String prints it: without secrets.

@@ -203,11 +203,23 @@ func TestBadSettings(t *testing.T) {
 		{env{}, []string{"--tls-ca-file", "/nonexistent/ca.pem"}, "--tls-ca-file"},
 		{env{}, []string{"--config", "/nonexistent/c.yaml"}, "config file"},
 		{env{}, []string{"--redis-password-file", "/nonexistent/pw"}, "/nonexistent/pw"},
+		{env{}, []string{"--schema-compatibility", "sideways"}, "--schema-compatibility"},
+		{env{}, []string{"--schema-registry-username", "u"}, "without --schema-registry"},
+		{env{"INTERLOCK_SCHEMA_REGISTRY_TOKEN": "s3cr3t-token"}, nil, "without --schema-registry"},
+		{env{}, []string{"--schema-registry", "http://r:8081", "--schema-registry-username", "u"}, "go together"},
+		{env{"INTERLOCK_SCHEMA_REGISTRY_PASSWORD": "s3cr3t-password", "INTERLOCK_SCHEMA_REGISTRY_TOKEN": "s3cr3t-token"},
+			[]string{"--schema-registry", "http://r:8081", "--schema-registry-username", "u"}, "choose one"},
+		{env{}, []string{"--schema-registry", "ftp://r"}, "--schema-registry"},
+		{env{}, []string{"--schema-registry", "http://u:hunter2@r:8081"}, "use BasicAuth"},
+		{env{}, []string{"--schema-registry", "https://r", "--schema-registry-ca-file", "/nonexistent/ca.pem"}, "--schema-registry-ca-file"},
 	}
 	for _, c := range cases {
 		_, err := parse(t, c.env, c.args...)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("env %v, args %q: %v, want an error about %s", c.env, c.args, err, c.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("args %q: the error shows the password: %v", c.args, err)
 		}
 	}
 }
@@ -266,10 +278,11 @@ func TestSecretSources(t *testing.T) {
 
 // The secrets of TestSecretsNeverPrinted: distinctive, so any leak shows.
 const (
-	saslSecret  = "sasl-Sekr1t-7731"
-	redisSecret = "redis-Sekr1t-9182"
-	pgPassword  = "pg-Sekr1t-4410"
-	pgDSN       = "postgres://ada:" + pgPassword + "@db.internal:5432/bank"
+	saslSecret     = "sasl-Sekr1t-7731"
+	redisSecret    = "redis-Sekr1t-9182"
+	pgPassword     = "pg-Sekr1t-4410"
+	registrySecret = "sr-Sekr1t-0451"
+	pgDSN          = "postgres://ada:" + pgPassword + "@db.internal:5432/bank"
 )
 
 // TestSecretsNeverPrinted: secrets given by the environment do not appear
@@ -281,9 +294,12 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	t.Setenv("INTERLOCK_SASL_MECHANISM", "SCRAM-SHA-512")
 	t.Setenv("INTERLOCK_REDIS_PASSWORD", redisSecret)
 	t.Setenv("INTERLOCK_POSTGRES_DSN", pgDSN)
+	t.Setenv("INTERLOCK_SCHEMA_REGISTRY_URL", "http://127.0.0.1:1")
+	t.Setenv("INTERLOCK_SCHEMA_REGISTRY_USERNAME", "ada")
+	t.Setenv("INTERLOCK_SCHEMA_REGISTRY_PASSWORD", registrySecret)
 	check := func(what, s string) {
 		t.Helper()
-		for _, sec := range []string{saslSecret, redisSecret, pgPassword} {
+		for _, sec := range []string{saslSecret, redisSecret, pgPassword, registrySecret} {
 			if strings.Contains(s, sec) {
 				t.Errorf("%s shows a secret:\n%s", what, s)
 			}
@@ -328,7 +344,8 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	err = Run(ctx, []string{"serve", "--http", "off"}, &out, &errOut, printing)
 	check("a printed Config", err.Error())
 	check("a logged Config", errOut.String())
-	if !strings.Contains(err.Error(), "SASL:{Mechanism:SCRAM-SHA-512 Username:ada Password:"+redacted) {
+	if !strings.Contains(err.Error(), "SASL:{Mechanism:SCRAM-SHA-512 Username:ada Password:"+redacted) ||
+		!strings.Contains(err.Error(), "SchemaRegistry:{URLs:[http://127.0.0.1:1] Username:ada Password:"+redacted) {
 		t.Errorf("a printed Config: %v", err)
 	}
 	// An argument too many.

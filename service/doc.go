@@ -41,10 +41,11 @@
 // Config holds the result, and Config.Options the interlock options it
 // implies.
 //
-// Secrets (the Redis password, the PostgreSQL DSN, the SASL password)
-// have no flag of their own: they come from their environment variable,
-// or from a file named by <VARIABLE>_FILE, the --...-file flag or the YAML
-// key (a mounted Kubernetes Secret). They never appear in --help, in
+// Secrets (the Redis password, the PostgreSQL DSN, the SASL password, the
+// schema registry's password or token) have no flag of their own: they
+// come from their environment variable, or from a file named by
+// <VARIABLE>_FILE, the --...-file flag or the YAML key (a mounted
+// Kubernetes Secret). They never appear in --help, in
 // errors or in logs: the logger and the errors of Run replace them with
 // [redacted].
 //
@@ -77,6 +78,18 @@
 //	| `--sasl-mechanism` | `INTERLOCK_SASL_MECHANISM` | `saslMechanism` | none | PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER (default: no SASL) |
 //	| `--sasl-username` | `INTERLOCK_SASL_USERNAME` | `saslUsername` | none | SASL user |
 //	| `--sasl-password-file` (a file) | `INTERLOCK_SASL_PASSWORD`, `INTERLOCK_SASL_PASSWORD_FILE` | `saslPasswordFile` (a file) | none | secret: SASL password, or OAUTHBEARER's token; a file is read again at each authentication; only from the environment or a file |
+//	| `--schema-registry` | `INTERLOCK_SCHEMA_REGISTRY_URL` | `schemaRegistry` | none | comma-separated URLs of a Confluent-compatible schema registry, tried in order (default: the built-in registry, the topic <name>._schemas) |
+//	| `--schema-registry-username` | `INTERLOCK_SCHEMA_REGISTRY_USERNAME` | `schemaRegistryUsername` | none | schema registry basic-auth user, e.g. an API key |
+//	| `--schema-registry-password-file` (a file) | `INTERLOCK_SCHEMA_REGISTRY_PASSWORD`, `INTERLOCK_SCHEMA_REGISTRY_PASSWORD_FILE` | `schemaRegistryPasswordFile` (a file) | none | secret: schema registry basic-auth password, e.g. an API secret; only from the environment or a file |
+//	| `--schema-registry-token-file` (a file) | `INTERLOCK_SCHEMA_REGISTRY_TOKEN`, `INTERLOCK_SCHEMA_REGISTRY_TOKEN_FILE` | `schemaRegistryTokenFile` (a file) | none | secret: schema registry bearer token, read at start; only from the environment or a file |
+//	| `--schema-registry-ca-file` | `INTERLOCK_SCHEMA_REGISTRY_CA_FILE` | `schemaRegistryCaFile` | none | PEM CA certificates to trust for an https schema registry (default: the system's) |
+//	| `--schema-compatibility` | `INTERLOCK_SCHEMA_COMPATIBILITY` | `schemaCompatibility` | `BACKWARD_TRANSITIVE` | compatibility new schemas must keep with the registered ones: BACKWARD_TRANSITIVE, BACKWARD, FORWARD, FORWARD_TRANSITIVE, FULL, FULL_TRANSITIVE or NONE |
+//
+// With --schema-registry the schemas live in that Confluent-compatible
+// registry (interlock.WithSchemaRegistry with a schema/httpregistry
+// client) instead of the built-in one, for every command: serve checks
+// and registers them at start, schema check checks them, events tail and
+// aggregate show read old events through them.
 //
 // Kafka TLS and SASL become franz-go options (kgo.DialTLSConfig, kgo.SASL
 // with the sasl/plain, sasl/scram and sasl/oauth mechanisms). A SASL

@@ -3,19 +3,29 @@ package service
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/pem"
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/interlock-go/interlock"
 	"github.com/interlock-go/interlock/aggregate"
 	"github.com/interlock-go/interlock/internal/kafkatest"
 	"github.com/interlock-go/interlock/schema"
+	"github.com/interlock-go/interlock/schema/httpregistry"
 	"github.com/interlock-go/interlock/schema/kafkaregistry"
 )
 
@@ -102,4 +112,104 @@ func TestSchemaCheck(t *testing.T) {
 	if vs, err := reg.Versions(ctx, subject); err != nil || len(vs) != 1 {
 		t.Errorf("versions of %s after the checks: %+v, %v; want only the deployed one", subject, vs, err)
 	}
+}
+
+// TestSchemaCheckExternalRegistry: with --schema-registry the schemas live
+// in a Confluent-compatible registry (here over TLS with basic auth):
+// serve's application registers them there, and schema check, with no
+// Kafka at all, checks against it at the level --schema-compatibility
+// sets.
+func TestSchemaCheckExternalRegistry(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte("key:s3cr3t-password"))
+	fake := srfake.NewRegistry(srfake.WithAuth(basic))
+	srv := httptest.NewTLSServer(fake.Handler())
+	t.Cleanup(srv.Close)
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	password := filepath.Join(dir, "password")
+	if err := os.WriteFile(password, []byte("s3cr3t-password\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	registryArgs := []string{"--schema-registry", srv.URL, "--schema-registry-username", "key",
+		"--schema-registry-password-file", password, "--schema-registry-ca-file", ca, "--name", name}
+	runIn := func(ctx context.Context, typ aggregate.Type, args ...string) (string, error) {
+		var out bytes.Buffer
+		build := func(_ context.Context, cfg *Config) (*interlock.Builder, error) {
+			return interlock.NewBuilder(cfg.Options()...).RegisterAggregate(typ), nil
+		}
+		err := Run(ctx, args, &out, io.Discard, build)
+		return out.String(), err
+	}
+	run := func(typ aggregate.Type, args ...string) (string, error) { return runIn(ctx, typ, args...) }
+
+	// The deployed version, started as serve would: its schemas go to the
+	// registry, none to a built-in one.
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		_, err := runIn(runCtx, ledgerV1(), append([]string{"serve", "--brokers", strings.Join(brokers, ","), "--partitions", "1", "--http", "off"}, registryArgs...)...)
+		done <- err
+	}()
+	subject := schema.TopicRecordName(name+".ledger.events", "github.com.interlock_go.interlock.service.Posted")
+	reg, err := httpregistry.New(httpregistry.URLs(srv.URL), httpregistry.BasicAuth("key", "s3cr3t-password"),
+		httpregistry.TLS(&tls.Config{RootCAs: srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		if vs, err := reg.Versions(ctx, subject); err == nil && len(vs) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve registered nothing under %s", subject)
+		}
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	if tp, err := topicExists(ctx, brokers, name+"._schemas"); err != nil || tp {
+		t.Errorf("the built-in registry's topic exists (%v, %v): the schemas went there too", tp, err)
+	}
+
+	check := append([]string{"schema", "check"}, registryArgs...)
+	if out, err := run(ledgerV1(), check...); err != nil || !strings.Contains(out, "schemas ok") {
+		t.Fatalf("schema check of the deployed version: %v\n%s", err, out)
+	}
+	var ie *schema.IncompatibleError
+	if _, err := run(ledgerV2(), check...); !errors.As(err, &ie) || !strings.Contains(err.Error(), "Posted.currency") {
+		t.Fatalf("schema check of an incompatible version: %v", err)
+	}
+	// At FORWARD the deployed code reads the new events (it ignores the
+	// added fields): accepted.
+	if out, err := run(ledgerV2(), append(check, "--schema-compatibility", "forward")...); err != nil {
+		t.Fatalf("schema check at FORWARD: %v\n%s", err, out)
+	}
+	if err := os.WriteFile(password, []byte("wrong-password"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(ledgerV1(), check...); err == nil || !strings.Contains(err.Error(), "not authorized") || strings.Contains(err.Error(), "wrong-password") {
+		t.Fatalf("schema check with a wrong password: %v", err)
+	}
+}
+
+// topicExists reports whether topic exists on brokers.
+func topicExists(ctx context.Context, brokers []string, topic string) (bool, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return false, err
+	}
+	defer cl.Close()
+	tds, err := kadm.NewClient(cl).ListTopics(ctx, topic)
+	if err != nil {
+		return false, err
+	}
+	return tds.Has(topic), nil
 }
