@@ -129,3 +129,58 @@ func TestInteropExternalRegistry(t *testing.T) {
 		}
 	}
 }
+
+// TestInteropBuiltinRegistry (issue 7): with the built-in registry, a
+// reader that knows only the topic <name>._schemas (records "id/<ID>" →
+// {"schema": text}, the first of a key winning) decodes the events with
+// another Avro implementation (goavro).
+func TestInteropBuiltinRegistry(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	ctx := ctxT(t)
+	app := startApp(t, brokers, name)
+	id := open(t, ctx, app)
+	if _, err := interlock.Dispatch(ctx, app, deposit(id, 42)); err != nil {
+		t.Fatal(err)
+	}
+
+	schemas := map[int]string{}
+	for _, r := range kafkatest.ReadAll(t, brokers, name+"._schemas") {
+		var sid int
+		if _, err := fmt.Sscanf(string(r.Key), "id/%d", &sid); err != nil {
+			continue
+		}
+		var v struct {
+			Schema string `json:"schema"`
+		}
+		if _, seen := schemas[sid]; !seen && json.Unmarshal(r.Value, &v) == nil {
+			schemas[sid] = v.Schema
+		}
+	}
+	var got []string
+	for _, r := range eventsOf(t, brokers, name+".bank-account.events", id) {
+		var h sr.ConfluentHeader
+		sid, body, err := h.DecodeID(r.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text, ok := schemas[sid]
+		if !ok {
+			t.Fatalf("schema ID %d of %s is not in %s._schemas", sid, header(r, producer.HeaderType), name)
+		}
+		codec, err := goavro.NewCodec(text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, rest, err := codec.NativeFromBinary(body)
+		if err != nil || len(rest) != 0 {
+			t.Fatalf("goavro: %v, %d bytes left", err, len(rest))
+		}
+		b, _ := json.Marshal(v)
+		got = append(got, header(r, producer.HeaderType)+string(b))
+	}
+	if want := []string{`AccountOpened{"owner":"ada"}`, `MoneyDeposited{"amount":42}`}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("goavro decoded %q, want %q", got, want)
+	}
+}
