@@ -286,3 +286,84 @@ func TestSchemaEvolution(t *testing.T) {
 		t.Fatalf("CheckSchemas of v5 at FORWARD (v3's code cannot read v5's events: no cents): %v", err)
 	}
 }
+
+// bookedAsRecorded is Booked as its events were written, renamed in Go:
+// its AvroSchema keeps the record name they were written with.
+type bookedAsRecorded struct {
+	Amount int64 `avro:"amount"`
+}
+
+func (bookedAsRecorded) AvroSchema() string {
+	return `{"type":"record","name":"github.com.interlock_go.interlock_test.Booked","fields":[{"name":"amount","type":"long"}]}`
+}
+
+// TestUpcasterOldTypeRenamed: an upcaster's old type renamed in Go
+// (RecordedAs) reads the old events only if it keeps their record name,
+// as docs/concepts/schemas.md says: without, the restore fails their
+// aggregate with a message naming the rename; with an AvroSchema method
+// of the recorded schema, the state is rebuilt.
+func TestUpcasterOldTypeRenamed(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	ctx := ctxT(t)
+	type Book struct {
+		interlock.CommandOf[evoBalance]
+		Amount int64 `avro:"amount"`
+	}
+	type Booked struct {
+		Amount int64 `avro:"amount"`
+	}
+	type Posted struct {
+		Cents int64 `avro:"cents"`
+	}
+	type BookedV1 struct {
+		Amount int64 `avro:"amount"`
+	}
+	start := func(emit func(int64) any, apply aggregate.Option[evoAccount], ups ...schema.Upcaster) *interlock.App {
+		typ := aggregate.Define[evoAccount]("ledger",
+			aggregate.HandleResult(func(a *aggregate.Root[evoAccount], c Book) (evoBalance, error) {
+				a.Emit(emit(c.Amount))
+				return evoBalance{a.State().Cents}, nil
+			}), apply)
+		app, err := interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithPartitions(1),
+			interlock.WithLogger(testLogger()), interlock.WithSessionTimeout(10*time.Second), interlock.WithTransactionTimeout(5*time.Second),
+			interlock.WithUpcasters(ups...)).RegisterAggregate(typ).Build()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := app.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return app
+	}
+	book := func(app *interlock.App, id ulid.ULID, amount int64) (int64, error) {
+		res, err := interlock.Dispatch(ctx, app, Book{CommandOf: interlock.ToResult[evoBalance](id), Amount: amount})
+		return res.Value.Cents, err
+	}
+	id := interlock.NewID()
+	v1 := start(func(a int64) any { return Booked{Amount: a} }, aggregate.Apply(func(s *evoAccount, e Booked) { s.Cents += e.Amount * 100 }))
+	if _, err := book(v1, id, 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := v1.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	posted := func(a int64) any { return Posted{Cents: a * 100} }
+	applyPosted := aggregate.Apply(func(s *evoAccount, e Posted) { s.Cents += e.Cents })
+
+	renamed := start(posted, applyPosted, schema.Upcast(func(e BookedV1) (Posted, error) { return Posted{Cents: e.Amount * 100}, nil }).RecordedAs("Booked"))
+	_, err := book(renamed, id, 1)
+	if !errors.Is(err, interlock.ErrFailed) || !strings.Contains(err.Error(), "renamed from github.com.interlock_go.interlock_test.Booked to github.com.interlock_go.interlock_test.BookedV1") {
+		t.Fatalf("an old type renamed without its record name: %v", err)
+	}
+	if err := renamed.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	kept := start(posted, applyPosted, schema.Upcast(func(e bookedAsRecorded) (Posted, error) { return Posted{Cents: e.Amount * 100}, nil }).RecordedAs("Booked"))
+	defer kept.Close(ctx)
+	if got, err := book(kept, id, 1); err != nil || got != 400 {
+		t.Fatalf("an old type renamed with its recorded schema: %d, %v; want 400 cents", got, err)
+	}
+}
