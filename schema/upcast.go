@@ -23,7 +23,9 @@ type Upcaster struct {
 
 // Upcast returns the upcaster of events of type Old into type New by fn.
 // Old is the event as it was recorded (keep its Go type, e.g. in a
-// package of legacy events, with the schema it was written with); New is
+// package of legacy events, with the schema it was written with: Avro
+// matches records by full name, so a type renamed or moved needs an
+// AvroSchema method that keeps the recorded name); New is
 // the next version, which may itself be upcast further. Old events are
 // recognized by the type name recorded with them (the interlock-type
 // header): by default Old's Go type name, as Interlock records it; see
@@ -41,7 +43,8 @@ func Upcast[Old, New any](fn func(Old) (New, error)) Upcaster {
 // RecordedAs returns u recognizing old events by the recorded type name
 // name instead of Old's Go type name: the name the event type had when
 // those events were written (e.g. "MoneyDeposited" for an Old type now
-// called MoneyDepositedV1).
+// called MoneyDepositedV1, whose AvroSchema method keeps the record name
+// MoneyDeposited: see [Upcast]).
 func (u Upcaster) RecordedAs(name string) Upcaster {
 	u.name = name
 	return u
