@@ -2,6 +2,7 @@ package interlock_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"strings"
 	"sync"
@@ -9,9 +10,12 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/interlock-go/interlock"
 	"github.com/interlock-go/interlock/aggregate"
+	"github.com/interlock-go/interlock/examples/bank"
 	"github.com/interlock-go/interlock/internal/kafkatest"
 	"github.com/interlock-go/interlock/projections"
 	"github.com/interlock-go/interlock/schema"
@@ -365,5 +369,39 @@ func TestUpcasterOldTypeRenamed(t *testing.T) {
 	defer kept.Close(ctx)
 	if got, err := book(kept, id, 1); err != nil || got != 400 {
 		t.Fatalf("an old type renamed with its recorded schema: %d, %v; want 400 cents", got, err)
+	}
+}
+
+// TestWithoutSchemaRegistry: records carry the schemas' fingerprints as
+// IDs, no registry topic is made, and there is nothing to check.
+func TestWithoutSchemaRegistry(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	ctx := ctxT(t)
+	app := startApp(t, brokers, name, interlock.WithoutSchemaRegistry())
+	id := open(t, ctx, app)
+	if _, err := interlock.Dispatch(ctx, app, deposit(id, 5)); err != nil {
+		t.Fatal(err)
+	}
+	evs := eventsOf(t, brokers, name+".bank-account.events", id)
+	if len(evs) != 2 {
+		t.Fatalf("%d events", len(evs))
+	}
+	want := schemaID(t, schema.Avro(), reflectTypeOf[bank.MoneyDeposited]())
+	if got := binary.BigEndian.Uint32(evs[1].Value[1:5]); got != want {
+		t.Errorf("schema ID %d, want the fingerprint %d", got, want)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	topics, err := kadm.NewClient(cl).ListTopics(ctx, name+"._schemas")
+	if err != nil || topics.Has(name+"._schemas") {
+		t.Errorf("the registry topic: %v, %v; want none", topics.Names(), err)
+	}
+	if err := app.CheckSchemas(ctx); err != nil {
+		t.Errorf("CheckSchemas: %v, want nothing to check", err)
 	}
 }
