@@ -270,6 +270,7 @@ const (
 	redisSecret = "redis-Sekr1t-9182"
 	pgPassword  = "pg-Sekr1t-4410"
 	pgDSN       = "postgres://ada:" + pgPassword + "@db.internal:5432/bank"
+	gwToken     = "gw-Sekr1t-5518"
 )
 
 // TestSecretsNeverPrinted: secrets given by the environment do not appear
@@ -281,9 +282,10 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	t.Setenv("INTERLOCK_SASL_MECHANISM", "SCRAM-SHA-512")
 	t.Setenv("INTERLOCK_REDIS_PASSWORD", redisSecret)
 	t.Setenv("INTERLOCK_POSTGRES_DSN", pgDSN)
+	t.Setenv("INTERLOCK_GATEWAY_TOKEN", gwToken)
 	check := func(what, s string) {
 		t.Helper()
-		for _, sec := range []string{saslSecret, redisSecret, pgPassword} {
+		for _, sec := range []string{saslSecret, redisSecret, pgPassword, gwToken} {
 			if strings.Contains(s, sec) {
 				t.Errorf("%s shows a secret:\n%s", what, s)
 			}
@@ -306,9 +308,9 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	// An error and a log of the build function that print the secrets.
 	var out, errOut bytes.Buffer
 	leaky := func(ctx context.Context, cfg *Config) (*interlock.Builder, error) {
-		cfg.Logger.Info("connecting", "dsn", cfg.PostgresDSN, "err", errors.New("auth failed for "+cfg.SASL.Password), "redis", cfg.RedisPassword)
-		cfg.Logger.Error("connecting to " + cfg.PostgresDSN)
-		return nil, fmt.Errorf("cannot connect to %s (password %s, redis %s)", cfg.PostgresDSN, cfg.SASL.Password, cfg.RedisPassword)
+		cfg.Logger.Info("connecting", "dsn", cfg.PostgresDSN, "err", errors.New("auth failed for "+cfg.SASL.Password), "redis", cfg.RedisPassword, "token", cfg.Gateway.Token)
+		cfg.Logger.Error("connecting to " + cfg.PostgresDSN + " with " + cfg.Gateway.Token)
+		return nil, fmt.Errorf("cannot connect to %s (password %s, redis %s, token %s)", cfg.PostgresDSN, cfg.SASL.Password, cfg.RedisPassword, cfg.Gateway.Token)
 	}
 	err := Run(ctx, []string{"serve", "--http", "off"}, &out, &errOut, leaky)
 	if err == nil || !strings.Contains(err.Error(), "cannot connect to postgres://ada:"+redacted+"@db.internal") {
@@ -328,7 +330,8 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	err = Run(ctx, []string{"serve", "--http", "off"}, &out, &errOut, printing)
 	check("a printed Config", err.Error())
 	check("a logged Config", errOut.String())
-	if !strings.Contains(err.Error(), "SASL:{Mechanism:SCRAM-SHA-512 Username:ada Password:"+redacted) {
+	if !strings.Contains(err.Error(), "SASL:{Mechanism:SCRAM-SHA-512 Username:ada Password:"+redacted) ||
+		!strings.Contains(err.Error(), "Gateway:{Token:"+redacted) {
 		t.Errorf("a printed Config: %v", err)
 	}
 	// An argument too many.
