@@ -25,6 +25,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
+
+	interlockservice "github.com/interlock-go/interlock/service"
 )
 
 // chartDir is the Helm chart, relative to this package's directory.
@@ -534,9 +536,21 @@ func containerPort(t *testing.T, c corev1.Container, port string) int {
 	return -1
 }
 
-// secretSettings are the settings whose values are secrets: they may reach
-// the pods only as files, through their _FILE variables.
-var secretSettings = []string{"INTERLOCK_SASL_PASSWORD", "INTERLOCK_REDIS_PASSWORD", "INTERLOCK_POSTGRES_DSN"}
+// secretSettings are the settings whose values are secrets, read from
+// package service's configuration table: they may reach the pods only as
+// files, through their _FILE variables.
+var secretSettings = func() []string {
+	var out []string
+	for _, row := range strings.Split(interlockservice.Table(), "\n") {
+		cols := strings.Split(row, "|")
+		if len(cols) < 6 || !strings.Contains(cols[5], "secret:") {
+			continue
+		}
+		env, _, _ := strings.Cut(strings.TrimSpace(cols[2]), ",")
+		out = append(out, strings.Trim(env, "`"))
+	}
+	return out
+}()
 
 // checkSecretsAreReferences asserts that the chart makes no Secret, passes
 // no secret as a value or env reference, and that every *_FILE setting names
@@ -1018,6 +1032,30 @@ func TestHelmRefusesBadValues(t *testing.T) {
 			}
 			if testing.Verbose() {
 				t.Logf("refused: %v", err)
+			}
+		})
+	}
+}
+
+// TestHelmRefusesSecretsInExtraConfig: a secret setting of the service
+// (each one of package service's configuration table) given as a value of
+// app.extraConfig is refused: it would sit in the ConfigMap and the topics
+// Job's environment for anyone who may read them. Its _FILE variable, a
+// path, is accepted.
+func TestHelmRefusesSecretsInExtraConfig(t *testing.T) {
+	base := valuesFile(t, "defaults-values.yaml")
+	if len(secretSettings) < 4 {
+		t.Fatalf("found the secrets %q in service.Table(): the parser is broken", secretSettings)
+	}
+	for _, env := range secretSettings {
+		t.Run(env, func(t *testing.T) {
+			_, err := renderChart(t, with(base, "app.extraConfig", map[string]any{env: "s3cret"}))
+			if want := "app.extraConfig." + env + " is a secret"; err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("render error %v, want one saying %q", err, want)
+			}
+			m := mustRender(t, with(base, "app.extraConfig", map[string]any{env + "_FILE": "/var/run/secrets/x/y"}))
+			if m.configMap.Data[env+"_FILE"] != "/var/run/secrets/x/y" {
+				t.Errorf("app.extraConfig.%s_FILE is not in the ConfigMap: %v", env, m.configMap.Data)
 			}
 		})
 	}

@@ -100,6 +100,11 @@ nothing) by every template, so `helm template` and `helm install` fail early.
 {{- if lt (int .Values.terminationGracePeriodSeconds) 35 }}
 {{- fail "terminationGracePeriodSeconds must be at least 35: serve drains for up to 30 s" }}
 {{- end }}
+{{- range $k, $_ := .Values.app.extraConfig }}
+{{- if has $k (list "INTERLOCK_SASL_PASSWORD" "INTERLOCK_REDIS_PASSWORD" "INTERLOCK_POSTGRES_DSN" "INTERLOCK_GATEWAY_TOKEN") }}
+{{- fail (printf "app.extraConfig.%s is a secret: the ConfigMap and the topics Job would show it to anyone who may read them; put it in a Secret and name that (kafka.sasl.passwordSecret, redis.passwordSecret, postgres.dsnSecret, or extraSecretFiles with %s_FILE)" $k $k) }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* Whether Kafka is reached with TLS. */}}
