@@ -27,6 +27,7 @@ import (
 
 	"github.com/interlock-go/interlock"
 	"github.com/interlock-go/interlock/examples/bank"
+	"github.com/interlock-go/interlock/internal/testcert"
 )
 
 // env is a fake environment for resolve.
@@ -459,6 +460,48 @@ func TestTLSAndSASLOnKafka(t *testing.T) {
 	}
 	if _, err := run("s3cret", "--tls"); err == nil {
 		t.Error("a server certificate of an unknown CA was trusted")
+	}
+}
+
+// TestMutualTLSOnKafka runs topics create against an embedded Kafka that
+// requires a client certificate: the certificate and key files get it in,
+// none does not; --tls-server-name is the name checked in the broker's
+// certificate.
+func TestMutualTLSOnKafka(t *testing.T) {
+	certs := testcert.New(t)
+	cert, err := tls.X509KeyPair(certs.CertPEM, certs.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.TLS(&tls.Config{
+		Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: certs.Pool, MinVersion: tls.VersionTLS12,
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ca, certFile, keyFile := writeFile(t, "ca.pem", string(certs.CAPEM)), writeFile(t, "cert.pem", string(certs.CertPEM)), writeFile(t, "key.pem", string(certs.KeyPEM))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	run := func(args ...string) (string, error) {
+		var out, errOut bytes.Buffer
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		err := Run(rctx, append([]string{"topics", "create", "--brokers", c.ListenAddrs()[0], "--name", "mtls", "--tls-ca-file", ca}, args...), &out, &errOut, bankBuild)
+		return out.String(), err
+	}
+	out, err := run("--tls-cert-file", certFile, "--tls-key-file", keyFile)
+	if err != nil || !strings.Contains(out, "mtls.bank-account.events\t6 partitions") {
+		t.Fatalf("mutual TLS with the client certificate: %v\n%s", err, out)
+	}
+	if _, err := run("--tls-cert-file", certFile, "--tls-key-file", keyFile, "--tls-server-name", "localhost"); err != nil {
+		t.Errorf("--tls-server-name localhost (a name of the certificate): %v", err)
+	}
+	if _, err := run("--tls-cert-file", certFile, "--tls-key-file", keyFile, "--tls-server-name", "kafka.example.com"); err == nil || !strings.Contains(err.Error(), "kafka.example.com") {
+		t.Errorf("--tls-server-name kafka.example.com (not in the certificate): %v, want a refusal naming it", err)
+	}
+	if _, err := run(); err == nil || !strings.Contains(err.Error(), "certificate required") {
+		t.Errorf("a client without a certificate: %v, want a refusal", err)
 	}
 }
 
