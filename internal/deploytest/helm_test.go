@@ -1022,6 +1022,9 @@ func TestHelmRefusesBadValues(t *testing.T) {
 		{"replication factor 0", with(base, "app.replicationFactor", 0), "replicationFactor"},
 		{"replicas as a string", with(base, "replicaCount", "3"), "replicaCount"},
 		{"a Redis URL of another scheme", with(base, "redis.url", "http://redis:6379"), "redis"},
+		{"a drain longer than the grace period", with(base, "app.extraConfig", map[string]any{"INTERLOCK_DRAIN_TIMEOUT": "60s"}), "terminationGracePeriodSeconds 45 is under app.extraConfig.INTERLOCK_DRAIN_TIMEOUT 60s plus 5 s"},
+		{"a drain in minutes longer than the grace period", with(with(base, "app.extraConfig", map[string]any{"INTERLOCK_DRAIN_TIMEOUT": "2m"}), "terminationGracePeriodSeconds", 120), "terminationGracePeriodSeconds 120 is under app.extraConfig.INTERLOCK_DRAIN_TIMEOUT 2m plus 5 s"},
+		{"a drain the chart cannot read", with(base, "app.extraConfig", map[string]any{"INTERLOCK_DRAIN_TIMEOUT": "1m30s"}), "whole seconds or minutes"},
 		{"an extra secret file not named *_FILE", with(base, "extraSecretFiles", []any{map[string]any{"env": "INTERLOCK_GATEWAY_TOKEN", "secret": "s", "key": "k"}}), "extraSecretFiles"},
 	}
 	for _, tt := range tests {
@@ -1034,6 +1037,24 @@ func TestHelmRefusesBadValues(t *testing.T) {
 				t.Logf("refused: %v", err)
 			}
 		})
+	}
+}
+
+// TestHelmDrainTimeout: a drain set through app.extraConfig is passed on
+// when the grace period covers it (5 s more, for the HTTP server's stop).
+func TestHelmDrainTimeout(t *testing.T) {
+	base := valuesFile(t, "defaults-values.yaml")
+	for _, c := range []struct {
+		drain string
+		grace int
+	}{{"40s", 45}, {"10s", 35}, {"2m", 125}} {
+		m := mustRender(t, with(with(base, "app.extraConfig", map[string]any{"INTERLOCK_DRAIN_TIMEOUT": c.drain}), "terminationGracePeriodSeconds", c.grace))
+		if got := m.configMap.Data["INTERLOCK_DRAIN_TIMEOUT"]; got != c.drain {
+			t.Errorf("drain %s: INTERLOCK_DRAIN_TIMEOUT %q", c.drain, got)
+		}
+		if g := m.deployment.Spec.Template.Spec.TerminationGracePeriodSeconds; g == nil || *g != int64(c.grace) {
+			t.Errorf("drain %s: terminationGracePeriodSeconds %v, want %d", c.drain, g, c.grace)
+		}
 	}
 }
 

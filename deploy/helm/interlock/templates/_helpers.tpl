@@ -100,6 +100,17 @@ nothing) by every template, so `helm template` and `helm install` fail early.
 {{- if lt (int .Values.terminationGracePeriodSeconds) 35 }}
 {{- fail "terminationGracePeriodSeconds must be at least 35: serve drains for up to 30 s" }}
 {{- end }}
+{{- with get .Values.app.extraConfig "INTERLOCK_DRAIN_TIMEOUT" }}
+{{- $drain := toString . }}
+{{- if not (regexMatch "^[0-9]+[sm]$" $drain) }}
+{{- fail (printf "app.extraConfig.INTERLOCK_DRAIN_TIMEOUT %q: give whole seconds or minutes (45s, 2m), so that the chart can keep terminationGracePeriodSeconds above it" $drain) }}
+{{- end }}
+{{- $secs := int (trimSuffix "s" (trimSuffix "m" $drain)) }}
+{{- if hasSuffix "m" $drain }}{{ $secs = mul $secs 60 }}{{ end }}
+{{- if lt (int $.Values.terminationGracePeriodSeconds) (add $secs 5) }}
+{{- fail (printf "terminationGracePeriodSeconds %d is under app.extraConfig.INTERLOCK_DRAIN_TIMEOUT %s plus 5 s: Kubernetes would kill serve in its drain (and the 5 s it takes to stop HTTP)" (int $.Values.terminationGracePeriodSeconds) $drain) }}
+{{- end }}
+{{- end }}
 {{- range $k, $_ := .Values.app.extraConfig }}
 {{- if has $k (list "INTERLOCK_SASL_PASSWORD" "INTERLOCK_REDIS_PASSWORD" "INTERLOCK_POSTGRES_DSN" "INTERLOCK_GATEWAY_TOKEN") }}
 {{- fail (printf "app.extraConfig.%s is a secret: the ConfigMap and the topics Job would show it to anyone who may read them; put it in a Secret and name that (kafka.sasl.passwordSecret, redis.passwordSecret, postgres.dsnSecret, or extraSecretFiles with %s_FILE)" $k $k) }}
