@@ -16,6 +16,7 @@ import (
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/engine"
+	"helm.sh/helm/v3/pkg/lint/support"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
@@ -821,6 +822,21 @@ func TestHelmSASLTLS(t *testing.T) {
 	slices.Sort(jobSecrets)
 	if want := []string{"kafka-ca", "shop-kafka-client", "shop-kafka-sasl", "shop-postgres"}; !slices.Equal(jobSecrets, want) {
 		t.Errorf("topics Job mounts Secrets %q, want %q", jobSecrets, want)
+	}
+
+	// OAUTHBEARER: no user; the token comes from the same Secret, as the
+	// password does (the service reads it again at each authentication).
+	oauthVals := with(with(valuesFile(t, "sasl-tls-values.yaml"), "kafka.sasl.mechanism", "OAUTHBEARER"), "kafka.sasl.username", "")
+	o := mustRender(t, oauthVals)
+	checkCommon(t, o)
+	if cm := o.configMap.Data; cm["INTERLOCK_SASL_MECHANISM"] != "OAUTHBEARER" || cm["INTERLOCK_SASL_USERNAME"] != "" {
+		t.Errorf("OAUTHBEARER: ConfigMap mechanism %q user %q", cm["INTERLOCK_SASL_MECHANISM"], cm["INTERLOCK_SASL_USERNAME"])
+	}
+	if s, k := mountedSecretKey(o.deployment.Spec.Template.Spec, o.container(), o.configMap.Data["INTERLOCK_SASL_PASSWORD_FILE"]); s != "shop-kafka-sasl" || k != "password" {
+		t.Errorf("OAUTHBEARER: the token file comes from Secret %q key %q", s, k)
+	}
+	if l := quietLint(oauthVals); l.HighestSeverity >= support.WarningSev {
+		t.Errorf("OAUTHBEARER: lint --strict: %v", l.Messages)
 	}
 }
 
