@@ -682,7 +682,8 @@ func checkTopicsJob(t *testing.T, m *manifests) {
 	if e, want := envVar(c.Env, "INTERLOCK_POSTGRES_DSN_FILE"), m.configMap.Data["INTERLOCK_POSTGRES_DSN_FILE"]; (e == nil) != (want == "") || (e != nil && e.Value != want) {
 		t.Errorf("topics Job INTERLOCK_POSTGRES_DSN_FILE = %+v, the service's is %q", e, want)
 	}
-	for _, k := range []string{"INTERLOCK_REDIS_PASSWORD_FILE", "INTERLOCK_REDIS_URL", "INTERLOCK_ROLES", "INTERLOCK_HTTP_ADDR"} {
+	for _, k := range []string{"INTERLOCK_REDIS_PASSWORD_FILE", "INTERLOCK_REDIS_URL", "INTERLOCK_ROLES", "INTERLOCK_HTTP_ADDR",
+		"INTERLOCK_GATEWAY_TOKEN_FILE", "INTERLOCK_GATEWAY_MAX_BODY", "INTERLOCK_GATEWAY_TIMEOUT"} {
 		if envVar(c.Env, k) != nil {
 			t.Errorf("topics Job gets %s, which only serve uses", k)
 		}
@@ -738,8 +739,12 @@ func TestHelmDefaults(t *testing.T) {
 			t.Errorf("ConfigMap %s = %q, want %q", k, cm[k], v)
 		}
 	}
+	if strings.Contains(m.notes, "gateway") {
+		t.Errorf("NOTES.txt speaks of a gateway without gateway.tokenSecret:\n%s", m.notes)
+	}
 	for k := range cm {
-		if strings.HasPrefix(k, "INTERLOCK_TLS") || strings.HasPrefix(k, "INTERLOCK_SASL") || strings.HasPrefix(k, "INTERLOCK_REDIS") || strings.HasPrefix(k, "INTERLOCK_POSTGRES") {
+		if strings.HasPrefix(k, "INTERLOCK_TLS") || strings.HasPrefix(k, "INTERLOCK_SASL") || strings.HasPrefix(k, "INTERLOCK_REDIS") || strings.HasPrefix(k, "INTERLOCK_POSTGRES") ||
+			strings.HasPrefix(k, "INTERLOCK_GATEWAY") {
 			t.Errorf("ConfigMap sets %s by default", k)
 		}
 	}
@@ -755,15 +760,17 @@ func TestHelmSASLTLS(t *testing.T) {
 	m := mustRender(t, valuesFile(t, "sasl-tls-values.yaml"))
 	cm := m.configMap.Data
 	for k, v := range map[string]string{
-		"INTERLOCK_NAME":            "shop",
-		"INTERLOCK_BROKERS":         "b-1.kafka.example.internal:9096,b-2.kafka.example.internal:9096,b-3.kafka.example.internal:9096",
-		"INTERLOCK_TLS":             "true",
-		"INTERLOCK_TLS_SERVER_NAME": "kafka.example.internal",
-		"INTERLOCK_SASL_MECHANISM":  "SCRAM-SHA-512",
-		"INTERLOCK_SASL_USERNAME":   "shop",
-		"INTERLOCK_REDIS_URL":       "rediss://redis.example.internal:6380/0",
-		"INTERLOCK_PARTITIONS":      "12",
-		"GOMEMLIMIT":                "1200MiB", // app.extraConfig
+		"INTERLOCK_NAME":             "shop",
+		"INTERLOCK_BROKERS":          "b-1.kafka.example.internal:9096,b-2.kafka.example.internal:9096,b-3.kafka.example.internal:9096",
+		"INTERLOCK_TLS":              "true",
+		"INTERLOCK_TLS_SERVER_NAME":  "kafka.example.internal",
+		"INTERLOCK_SASL_MECHANISM":   "SCRAM-SHA-512",
+		"INTERLOCK_SASL_USERNAME":    "shop",
+		"INTERLOCK_REDIS_URL":        "rediss://redis.example.internal:6380/0",
+		"INTERLOCK_PARTITIONS":       "12",
+		"INTERLOCK_GATEWAY_MAX_BODY": "65536",
+		"INTERLOCK_GATEWAY_TIMEOUT":  "10s",
+		"GOMEMLIMIT":                 "1200MiB", // app.extraConfig
 	} {
 		if cm[k] != v {
 			t.Errorf("ConfigMap %s = %q, want %q", k, cm[k], v)
@@ -778,7 +785,8 @@ func TestHelmSASLTLS(t *testing.T) {
 		"INTERLOCK_SASL_PASSWORD_FILE":  {"shop-kafka-sasl", "password"},
 		"INTERLOCK_REDIS_PASSWORD_FILE": {"shop-redis", "redis-password"},
 		"INTERLOCK_POSTGRES_DSN_FILE":   {"shop-postgres", "dsn"},
-		"INTERLOCK_GATEWAY_TOKEN_FILE":  {"shop-gateway", "token"}, // extraSecretFiles
+		"INTERLOCK_GATEWAY_TOKEN_FILE":  {"shop-gateway", "token"},
+		"INTERLOCK_REDIS_TLS_CA_FILE":   {"shop-redis-ca", "ca.crt"}, // extraSecretFiles
 	} {
 		path := cm[setting]
 		if path == "" {
@@ -822,6 +830,10 @@ func TestHelmSASLTLS(t *testing.T) {
 	slices.Sort(jobSecrets)
 	if want := []string{"kafka-ca", "shop-kafka-client", "shop-kafka-sasl", "shop-postgres"}; !slices.Equal(jobSecrets, want) {
 		t.Errorf("topics Job mounts Secrets %q, want %q", jobSecrets, want)
+	}
+
+	if !strings.Contains(m.notes, "JSON gateway on /v1/ with the bearer token of Secret shop-gateway") {
+		t.Errorf("NOTES.txt does not say where the gateway answers:\n%s", m.notes)
 	}
 
 	// OAUTHBEARER: no user; the token comes from the same Secret, as the
@@ -1041,6 +1053,10 @@ func TestHelmRefusesBadValues(t *testing.T) {
 		{"a drain longer than the grace period", with(base, "app.extraConfig", map[string]any{"INTERLOCK_DRAIN_TIMEOUT": "60s"}), "terminationGracePeriodSeconds 45 is under app.extraConfig.INTERLOCK_DRAIN_TIMEOUT 60s plus 5 s"},
 		{"a drain in minutes longer than the grace period", with(with(base, "app.extraConfig", map[string]any{"INTERLOCK_DRAIN_TIMEOUT": "2m"}), "terminationGracePeriodSeconds", 120), "terminationGracePeriodSeconds 120 is under app.extraConfig.INTERLOCK_DRAIN_TIMEOUT 2m plus 5 s"},
 		{"a drain the chart cannot read", with(base, "app.extraConfig", map[string]any{"INTERLOCK_DRAIN_TIMEOUT": "1m30s"}), "whole seconds or minutes"},
+		{"the gateway token in extraSecretFiles", with(base, "extraSecretFiles", []any{map[string]any{"env": "INTERLOCK_GATEWAY_TOKEN_FILE", "secret": "s", "key": "k"}}), "gateway.tokenSecret"},
+		{"a gateway setting in extraConfig", with(base, "app.extraConfig", map[string]any{"INTERLOCK_GATEWAY_TIMEOUT": "5s"}), "gateway.timeout"},
+		{"a gateway timeout that is not a duration", with(base, "gateway.timeout", "soon"), "timeout"},
+		{"a gateway body limit of 0", with(base, "gateway.maxBodyBytes", 0), "maxBodyBytes"},
 		{"an extra secret file not named *_FILE", with(base, "extraSecretFiles", []any{map[string]any{"env": "INTERLOCK_GATEWAY_TOKEN", "secret": "s", "key": "k"}}), "extraSecretFiles"},
 	}
 	for _, tt := range tests {
