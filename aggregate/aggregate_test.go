@@ -176,3 +176,26 @@ func TestDeclaredErrors(t *testing.T) {
 		t.Errorf("an undeclared error has code %q", code)
 	}
 }
+
+// A decoder returns a pointer to the event it made: Apply takes it as
+// well as the value, so a replay does not copy every event into an
+// interface first.
+func TestApplyTakesAPointerToTheEvent(t *testing.T) {
+	d := carts()
+	inst := d.New(ulid.Make())
+	if err := d.Apply(inst, added{Item: "apple"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Apply(inst, &added{Item: "pear"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := inst.State.(*cart); inst.Version != 2 || got.Items["pear"] != 1 || got.Items["apple"] != 1 {
+		t.Fatalf("after a value and a pointer: %+v version %d", got, inst.Version)
+	}
+	if err := d.Apply(inst, (*added)(nil)); err == nil || inst.Version != 2 {
+		t.Fatalf("a nil event: %v, version %d", err, inst.Version)
+	}
+	if err := d.Apply(inst, &ghost{}); err == nil || !strings.Contains(err.Error(), "has no applier") {
+		t.Fatalf("a pointer to an event without applier: %v", err)
+	}
+}

@@ -174,7 +174,13 @@ func Apply[S, E any](f func(*S, E)) Option[S] {
 			d.errs = append(d.errs, fmt.Errorf("aggregate %q: event %v must be a struct", d.name, t))
 			return
 		}
-		d.appliers[t] = applier[S]{apply: func(s *S, e any) { f(s, e.(E)) }}
+		d.appliers[t] = applier[S]{apply: func(s *S, e any) {
+			if p, ok := e.(*E); ok {
+				f(s, *p)
+				return
+			}
+			f(s, e.(E))
+		}}
 		d.events = append(d.events, Message{Name: t.Name(), Type: t})
 	})
 }
@@ -328,11 +334,20 @@ func (d *Definition[S]) Execute(inst *Instance, cmd any) (out Outcome, err error
 	return Outcome{Events: r.emitted, Result: res}, nil
 }
 
-// Apply folds one recorded event into inst and advances its version. It
-// fails when the event's type has no applier, or its applier panics (a
-// *PanicError; inst must then be discarded).
+// Apply folds one recorded event into inst and advances its version. The
+// event is a value or a pointer to one (what a decoder returns; the replay
+// passes it without copying it into an interface first). It fails when the
+// event's type has no applier, or its applier panics (a *PanicError; inst
+// must then be discarded).
 func (d *Definition[S]) Apply(inst *Instance, event any) (err error) {
-	ap, ok := d.appliers[reflect.TypeOf(event)]
+	t := reflect.TypeOf(event)
+	if t != nil && t.Kind() == reflect.Pointer {
+		if reflect.ValueOf(event).IsNil() {
+			return fmt.Errorf("aggregate %q: event %T is nil", d.name, event)
+		}
+		t = t.Elem()
+	}
+	ap, ok := d.appliers[t]
 	if !ok {
 		return fmt.Errorf("aggregate %q: event %T has no applier", d.name, event)
 	}

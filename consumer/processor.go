@@ -968,7 +968,7 @@ func (p *Processor) handle(ctx context.Context, part *partition, st map[ulid.ULI
 			em := types[i]
 			ptr, err := em.Serde.Decode(rec.Value)
 			if err == nil {
-				err = route.Type.Apply(work, reflect.ValueOf(ptr).Elem().Interface())
+				err = route.Type.Apply(work, ptr)
 			}
 			if err != nil {
 				return reject(producer.Failed, fmt.Sprintf("event %s does not survive its own encoding: %v", em.Name, err), nil)

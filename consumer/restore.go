@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"reflect"
 	"strings"
 	"time"
 
@@ -480,7 +479,7 @@ func firstEvent(r *kgo.Record) bool {
 // snapshot, means the store cannot be trusted (errUntrusted).
 func (p *Processor) replayOne(part *partition, r *kgo.Record, now time.Time) error {
 	route := part.route
-	h, err := producer.ParseEventHeaders(r)
+	h, err := route.ParseEvent(r)
 	if err != nil {
 		p.log.Error("interlock: unreadable event record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
 		p.observeBad(BadRecord{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Event: true, Reason: producer.Reason(err), Err: err})
@@ -543,7 +542,7 @@ func (p *Processor) replayOne(part *partition, r *kgo.Record, now time.Time) err
 		// restore fails and is tried again.
 		return fmt.Errorf("event at %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
 	}
-	if err := route.Type.Apply(e.inst, reflect.ValueOf(ptr).Elem().Interface()); err != nil {
+	if err := route.Type.Apply(e.inst, ptr); err != nil {
 		return fail(producer.ReasonOther, err)
 	}
 	p.remember(e.inst, h, r.Offset)

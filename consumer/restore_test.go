@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"reflect"
+	"strconv"
 	"testing"
 	"time"
 
@@ -298,5 +299,73 @@ func TestFullReplayOfATruncatedLog(t *testing.T) {
 		if got := e.inst.State.(*bank.Account).Balance; got != want {
 			t.Fatalf("%s: balance %d, want %d", id, got, want)
 		}
+	}
+}
+
+// BenchmarkReplay folds the events of 1 000 accounts (opened, then
+// deposits, each with the result header the processor writes), Avro as in
+// production: the replay loop's own CPU and allocations per event, without
+// Kafka (`interlock bench` measures the restore end to end).
+func BenchmarkReplay(b *testing.B) {
+	codec := schema.Avro()
+	route, err := producer.NewRoute(bank.Accounts(), "bench.commands", "bench.events", codec.Name(),
+		func(rt reflect.Type) (producer.Serde, error) { return codec.For(rt) })
+	if err != nil {
+		b.Fatal(err)
+	}
+	state, err := codec.For(reflect.TypeFor[bank.Account]())
+	if err != nil {
+		b.Fatal(err)
+	}
+	const accounts, deposits = 1000, 100
+	ids := make([]ulid.ULID, accounts)
+	for i := range ids {
+		ids[i] = ulid.Make()
+	}
+	var records []*kgo.Record
+	event := func(id ulid.ULID, version int64, e any, result []byte) {
+		msg, _ := route.EventOf(reflect.TypeOf(e))
+		value, err := msg.Serde.Encode(e)
+		if err != nil {
+			b.Fatal(err)
+		}
+		r := producer.EventRecord(route.EventsTopic, 0, codec.Name(), aggregate.EventEnvelope{
+			EventID: ulid.Make(), AggregateType: route.Type.Name(), AggregateID: id, Type: msg.Name,
+			Version: version, Time: time.Now(), CommandID: ulid.Make(),
+		}, value)
+		if result != nil {
+			r.Headers = append(r.Headers, kgo.RecordHeader{Key: producer.HeaderResult, Value: result})
+		}
+		r.Offset = int64(len(records))
+		records = append(records, r)
+	}
+	for _, id := range ids {
+		event(id, 1, bank.AccountOpened{Owner: "o"}, nil)
+	}
+	for v := range deposits {
+		for _, id := range ids {
+			event(id, int64(v+2), bank.MoneyDeposited{Amount: 10}, []byte(`{"balance":`+strconv.Itoa(10*(v+1))+`}`))
+		}
+	}
+	p := testProcessor(route, state, Config{MaxCached: 2 * accounts, MaxCachedBytes: 1 << 30})
+	now := time.Now()
+	var part *partition
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		j := i % len(records)
+		if j == 0 {
+			b.StopTimer()
+			p.cache = newCache()
+			part = p.newPartition(route.CommandsTopic, 0)
+			b.StartTimer()
+		}
+		if err := p.replayOne(part, records[j], now); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	if e := part.entries[ids[0]]; e == nil || e.inst.Version == 0 {
+		b.Fatal("nothing was replayed")
 	}
 }

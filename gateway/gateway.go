@@ -14,12 +14,13 @@
 // Errors are JSON, {"error": {"code": …, "message": …, "reason": …}}, with
 // these statuses: 400 a body that is not valid (malformed JSON, an unknown
 // field, a missing aggregate ID), 401 no or a wrong token, 404 an unknown
-// type, 409 an expected-version conflict, 413 a body over the limit, 422 a
-// command the domain rejected, 503 the application not ready or closing,
-// 504 no answer in time (the command may still be applied: retry it with
-// its command ID), 500 a command that failed. A rejection's "reason" is
-// the error the aggregate declared (aggregate.Errors) that it matched, if
-// any: a stable value to branch on, where the message carries details.
+// type or route, 405 a method other than POST, 409 an expected-version
+// conflict, 413 a body over the limit, 422 a command the domain rejected,
+// 503 the application not ready or closing, 504 no answer in time (the
+// command may still be applied: retry it with its command ID), 500 a
+// command that failed. A rejection's "reason" is the error the aggregate
+// declared (aggregate.Errors) that it matched, if any: a stable value to
+// branch on, where the message carries details.
 package gateway
 
 import (
@@ -85,7 +86,18 @@ func New(app *interlock.App, cfg Config) (*Gateway, error) {
 	g.commands, g.queries = app.MessageTypes()
 	g.mux.HandleFunc("POST /v1/commands/{type}", g.command)
 	g.mux.HandleFunc("POST /v1/queries/{type}", g.query)
+	// Every other request gets a JSON error too, not the mux's plain text.
+	g.mux.HandleFunc("/v1/commands/{type}", g.methodNotAllowed)
+	g.mux.HandleFunc("/v1/queries/{type}", g.methodNotAllowed)
+	g.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		g.fail(w, r, http.StatusNotFound, "not_found", fmt.Errorf("no route %s: use POST /v1/commands/{type} or /v1/queries/{type}", r.URL.Path))
+	})
 	return g, nil
+}
+
+func (g *Gateway) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Allow", http.MethodPost)
+	g.fail(w, r, http.StatusMethodNotAllowed, "method_not_allowed", fmt.Errorf("%s %s: use POST", r.Method, r.URL.Path))
 }
 
 // ServeHTTP serves the gateway's routes.

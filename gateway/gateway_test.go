@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oklog/ulid/v2"
+
 	"github.com/interlock-go/interlock"
 	"github.com/interlock-go/interlock/examples/bank"
 	"github.com/interlock-go/interlock/gateway"
@@ -50,6 +52,7 @@ func newApp(t *testing.T, start bool) *interlock.App {
 
 type response struct {
 	status int
+	header http.Header
 	body   map[string]any
 }
 
@@ -61,7 +64,13 @@ func (r response) code() string {
 
 func post(t *testing.T, srv *httptest.Server, auth, path, body string) response {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, srv.URL+path, strings.NewReader(body))
+	return do(t, srv, http.MethodPost, auth, path, body)
+}
+
+// do sends a request and decodes its answer, which must be JSON.
+func do(t *testing.T, srv *httptest.Server, method, auth, path, body string) response {
+	t.Helper()
+	req, err := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +89,7 @@ func post(t *testing.T, srv *httptest.Server, auth, path, body string) response 
 	if resp.Header.Get("Content-Type") != "application/json" {
 		t.Errorf("%s: content type %q", path, resp.Header.Get("Content-Type"))
 	}
-	return response{resp.StatusCode, out}
+	return response{resp.StatusCode, resp.Header, out}
 }
 
 func TestGateway(t *testing.T) {
@@ -121,22 +130,34 @@ func TestGateway(t *testing.T) {
 		name, auth, path, body string
 		status                 int
 		code                   string
+		method                 string // default POST
 	}{
-		{"no token", "", "/v1/commands/DepositMoney", deposit, 401, "unauthorized"},
-		{"wrong token", "Bearer nope", "/v1/commands/DepositMoney", deposit, 401, "unauthorized"},
-		{"unknown command", bearer, "/v1/commands/Launch", `{}`, 404, "unknown_type"},
-		{"unknown query", bearer, "/v1/queries/Nope", `{}`, 404, "unknown_type"},
-		{"malformed", bearer, "/v1/commands/DepositMoney", `{"aggregateId":`, 400, "bad_request"},
-		{"unknown field", bearer, "/v1/commands/DepositMoney", `{"aggregateId":"` + id + `","payload":{"amount":1,"currency":"EUR"}}`, 400, "bad_request"},
-		{"bad aggregate ID", bearer, "/v1/commands/DepositMoney", `{"aggregateId":"nope","payload":{"amount":1}}`, 400, "bad_request"},
-		{"too large", bearer, "/v1/commands/DepositMoney", `{"aggregateId":"` + id + `","payload":{"amount":1},"correlationId":"` + strings.Repeat("x", 5000) + `"}`, 413, "too_large"},
-		{"rejected", bearer, "/v1/commands/DepositMoney", `{"aggregateId":"` + id + `","payload":{"amount":-5}}`, 422, "rejected"},
-		{"conflict", bearer, "/v1/commands/DepositMoney", `{"aggregateId":"` + id + `","expectedVersion":1,"payload":{"amount":5}}`, 409, "concurrency"},
+		{"no token", "", "/v1/commands/DepositMoney", deposit, 401, "unauthorized", ""},
+		{"wrong token", "Bearer nope", "/v1/commands/DepositMoney", deposit, 401, "unauthorized", ""},
+		{"unknown command", bearer, "/v1/commands/Launch", `{}`, 404, "unknown_type", ""},
+		{"unknown query", bearer, "/v1/queries/Nope", `{}`, 404, "unknown_type", ""},
+		{"malformed", bearer, "/v1/commands/DepositMoney", `{"aggregateId":`, 400, "bad_request", ""},
+		{"unknown field", bearer, "/v1/commands/DepositMoney", `{"aggregateId":"` + id + `","payload":{"amount":1,"currency":"EUR"}}`, 400, "bad_request", ""},
+		{"bad aggregate ID", bearer, "/v1/commands/DepositMoney", `{"aggregateId":"nope","payload":{"amount":1}}`, 400, "bad_request", ""},
+		{"too large", bearer, "/v1/commands/DepositMoney", `{"aggregateId":"` + id + `","payload":{"amount":1},"correlationId":"` + strings.Repeat("x", 5000) + `"}`, 413, "too_large", ""},
+		{"rejected", bearer, "/v1/commands/DepositMoney", `{"aggregateId":"` + id + `","payload":{"amount":-5}}`, 422, "rejected", ""},
+		{"conflict", bearer, "/v1/commands/DepositMoney", `{"aggregateId":"` + id + `","expectedVersion":1,"payload":{"amount":5}}`, 409, "concurrency", ""},
+		{"a GET of a command", bearer, "/v1/commands/DepositMoney", "", 405, "method_not_allowed", http.MethodGet},
+		{"a GET of a query", bearer, "/v1/queries/BalanceOf", "", 405, "method_not_allowed", http.MethodGet},
+		{"an unknown route", bearer, "/v1/events", `{}`, 404, "not_found", ""},
+		{"no type", bearer, "/v1/commands/", `{}`, 404, "not_found", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := post(t, srv, tc.auth, tc.path, tc.body)
+			method := tc.method
+			if method == "" {
+				method = http.MethodPost
+			}
+			r := do(t, srv, method, tc.auth, tc.path, tc.body)
 			if r.status != tc.status || r.code() != tc.code {
 				t.Fatalf("%d %v, want %d %s", r.status, r.body, tc.status, tc.code)
+			}
+			if tc.status == 405 && r.header.Get("Allow") != http.MethodPost {
+				t.Errorf("405 with Allow %q, want POST", r.header.Get("Allow"))
 			}
 		})
 	}
@@ -149,6 +170,22 @@ func TestGateway(t *testing.T) {
 	b := post(t, srv, bearer, "/v1/queries/BalanceOf", `{"query":{"ID":"`+id+`"},"after":`+string(positions)+`}`)
 	if fmt.Sprint(b.body["result"]) != "map[Balance:40 Events:2 Owner:ada]" {
 		t.Fatalf("after the errors: %v", b.body)
+	}
+	// And in the log, the system of record: the deposit sent twice over
+	// HTTP is one event, at the version and position its answer gave.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var events []string
+	err = app.ReadEvents(ctx, interlock.EventQuery{Aggregate: "bank-account", ID: ulid.MustParseStrict(id)}, func(e interlock.StoredEvent) error {
+		events = append(events, fmt.Sprintf("v%d %s %s @%d", e.Version, e.Type, e.CommandID, e.Position.Offset))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pos := first.body["positions"].([]any)[0].(map[string]any)
+	if want := fmt.Sprintf("v2 MoneyDeposited %s @%d", cmdID, int64(pos["offset"].(float64))); len(events) != 2 || events[1] != want {
+		t.Errorf("the account's events: %q, want [v1 AccountOpened ..., %s]", events, want)
 	}
 }
 

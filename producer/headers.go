@@ -64,22 +64,29 @@ type Headers struct {
 
 // ParseHeaders decodes the Interlock headers and the key (the aggregate ID)
 // of r. Errors name the header that is missing or malformed.
-func ParseHeaders(r *kgo.Record) (Headers, error) { return parseHeaders(r, false) }
+func ParseHeaders(r *kgo.Record) (Headers, error) { return parseHeaders(r, false, nil) }
 
 // ParseEventHeaders decodes only what folding an event needs: the key (the
 // aggregate ID), the type, the aggregate version, the command ID and the
 // result. The other fields stay zero and their headers unchecked; the
 // errors are ParseHeaders' for the headers it reads. A replay reads
 // millions of events: the full parse costs it a fifth of its CPU.
-func ParseEventHeaders(r *kgo.Record) (Headers, error) { return parseHeaders(r, true) }
+func ParseEventHeaders(r *kgo.Record) (Headers, error) { return parseHeaders(r, true, nil) }
 
-func parseHeaders(r *kgo.Record, event bool) (Headers, error) {
+// ParseEvent is ParseEventHeaders for an event of the route's aggregate:
+// when the route knows the event's type, Type is the route's own string
+// for it, so that a replay allocates none per event.
+func (rt *Route) ParseEvent(r *kgo.Record) (Headers, error) { return parseHeaders(r, true, rt.events) }
+
+// parseHeaders parses r's headers; an event's type found in names takes
+// that message's name.
+func parseHeaders(r *kgo.Record, event bool, names map[string]*Message) (Headers, error) {
 	h := Headers{ReplyTo: -1}
 	var kept *keptStrings // the event parse keeps one string: no need
 	if !event {
 		kept = new(keptStrings)
 	}
-	err := h.parse(r, event, kept)
+	err := h.parse(r, event, kept, names)
 	h.setKept(r, kept) // a bad record's other fields still say what they can
 	if err == nil && h.Type == "" {
 		err = kinded(ErrMissingHeader, fmt.Errorf("header %s is missing", HeaderType))
@@ -87,7 +94,7 @@ func parseHeaders(r *kgo.Record, event bool) (Headers, error) {
 	return h, err
 }
 
-func (h *Headers) parse(r *kgo.Record, event bool, kept *keptStrings) error {
+func (h *Headers) parse(r *kgo.Record, event bool, kept *keptStrings, names map[string]*Message) error {
 	id, err := ulid.ParseStrict(string(r.Key))
 	if err != nil {
 		return kinded(ErrBadULID, fmt.Errorf("record key %q is not an aggregate ID (ULID): %w", r.Key, err))
@@ -99,6 +106,10 @@ func (h *Headers) parse(r *kgo.Record, event bool, kept *keptStrings) error {
 		// that does not escape costs no allocation.
 		switch kv.Key {
 		case HeaderType:
+			if m, ok := names[string(kv.Value)]; ok {
+				h.Type = m.Name
+				continue
+			}
 			h.keep(kept, keepType, r, i)
 		case HeaderResult:
 			h.Result = kv.Value

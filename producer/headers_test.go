@@ -2,6 +2,8 @@ package producer
 
 import (
 	"fmt"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -222,6 +224,62 @@ func TestParseHeadersRepeated(t *testing.T) {
 		}
 		if name == "ParseHeaders" && (h.Command.CorrelationID != "c19" || h.Codec != "json" || h.Command.CausationID != "") {
 			t.Fatalf("%s: %+v", name, h)
+		}
+	}
+}
+
+type MoneyDeposited struct{ Amount int64 }
+
+type account struct{ Balance int64 }
+
+func testRoute(t testing.TB) *Route {
+	t.Helper()
+	d := aggregate.Define[account]("bank-account", aggregate.Apply(func(s *account, e MoneyDeposited) { s.Balance += e.Amount }))
+	r, err := NewRoute(d, "bank.commands", "bank.events", "json", func(reflect.Type) (Serde, error) { return nil, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// A route parses its own events as ParseEventHeaders does, with the type
+// name its own string: no allocation per event. A type it does not know
+// (an old name an upcaster renames) is parsed as usual.
+func TestRouteParseEvent(t *testing.T) {
+	rt := testRoute(t)
+	r := benchEvent()
+	want, err := ParseEventHeaders(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := rt.ParseEvent(r)
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("ParseEvent = %+v, %v; ParseEventHeaders = %+v", got, err, want)
+	}
+	if allocs := testing.AllocsPerRun(100, func() { got, _ = rt.ParseEvent(r) }); allocs != 0 {
+		t.Fatalf("%.1f allocations per event of a known type", allocs)
+	}
+	for i := range r.Headers {
+		if r.Headers[i].Key == HeaderType {
+			r.Headers[i].Value = []byte("FundsDeposited")
+		}
+	}
+	if got, err := rt.ParseEvent(r); err != nil || got.Type != "FundsDeposited" {
+		t.Fatalf("an unknown type: %+v, %v", got, err)
+	}
+	r.Headers = slices.DeleteFunc(r.Headers, func(h kgo.RecordHeader) bool { return h.Key == HeaderType })
+	_, werr := ParseEventHeaders(r)
+	if _, err := rt.ParseEvent(r); err == nil || err.Error() != werr.Error() {
+		t.Fatalf("no type header: %v, want %v", err, werr)
+	}
+}
+
+func BenchmarkRouteParseEvent(b *testing.B) {
+	rt, r := testRoute(b), benchEvent()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := rt.ParseEvent(r); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

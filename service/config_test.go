@@ -27,6 +27,7 @@ import (
 
 	"github.com/interlock-go/interlock"
 	"github.com/interlock-go/interlock/examples/bank"
+	"github.com/interlock-go/interlock/internal/testcert"
 )
 
 // env is a fake environment for resolve.
@@ -281,8 +282,9 @@ const (
 	saslSecret     = "sasl-Sekr1t-7731"
 	redisSecret    = "redis-Sekr1t-9182"
 	pgPassword     = "pg-Sekr1t-4410"
-	registrySecret = "sr-Sekr1t-0451"
 	pgDSN          = "postgres://ada:" + pgPassword + "@db.internal:5432/bank"
+	gwToken        = "gw-Sekr1t-5518"
+	registrySecret = "sr-Sekr1t-0451"
 )
 
 // TestSecretsNeverPrinted: secrets given by the environment do not appear
@@ -294,12 +296,13 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	t.Setenv("INTERLOCK_SASL_MECHANISM", "SCRAM-SHA-512")
 	t.Setenv("INTERLOCK_REDIS_PASSWORD", redisSecret)
 	t.Setenv("INTERLOCK_POSTGRES_DSN", pgDSN)
+	t.Setenv("INTERLOCK_GATEWAY_TOKEN", gwToken)
 	t.Setenv("INTERLOCK_SCHEMA_REGISTRY_URL", "http://127.0.0.1:1")
 	t.Setenv("INTERLOCK_SCHEMA_REGISTRY_USERNAME", "ada")
 	t.Setenv("INTERLOCK_SCHEMA_REGISTRY_PASSWORD", registrySecret)
 	check := func(what, s string) {
 		t.Helper()
-		for _, sec := range []string{saslSecret, redisSecret, pgPassword, registrySecret} {
+		for _, sec := range []string{saslSecret, redisSecret, pgPassword, gwToken, registrySecret} {
 			if strings.Contains(s, sec) {
 				t.Errorf("%s shows a secret:\n%s", what, s)
 			}
@@ -322,9 +325,9 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	// An error and a log of the build function that print the secrets.
 	var out, errOut bytes.Buffer
 	leaky := func(ctx context.Context, cfg *Config) (*interlock.Builder, error) {
-		cfg.Logger.Info("connecting", "dsn", cfg.PostgresDSN, "err", errors.New("auth failed for "+cfg.SASL.Password), "redis", cfg.RedisPassword)
-		cfg.Logger.Error("connecting to " + cfg.PostgresDSN)
-		return nil, fmt.Errorf("cannot connect to %s (password %s, redis %s)", cfg.PostgresDSN, cfg.SASL.Password, cfg.RedisPassword)
+		cfg.Logger.Info("connecting", "dsn", cfg.PostgresDSN, "err", errors.New("auth failed for "+cfg.SASL.Password), "redis", cfg.RedisPassword, "token", cfg.Gateway.Token)
+		cfg.Logger.Error("connecting to " + cfg.PostgresDSN + " with " + cfg.Gateway.Token)
+		return nil, fmt.Errorf("cannot connect to %s (password %s, redis %s, token %s, registry %s)", cfg.PostgresDSN, cfg.SASL.Password, cfg.RedisPassword, cfg.Gateway.Token, cfg.SchemaRegistry.Password)
 	}
 	err := Run(ctx, []string{"serve", "--http", "off"}, &out, &errOut, leaky)
 	if err == nil || !strings.Contains(err.Error(), "cannot connect to postgres://ada:"+redacted+"@db.internal") {
@@ -345,6 +348,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	check("a printed Config", err.Error())
 	check("a logged Config", errOut.String())
 	if !strings.Contains(err.Error(), "SASL:{Mechanism:SCRAM-SHA-512 Username:ada Password:"+redacted) ||
+		!strings.Contains(err.Error(), "Gateway:{Token:"+redacted) ||
 		!strings.Contains(err.Error(), "SchemaRegistry:{URLs:[http://127.0.0.1:1] Username:ada Password:"+redacted) {
 		t.Errorf("a printed Config: %v", err)
 	}
@@ -473,6 +477,48 @@ func TestTLSAndSASLOnKafka(t *testing.T) {
 	}
 	if _, err := run("s3cret", "--tls"); err == nil {
 		t.Error("a server certificate of an unknown CA was trusted")
+	}
+}
+
+// TestMutualTLSOnKafka runs topics create against an embedded Kafka that
+// requires a client certificate: the certificate and key files get it in,
+// none does not; --tls-server-name is the name checked in the broker's
+// certificate.
+func TestMutualTLSOnKafka(t *testing.T) {
+	certs := testcert.New(t)
+	cert, err := tls.X509KeyPair(certs.CertPEM, certs.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.TLS(&tls.Config{
+		Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: certs.Pool, MinVersion: tls.VersionTLS12,
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ca, certFile, keyFile := writeFile(t, "ca.pem", string(certs.CAPEM)), writeFile(t, "cert.pem", string(certs.CertPEM)), writeFile(t, "key.pem", string(certs.KeyPEM))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	run := func(args ...string) (string, error) {
+		var out, errOut bytes.Buffer
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		err := Run(rctx, append([]string{"topics", "create", "--brokers", c.ListenAddrs()[0], "--name", "mtls", "--tls-ca-file", ca}, args...), &out, &errOut, bankBuild)
+		return out.String(), err
+	}
+	out, err := run("--tls-cert-file", certFile, "--tls-key-file", keyFile)
+	if err != nil || !strings.Contains(out, "mtls.bank-account.events\t6 partitions") {
+		t.Fatalf("mutual TLS with the client certificate: %v\n%s", err, out)
+	}
+	if _, err := run("--tls-cert-file", certFile, "--tls-key-file", keyFile, "--tls-server-name", "localhost"); err != nil {
+		t.Errorf("--tls-server-name localhost (a name of the certificate): %v", err)
+	}
+	if _, err := run("--tls-cert-file", certFile, "--tls-key-file", keyFile, "--tls-server-name", "kafka.example.com"); err == nil || !strings.Contains(err.Error(), "kafka.example.com") {
+		t.Errorf("--tls-server-name kafka.example.com (not in the certificate): %v, want a refusal naming it", err)
+	}
+	if _, err := run(); err == nil || !strings.Contains(err.Error(), "certificate required") {
+		t.Errorf("a client without a certificate: %v, want a refusal", err)
 	}
 }
 

@@ -365,7 +365,52 @@ func TestSecuredKafka(t *testing.T) {
 	proc.Close(ctx)
 	proj.Close(ctx)
 	s.connectionRefusals(ctx)
+	s.mechanisms(ctx)
 	s.missingACLs(ctx, gw)
+}
+
+// mechanisms: each SASL mechanism of the settings logs in on the real
+// broker (as the admin, whom the broker knows under each), with the
+// password or token from a file; a wrong PLAIN password and an expired
+// OAUTHBEARER token are refused.
+func (s *secured) mechanisms(ctx context.Context) {
+	t := s.t
+	token := func(exp time.Time) string { return securekafka.UnsecuredToken(securekafka.Admin, exp) }
+	for _, c := range []struct {
+		mechanism, user, secret string
+		want                    string // "" for success, else in the error
+	}{
+		{"PLAIN", securekafka.Admin, s.broker.AdminPassword, ""},
+		{"SCRAM-SHA-256", securekafka.Admin, s.broker.AdminPassword, ""},
+		{"SCRAM-SHA-512", securekafka.Admin, s.broker.AdminPassword, ""},
+		{"OAUTHBEARER", "", token(time.Now().Add(time.Hour)), ""},
+		{"PLAIN", securekafka.Admin, "wr0ng-pw-7731", "SASL_AUTHENTICATION_FAILED"},
+		{"OAUTHBEARER", "", token(time.Now().Add(-30 * time.Second)), "SASL_AUTHENTICATION_FAILED"},
+	} {
+		e := s.env(c.user, c.secret)
+		e["INTERLOCK_SASL_MECHANISM"] = c.mechanism
+		if c.user == "" {
+			delete(e, "INTERLOCK_SASL_USERNAME")
+		}
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		out, err := s.run(rctx, e, "topics", "describe")
+		cancel()
+		switch {
+		case c.want == "" && (err != nil || !strings.Contains(out, "bank.bank-account.events")):
+			t.Errorf("%s: topics describe: %v\n%s", c.mechanism, err, out)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%s with a bad secret: %v, want an error with %s", c.mechanism, err, c.want)
+		case strings.Contains(out+errText(err), c.secret):
+			t.Errorf("%s: the secret shows:\n%s%v", c.mechanism, out, err)
+		}
+	}
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 // connectionRefusals: a wrong password, a client that does not trust the

@@ -32,8 +32,9 @@ func demo(ctx context.Context, out io.Writer, args []string) error {
 	if *verbose {
 		level = slog.LevelInfo
 	}
+	name := "demo-" + strings.ToLower(ulid.Make().String()[16:]) // fresh topics each run
 	opts := []interlock.Option{
-		interlock.WithName("demo-" + strings.ToLower(ulid.Make().String()[16:])), // fresh topics each run
+		interlock.WithName(name),
 		interlock.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))),
 	}
 	where := "an embedded Kafka (kfake, in memory)"
@@ -143,6 +144,12 @@ func demo(ctx context.Context, out io.Writer, args []string) error {
 	fmt.Fprintf(out, "\nFinal balances:\n  alice  %d\n  bob    %d\n", final.Value.Balance, bobBalance)
 	if final.Value.Balance != 95 || bobBalance != int64(*burst) {
 		return fmt.Errorf("unexpected final balances: alice %d (want 95), bob %d (want %d)", final.Value.Balance, bobBalance, *burst)
+	}
+	if *brokers != "" {
+		// The embedded Kafka's log ends with the process; a real one keeps it.
+		fmt.Fprintf(out, "\nThe events stay in application %s's topics. Alice's, and her account folded from them:\n", name)
+		fmt.Fprintf(out, "  interlock events tail --brokers %s --name %s --aggregate bank-account --id %s\n", *brokers, name, alice)
+		fmt.Fprintf(out, "  interlock aggregate show --brokers %s --name %s bank-account %s\n", *brokers, name, alice)
 	}
 	return nil
 }

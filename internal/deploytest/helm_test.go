@@ -16,6 +16,7 @@ import (
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/engine"
+	"helm.sh/helm/v3/pkg/lint/support"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
@@ -25,6 +26,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
+
+	interlockservice "github.com/interlock-go/interlock/service"
 )
 
 // chartDir is the Helm chart, relative to this package's directory.
@@ -534,9 +537,21 @@ func containerPort(t *testing.T, c corev1.Container, port string) int {
 	return -1
 }
 
-// secretSettings are the settings whose values are secrets: they may reach
-// the pods only as files, through their _FILE variables.
-var secretSettings = []string{"INTERLOCK_SASL_PASSWORD", "INTERLOCK_REDIS_PASSWORD", "INTERLOCK_POSTGRES_DSN"}
+// secretSettings are the settings whose values are secrets, read from
+// package service's configuration table: they may reach the pods only as
+// files, through their _FILE variables.
+var secretSettings = func() []string {
+	var out []string
+	for _, row := range strings.Split(interlockservice.Table(), "\n") {
+		cols := strings.Split(row, "|")
+		if len(cols) < 6 || !strings.Contains(cols[5], "secret:") {
+			continue
+		}
+		env, _, _ := strings.Cut(strings.TrimSpace(cols[2]), ",")
+		out = append(out, strings.Trim(env, "`"))
+	}
+	return out
+}()
 
 // checkSecretsAreReferences asserts that the chart makes no Secret, passes
 // no secret as a value or env reference, and that every *_FILE setting names
@@ -667,7 +682,8 @@ func checkTopicsJob(t *testing.T, m *manifests) {
 	if e, want := envVar(c.Env, "INTERLOCK_POSTGRES_DSN_FILE"), m.configMap.Data["INTERLOCK_POSTGRES_DSN_FILE"]; (e == nil) != (want == "") || (e != nil && e.Value != want) {
 		t.Errorf("topics Job INTERLOCK_POSTGRES_DSN_FILE = %+v, the service's is %q", e, want)
 	}
-	for _, k := range []string{"INTERLOCK_REDIS_PASSWORD_FILE", "INTERLOCK_REDIS_URL", "INTERLOCK_ROLES", "INTERLOCK_HTTP_ADDR"} {
+	for _, k := range []string{"INTERLOCK_REDIS_PASSWORD_FILE", "INTERLOCK_REDIS_URL", "INTERLOCK_ROLES", "INTERLOCK_HTTP_ADDR",
+		"INTERLOCK_GATEWAY_TOKEN_FILE", "INTERLOCK_GATEWAY_MAX_BODY", "INTERLOCK_GATEWAY_TIMEOUT"} {
 		if envVar(c.Env, k) != nil {
 			t.Errorf("topics Job gets %s, which only serve uses", k)
 		}
@@ -723,8 +739,12 @@ func TestHelmDefaults(t *testing.T) {
 			t.Errorf("ConfigMap %s = %q, want %q", k, cm[k], v)
 		}
 	}
+	if strings.Contains(m.notes, "gateway") {
+		t.Errorf("NOTES.txt speaks of a gateway without gateway.tokenSecret:\n%s", m.notes)
+	}
 	for k := range cm {
-		if strings.HasPrefix(k, "INTERLOCK_TLS") || strings.HasPrefix(k, "INTERLOCK_SASL") || strings.HasPrefix(k, "INTERLOCK_REDIS") || strings.HasPrefix(k, "INTERLOCK_POSTGRES") {
+		if strings.HasPrefix(k, "INTERLOCK_TLS") || strings.HasPrefix(k, "INTERLOCK_SASL") || strings.HasPrefix(k, "INTERLOCK_REDIS") || strings.HasPrefix(k, "INTERLOCK_POSTGRES") ||
+			strings.HasPrefix(k, "INTERLOCK_GATEWAY") {
 			t.Errorf("ConfigMap sets %s by default", k)
 		}
 	}
@@ -740,15 +760,17 @@ func TestHelmSASLTLS(t *testing.T) {
 	m := mustRender(t, valuesFile(t, "sasl-tls-values.yaml"))
 	cm := m.configMap.Data
 	for k, v := range map[string]string{
-		"INTERLOCK_NAME":            "shop",
-		"INTERLOCK_BROKERS":         "b-1.kafka.example.internal:9096,b-2.kafka.example.internal:9096,b-3.kafka.example.internal:9096",
-		"INTERLOCK_TLS":             "true",
-		"INTERLOCK_TLS_SERVER_NAME": "kafka.example.internal",
-		"INTERLOCK_SASL_MECHANISM":  "SCRAM-SHA-512",
-		"INTERLOCK_SASL_USERNAME":   "shop",
-		"INTERLOCK_REDIS_URL":       "rediss://redis.example.internal:6380/0",
-		"INTERLOCK_PARTITIONS":      "12",
-		"GOMEMLIMIT":                "1200MiB", // app.extraConfig
+		"INTERLOCK_NAME":             "shop",
+		"INTERLOCK_BROKERS":          "b-1.kafka.example.internal:9096,b-2.kafka.example.internal:9096,b-3.kafka.example.internal:9096",
+		"INTERLOCK_TLS":              "true",
+		"INTERLOCK_TLS_SERVER_NAME":  "kafka.example.internal",
+		"INTERLOCK_SASL_MECHANISM":   "SCRAM-SHA-512",
+		"INTERLOCK_SASL_USERNAME":    "shop",
+		"INTERLOCK_REDIS_URL":        "rediss://redis.example.internal:6380/0",
+		"INTERLOCK_PARTITIONS":       "12",
+		"INTERLOCK_GATEWAY_MAX_BODY": "65536",
+		"INTERLOCK_GATEWAY_TIMEOUT":  "10s",
+		"GOMEMLIMIT":                 "1200MiB", // app.extraConfig
 	} {
 		if cm[k] != v {
 			t.Errorf("ConfigMap %s = %q, want %q", k, cm[k], v)
@@ -763,7 +785,8 @@ func TestHelmSASLTLS(t *testing.T) {
 		"INTERLOCK_SASL_PASSWORD_FILE":  {"shop-kafka-sasl", "password"},
 		"INTERLOCK_REDIS_PASSWORD_FILE": {"shop-redis", "redis-password"},
 		"INTERLOCK_POSTGRES_DSN_FILE":   {"shop-postgres", "dsn"},
-		"INTERLOCK_GATEWAY_TOKEN_FILE":  {"shop-gateway", "token"}, // extraSecretFiles
+		"INTERLOCK_GATEWAY_TOKEN_FILE":  {"shop-gateway", "token"},
+		"INTERLOCK_REDIS_TLS_CA_FILE":   {"shop-redis-ca", "ca.crt"}, // extraSecretFiles
 	} {
 		path := cm[setting]
 		if path == "" {
@@ -807,6 +830,25 @@ func TestHelmSASLTLS(t *testing.T) {
 	slices.Sort(jobSecrets)
 	if want := []string{"kafka-ca", "shop-kafka-client", "shop-kafka-sasl", "shop-postgres"}; !slices.Equal(jobSecrets, want) {
 		t.Errorf("topics Job mounts Secrets %q, want %q", jobSecrets, want)
+	}
+
+	if !strings.Contains(m.notes, "JSON gateway on /v1/ with the bearer token of Secret shop-gateway") {
+		t.Errorf("NOTES.txt does not say where the gateway answers:\n%s", m.notes)
+	}
+
+	// OAUTHBEARER: no user; the token comes from the same Secret, as the
+	// password does (the service reads it again at each authentication).
+	oauthVals := with(with(valuesFile(t, "sasl-tls-values.yaml"), "kafka.sasl.mechanism", "OAUTHBEARER"), "kafka.sasl.username", "")
+	o := mustRender(t, oauthVals)
+	checkCommon(t, o)
+	if cm := o.configMap.Data; cm["INTERLOCK_SASL_MECHANISM"] != "OAUTHBEARER" || cm["INTERLOCK_SASL_USERNAME"] != "" {
+		t.Errorf("OAUTHBEARER: ConfigMap mechanism %q user %q", cm["INTERLOCK_SASL_MECHANISM"], cm["INTERLOCK_SASL_USERNAME"])
+	}
+	if s, k := mountedSecretKey(o.deployment.Spec.Template.Spec, o.container(), o.configMap.Data["INTERLOCK_SASL_PASSWORD_FILE"]); s != "shop-kafka-sasl" || k != "password" {
+		t.Errorf("OAUTHBEARER: the token file comes from Secret %q key %q", s, k)
+	}
+	if l := quietLint(oauthVals); l.HighestSeverity >= support.WarningSev {
+		t.Errorf("OAUTHBEARER: lint --strict: %v", l.Messages)
 	}
 }
 
@@ -1008,6 +1050,13 @@ func TestHelmRefusesBadValues(t *testing.T) {
 		{"replication factor 0", with(base, "app.replicationFactor", 0), "replicationFactor"},
 		{"replicas as a string", with(base, "replicaCount", "3"), "replicaCount"},
 		{"a Redis URL of another scheme", with(base, "redis.url", "http://redis:6379"), "redis"},
+		{"a drain longer than the grace period", with(base, "app.extraConfig", map[string]any{"INTERLOCK_DRAIN_TIMEOUT": "60s"}), "terminationGracePeriodSeconds 45 is under app.extraConfig.INTERLOCK_DRAIN_TIMEOUT 60s plus 5 s"},
+		{"a drain in minutes longer than the grace period", with(with(base, "app.extraConfig", map[string]any{"INTERLOCK_DRAIN_TIMEOUT": "2m"}), "terminationGracePeriodSeconds", 120), "terminationGracePeriodSeconds 120 is under app.extraConfig.INTERLOCK_DRAIN_TIMEOUT 2m plus 5 s"},
+		{"a drain the chart cannot read", with(base, "app.extraConfig", map[string]any{"INTERLOCK_DRAIN_TIMEOUT": "1m30s"}), "whole seconds or minutes"},
+		{"the gateway token in extraSecretFiles", with(base, "extraSecretFiles", []any{map[string]any{"env": "INTERLOCK_GATEWAY_TOKEN_FILE", "secret": "s", "key": "k"}}), "gateway.tokenSecret"},
+		{"a gateway setting in extraConfig", with(base, "app.extraConfig", map[string]any{"INTERLOCK_GATEWAY_TIMEOUT": "5s"}), "gateway.timeout"},
+		{"a gateway timeout that is not a duration", with(base, "gateway.timeout", "soon"), "timeout"},
+		{"a gateway body limit of 0", with(base, "gateway.maxBodyBytes", 0), "maxBodyBytes"},
 		{"an extra secret file not named *_FILE", with(base, "extraSecretFiles", []any{map[string]any{"env": "INTERLOCK_GATEWAY_TOKEN", "secret": "s", "key": "k"}}), "extraSecretFiles"},
 	}
 	for _, tt := range tests {
@@ -1018,6 +1067,48 @@ func TestHelmRefusesBadValues(t *testing.T) {
 			}
 			if testing.Verbose() {
 				t.Logf("refused: %v", err)
+			}
+		})
+	}
+}
+
+// TestHelmDrainTimeout: a drain set through app.extraConfig is passed on
+// when the grace period covers it (5 s more, for the HTTP server's stop).
+func TestHelmDrainTimeout(t *testing.T) {
+	base := valuesFile(t, "defaults-values.yaml")
+	for _, c := range []struct {
+		drain string
+		grace int
+	}{{"40s", 45}, {"10s", 35}, {"2m", 125}} {
+		m := mustRender(t, with(with(base, "app.extraConfig", map[string]any{"INTERLOCK_DRAIN_TIMEOUT": c.drain}), "terminationGracePeriodSeconds", c.grace))
+		if got := m.configMap.Data["INTERLOCK_DRAIN_TIMEOUT"]; got != c.drain {
+			t.Errorf("drain %s: INTERLOCK_DRAIN_TIMEOUT %q", c.drain, got)
+		}
+		if g := m.deployment.Spec.Template.Spec.TerminationGracePeriodSeconds; g == nil || *g != int64(c.grace) {
+			t.Errorf("drain %s: terminationGracePeriodSeconds %v, want %d", c.drain, g, c.grace)
+		}
+	}
+}
+
+// TestHelmRefusesSecretsInExtraConfig: a secret setting of the service
+// (each one of package service's configuration table) given as a value of
+// app.extraConfig is refused: it would sit in the ConfigMap and the topics
+// Job's environment for anyone who may read them. Its _FILE variable, a
+// path, is accepted.
+func TestHelmRefusesSecretsInExtraConfig(t *testing.T) {
+	base := valuesFile(t, "defaults-values.yaml")
+	if len(secretSettings) < 4 {
+		t.Fatalf("found the secrets %q in service.Table(): the parser is broken", secretSettings)
+	}
+	for _, env := range secretSettings {
+		t.Run(env, func(t *testing.T) {
+			_, err := renderChart(t, with(base, "app.extraConfig", map[string]any{env: "s3cret"}))
+			if want := "app.extraConfig." + env + " is a secret"; err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("render error %v, want one saying %q", err, want)
+			}
+			m := mustRender(t, with(base, "app.extraConfig", map[string]any{env + "_FILE": "/var/run/secrets/x/y"}))
+			if m.configMap.Data[env+"_FILE"] != "/var/run/secrets/x/y" {
+				t.Errorf("app.extraConfig.%s_FILE is not in the ConfigMap: %v", env, m.configMap.Data)
 			}
 		})
 	}

@@ -1,8 +1,11 @@
 // Package securekafka starts, for one test, a Kafka broker of its own that
-// only speaks SASL_SSL with SCRAM-SHA-512 and enforces ACLs: the setup
-// docs/security.md describes, with certificates made in the test. The
-// shared test broker (scripts/services.sh) stays plaintext; this one
-// lives as long as the test.
+// only speaks SASL_SSL and enforces ACLs: the setup docs/security.md
+// describes, with certificates made in the test. Its users log in with
+// SCRAM-SHA-512; the admin also with SCRAM-SHA-256, PLAIN and OAUTHBEARER
+// (Kafka's unsecured token validator, see UnsecuredToken), so each
+// mechanism the service offers is tried on a real broker. The shared test
+// broker (scripts/services.sh) stays plaintext; this one lives as long as
+// the test.
 package securekafka
 
 import (
@@ -81,7 +84,8 @@ func Start(t testing.TB) *Broker {
 	clusterID := base64.RawURLEncoding.EncodeToString([]byte(randomText(16))[:16])
 	format := jvm("format", "kafka.tools.StorageTool", "format", "-t", clusterID, "-c", props,
 		"--feature", "transaction.version=2",
-		"--add-scram", fmt.Sprintf("SCRAM-SHA-512=[name=%s,password=%s]", Admin, b.AdminPassword))
+		"--add-scram", fmt.Sprintf("SCRAM-SHA-512=[name=%s,password=%s]", Admin, b.AdminPassword),
+		"--add-scram", fmt.Sprintf("SCRAM-SHA-256=[name=%s,password=%s]", Admin, b.AdminPassword))
 	if out, err := format.CombinedOutput(); err != nil {
 		t.Fatalf("formatting the secured Kafka's storage: %v\n%s", err, out)
 	}
@@ -153,6 +157,16 @@ func (b *Broker) waitReady(t testing.TB, exited <-chan struct{}) {
 	}
 }
 
+// UnsecuredToken returns an OAUTHBEARER token for principal sub that the
+// broker accepts until exp: an unsigned JWS (alg none) with the sub, iat
+// and exp claims, as Kafka's unsecured validator wants it.
+func UnsecuredToken(sub string, exp time.Time) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	now := time.Now().Add(-time.Minute)
+	claims := fmt.Sprintf(`{"sub":%q,"iat":%d,"exp":%d}`, sub, now.Unix(), exp.Unix())
+	return enc([]byte(`{"alg":"none"}`)) + "." + enc([]byte(claims)) + "."
+}
+
 // TLS returns a client TLS configuration that trusts the broker's CA.
 func (b *Broker) TLS() *tls.Config {
 	return &tls.Config{RootCAs: b.CA, MinVersion: tls.VersionTLS12}
@@ -207,9 +221,17 @@ func (b *Broker) properties(port, controllerPort int, serverPEM string) string {
 		"listener.security.protocol.map=SECURE:SASL_SSL,CONTROLLER:PLAINTEXT",
 		"inter.broker.listener.name=SECURE",
 		"controller.listener.names=CONTROLLER",
-		"sasl.enabled.mechanisms=SCRAM-SHA-512",
+		"sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN,OAUTHBEARER",
 		"sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
 		"listener.name.secure.scram-sha-512.sasl.jaas.config=" + jaas,
+		"listener.name.secure.scram-sha-256.sasl.jaas.config=" + jaas,
+		// PLAIN: the admin, with the same password.
+		fmt.Sprintf(`listener.name.secure.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_%s="%s";`, Admin, b.AdminPassword),
+		// OAUTHBEARER with Kafka's unsecured validator: it accepts an
+		// unsigned token (alg none) whose sub claim is the principal. For
+		// tests only; production brokers validate signed tokens (JWKS).
+		`listener.name.secure.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub="` + Admin + `";`,
+		"listener.name.secure.oauthbearer.sasl.server.callback.handler.class=org.apache.kafka.common.security.oauthbearer.internals.unsecured.OAuthBearerUnsecuredValidatorCallbackHandler",
 		"ssl.keystore.type=PEM",
 		"ssl.keystore.location=" + serverPEM,
 		"ssl.truststore.type=PEM",

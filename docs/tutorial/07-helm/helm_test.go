@@ -170,7 +170,7 @@ func TestBankRelease(t *testing.T) {
 		"INTERLOCK_REDIS_URL":           "redis://redis.bank:6379/0",
 		"INTERLOCK_REDIS_PASSWORD_FILE": "/var/run/secrets/interlock/redis/password",
 		"INTERLOCK_POSTGRES_DSN_FILE":   "/var/run/secrets/interlock/postgres/dsn",
-		"INTERLOCK_GATEWAY_TOKEN_FILE":  "/var/run/secrets/interlock/extra-0/token",
+		"INTERLOCK_GATEWAY_TOKEN_FILE":  "/var/run/secrets/interlock/gateway/token",
 		"INTERLOCK_HTTP_ADDR":           ":8080",
 	} {
 		if got := m.configMap.Data[k]; got != want {

@@ -100,6 +100,32 @@ nothing) by every template, so `helm template` and `helm install` fail early.
 {{- if lt (int .Values.terminationGracePeriodSeconds) 35 }}
 {{- fail "terminationGracePeriodSeconds must be at least 35: serve drains for up to 30 s" }}
 {{- end }}
+{{- with get .Values.app.extraConfig "INTERLOCK_DRAIN_TIMEOUT" }}
+{{- $drain := toString . }}
+{{- if not (regexMatch "^[0-9]+[sm]$" $drain) }}
+{{- fail (printf "app.extraConfig.INTERLOCK_DRAIN_TIMEOUT %q: give whole seconds or minutes (45s, 2m), so that the chart can keep terminationGracePeriodSeconds above it" $drain) }}
+{{- end }}
+{{- $secs := int (trimSuffix "s" (trimSuffix "m" $drain)) }}
+{{- if hasSuffix "m" $drain }}{{ $secs = mul $secs 60 }}{{ end }}
+{{- if lt (int $.Values.terminationGracePeriodSeconds) (add $secs 5) }}
+{{- fail (printf "terminationGracePeriodSeconds %d is under app.extraConfig.INTERLOCK_DRAIN_TIMEOUT %s plus 5 s: Kubernetes would kill serve in its drain (and the 5 s it takes to stop HTTP)" (int $.Values.terminationGracePeriodSeconds) $drain) }}
+{{- end }}
+{{- end }}
+{{- range .Values.extraSecretFiles }}
+{{- if eq .env "INTERLOCK_GATEWAY_TOKEN_FILE" }}
+{{- fail "extraSecretFiles: the gateway's token goes in gateway.tokenSecret" }}
+{{- end }}
+{{- end }}
+{{- range $k, $_ := .Values.app.extraConfig }}
+{{- if has $k (list "INTERLOCK_GATEWAY_MAX_BODY" "INTERLOCK_GATEWAY_TIMEOUT") }}
+{{- fail (printf "app.extraConfig.%s: use gateway.maxBodyBytes and gateway.timeout" $k) }}
+{{- end }}
+{{- end }}
+{{- range $k, $_ := .Values.app.extraConfig }}
+{{- if has $k (list "INTERLOCK_SASL_PASSWORD" "INTERLOCK_REDIS_PASSWORD" "INTERLOCK_POSTGRES_DSN" "INTERLOCK_GATEWAY_TOKEN" "INTERLOCK_SCHEMA_REGISTRY_PASSWORD" "INTERLOCK_SCHEMA_REGISTRY_TOKEN") }}
+{{- fail (printf "app.extraConfig.%s is a secret: the ConfigMap and the topics Job would show it to anyone who may read them; put it in a Secret and name that (kafka.sasl.passwordSecret, redis.passwordSecret, postgres.dsnSecret, or extraSecretFiles with %s_FILE)" $k $k) }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* Whether Kafka is reached with TLS. */}}
@@ -113,7 +139,7 @@ nothing) by every template, so `helm template` and `helm install` fail early.
 {{/*
 The settings, as a map of INTERLOCK_* variables to values: the ConfigMap's
 data and the topics Job's environment. With job true it leaves out what only
-serve uses (roles, HTTP, Redis, extraSecretFiles) and keeps what decides the
+serve uses (roles, HTTP, Redis, the gateway, extraSecretFiles) and keeps what decides the
 application's topics: Kafka, the PostgreSQL DSN (a service may register
 projections, with their dead-letter topics, only when it has one) and
 app.extraConfig. Called with (dict "root" $ "job" bool).
@@ -168,6 +194,11 @@ app.extraConfig. Called with (dict "root" $ "job" bool).
 {{- if $v.redis.passwordSecret.name }}
 {{- $_ := set $c "INTERLOCK_REDIS_PASSWORD_FILE" (printf "%s/redis/password" $dir) }}
 {{- end }}
+{{- if $v.gateway.tokenSecret.name }}
+{{- $_ := set $c "INTERLOCK_GATEWAY_TOKEN_FILE" (printf "%s/gateway/token" $dir) }}
+{{- $_ := set $c "INTERLOCK_GATEWAY_MAX_BODY" (toString (int64 $v.gateway.maxBodyBytes)) }}
+{{- $_ := set $c "INTERLOCK_GATEWAY_TIMEOUT" $v.gateway.timeout }}
+{{- end }}
 {{- range $i, $f := $v.extraSecretFiles }}
 {{- $_ := set $c $f.env (printf "%s/extra-%d/%s" $dir $i $f.key) }}
 {{- end }}
@@ -198,6 +229,9 @@ nothing.
 {{- if not .job }}
 {{- if $v.redis.passwordSecret.name }}
 {{- $vols = append $vols (dict "name" "redis" "secret" (dict "secretName" $v.redis.passwordSecret.name "defaultMode" 288 "items" (list (dict "key" $v.redis.passwordSecret.key "path" "password")))) }}
+{{- end }}
+{{- if $v.gateway.tokenSecret.name }}
+{{- $vols = append $vols (dict "name" "gateway" "secret" (dict "secretName" $v.gateway.tokenSecret.name "defaultMode" 288 "items" (list (dict "key" $v.gateway.tokenSecret.key "path" "token")))) }}
 {{- end }}
 {{- range $i, $f := $v.extraSecretFiles }}
 {{- $vols = append $vols (dict "name" (printf "extra-%d" $i) "secret" (dict "secretName" $f.secret "defaultMode" 288 "items" (list (dict "key" $f.key "path" $f.key)))) }}
