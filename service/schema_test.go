@@ -24,6 +24,7 @@ import (
 	"github.com/interlock-go/interlock"
 	"github.com/interlock-go/interlock/aggregate"
 	"github.com/interlock-go/interlock/internal/kafkatest"
+	"github.com/interlock-go/interlock/internal/logbuf"
 	"github.com/interlock-go/interlock/schema"
 	"github.com/interlock-go/interlock/schema/httpregistry"
 	"github.com/interlock-go/interlock/schema/kafkaregistry"
@@ -139,41 +140,42 @@ func TestSchemaCheckExternalRegistry(t *testing.T) {
 	}
 	registryArgs := []string{"--schema-registry", srv.URL, "--schema-registry-username", "key",
 		"--schema-registry-password-file", password, "--schema-registry-ca-file", ca, "--name", name}
-	runIn := func(ctx context.Context, typ aggregate.Type, args ...string) (string, error) {
+	runIn := func(ctx context.Context, logs io.Writer, typ aggregate.Type, args ...string) (string, error) {
 		var out bytes.Buffer
 		build := func(_ context.Context, cfg *Config) (*interlock.Builder, error) {
 			return interlock.NewBuilder(cfg.Options()...).RegisterAggregate(typ), nil
 		}
-		err := Run(ctx, args, &out, io.Discard, build)
+		err := Run(ctx, args, &out, logs, build)
 		return out.String(), err
 	}
-	run := func(typ aggregate.Type, args ...string) (string, error) { return runIn(ctx, typ, args...) }
+	run := func(typ aggregate.Type, args ...string) (string, error) { return runIn(ctx, io.Discard, typ, args...) }
 
 	// The deployed version, started as serve would: its schemas go to the
 	// registry, none to a built-in one.
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
+	logs := &logbuf.Buffer{}
 	go func() {
-		_, err := runIn(runCtx, ledgerV1(), append([]string{"serve", "--brokers", strings.Join(brokers, ","), "--partitions", "1", "--http", "off"}, registryArgs...)...)
+		_, err := runIn(runCtx, logs, ledgerV1(), append([]string{"serve", "--brokers", strings.Join(brokers, ","), "--partitions", "1", "--http", "off"}, registryArgs...)...)
 		done <- err
 	}()
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(logs.String(), `"msg":"interlock: started"`); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("serve never started:\n%s", logs)
+		}
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("serve: %v\n%s", err, logs)
+	}
 	subject := schema.TopicRecordName(name+".ledger.events", "github.com.interlock_go.interlock.service.Posted")
 	reg, err := httpregistry.New(httpregistry.URLs(srv.URL), httpregistry.BasicAuth("key", "s3cr3t-password"),
 		httpregistry.TLS(&tls.Config{RootCAs: srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
-		if vs, err := reg.Versions(ctx, subject); err == nil && len(vs) == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("serve registered nothing under %s", subject)
-		}
-	}
-	stop()
-	if err := <-done; err != nil {
-		t.Fatalf("serve: %v", err)
+	if vs, err := reg.Versions(ctx, subject); err != nil || len(vs) != 1 {
+		t.Fatalf("serve registered %+v, %v under %s; want one version", vs, err, subject)
 	}
 	if tp, err := topicExists(ctx, brokers, name+"._schemas"); err != nil || tp {
 		t.Errorf("the built-in registry's topic exists (%v, %v): the schemas went there too", tp, err)
