@@ -8,18 +8,21 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/oklog/ulid/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/interlock-go/interlock"
 	"github.com/interlock-go/interlock/consumer"
 	"github.com/interlock-go/interlock/examples/bank"
 	"github.com/interlock-go/interlock/internal/kafkatest"
 	"github.com/interlock-go/interlock/metrics"
+	"github.com/interlock-go/interlock/middleware"
 	"github.com/interlock-go/interlock/projections"
 	"github.com/interlock-go/interlock/snapshot"
 )
@@ -296,6 +299,93 @@ func TestProjectionLagMetrics(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("lag %v records, %v s; want the waiting deposits, in records and time", records, seconds)
+		}
+	}
+}
+
+// TestConsumerLagMetric: commands waiting behind the batch a processor
+// works on show as interlock_consumer_lag of their partition (and in
+// App.Lag), and the lag falls to 0 once they are handled. The processor
+// fetches one record batch at a time, so its first batch leaves the
+// others waiting.
+func TestConsumerLagMetric(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	build := func(roles interlock.Role, opts ...interlock.Option) *interlock.Builder {
+		return interlock.NewBuilder(append([]interlock.Option{interlock.WithBrokers(brokers...), interlock.WithName(name),
+			interlock.WithPartitions(1), interlock.WithLogger(testLogger()), interlock.WithRoles(roles)}, opts...)...).
+			RegisterAggregate(bank.Accounts())
+	}
+	gateway, err := build(interlock.RoleDispatch).Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gateway.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer gateway.Close(context.Background())
+	// Five commands wait before any processor runs, each in its own
+	// record batch (Send returns once its record is written).
+	const waiting = 5
+	for range waiting {
+		if _, err := interlock.Send(ctx, gateway, bank.OpenAccount{Command: interlock.To(interlock.NewID()), Owner: "ada"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	m, err := metrics.New(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	entered, release := make(chan struct{}), make(chan struct{})
+	var first atomic.Bool
+	hold := func(next middleware.Handler) middleware.Handler {
+		return func(ctx context.Context, msg *middleware.Message) (middleware.Outcome, error) {
+			if first.CompareAndSwap(false, true) {
+				close(entered)
+				<-release
+			}
+			return next(ctx, msg)
+		}
+	}
+	processor, err := build(interlock.RoleProcess, interlock.WithObserver(m),
+		interlock.WithClientOptions(kgo.FetchMaxBytes(1), kgo.FetchMaxPartitionBytes(1))).UseHandle(hold).Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := processor.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer processor.Close(context.Background())
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	defer unblock()
+	m.Watch(processor)
+	select {
+	case <-entered:
+	case <-ctx.Done():
+		t.Fatal("the processor never handled a command")
+	}
+	topic := name + ".bank-account.commands"
+	key := "partition=0,topic=" + topic
+	if got := series(scrape(t, m.Handler()), "interlock_consumer_lag")[key]; got != waiting-1 {
+		t.Errorf("interlock_consumer_lag{%s} = %v while the first command is handled, want the %d behind it", key, got, waiting-1)
+	}
+	if got := processor.Lag()[topic][0]; got != waiting-1 {
+		t.Errorf("App.Lag = %d while the first command is handled, want %d", got, waiting-1)
+	}
+	unblock()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		st := processor.Stats()
+		got, ok := series(scrape(t, m.Handler()), "interlock_consumer_lag")[key]
+		if st.CommandsApplied == waiting && ok && got == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the commands were handled: %d applied, lag %v (present %v); want %d and 0", st.CommandsApplied, got, ok, waiting)
 		}
 	}
 }
