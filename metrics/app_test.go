@@ -40,6 +40,15 @@ func (s *flakyStore) Save(ctx context.Context, p snapshot.Partition, token int64
 	return s.Memory.Save(ctx, p, token, snaps, watermark)
 }
 
+// failWithdrawalsOf13 fails (not rejects) withdrawals of 13 in the
+// processor, as a broken dependency would.
+var failWithdrawalsOf13 = middleware.For(func(ctx context.Context, c bank.WithdrawMoney, m *middleware.Message, next middleware.Handler) (middleware.Outcome, error) {
+	if c.Amount == 13 {
+		return middleware.Outcome{}, errors.New("ledger service unreachable")
+	}
+	return next(ctx, m)
+})
+
 // restoreCount counts completed restores.
 type restoreCount struct{ n atomic.Int64 }
 
@@ -60,9 +69,9 @@ func testLogger() *slog.Logger {
 //     flush fails, so one account has none and the watermark stays behind;
 //   - the second restores from that watermark (a snapshot hit, events
 //     replayed), opens an account (a store lookup that misses), answers a
-//     retried command with its first outcome, applies, rejects and sends
-//     commands through a one-aggregate cache (evictions and loads), and
-//     finally fails a snapshot write.
+//     retried command with its first outcome, applies, rejects, fails and
+//     sends commands through a one-aggregate cache (evictions and loads),
+//     and finally fails a snapshot write.
 func TestMetricsOfARun(t *testing.T) {
 	t.Parallel()
 	brokers := kafkatest.Brokers(t)
@@ -85,6 +94,7 @@ func TestMetricsOfARun(t *testing.T) {
 		}, opts...)...).
 			RegisterAggregate(bank.Accounts(), interlock.Snapshots(snapshot.EveryN(2))).
 			Use(m.Middleware()).
+			UseHandle(failWithdrawalsOf13).
 			Build()
 		if err != nil {
 			t.Fatal(err)
@@ -161,6 +171,10 @@ func TestMetricsOfARun(t *testing.T) {
 	if _, err := interlock.Send(ctx, second, deposit(ids[2], 1)); err != nil {
 		t.Fatal(err)
 	}
+	_, err = interlock.Dispatch(ctx, second, bank.WithdrawMoney{CommandOf: interlock.ToResult[bank.Balance](ids[1]), Amount: 13})
+	if !errors.Is(err, interlock.ErrFailed) {
+		t.Fatalf("a withdrawal that fails in the processor: %v, want ErrFailed", err)
+	}
 	waitFor("evictions and reloads", func() bool {
 		if _, err := interlock.Dispatch(ctx, second, deposit(ids[0], 1)); err != nil {
 			t.Fatal(err)
@@ -189,6 +203,8 @@ func TestMetricsOfARun(t *testing.T) {
 		{"interlock_commands_total", "aggregate=bank-account,outcome=applied,side=handle,type=OpenAccount", 5},
 		{"interlock_commands_total", "aggregate=bank-account,outcome=applied,side=handle,type=DepositMoney", 1},
 		{"interlock_commands_total", "aggregate=bank-account,outcome=rejected,side=handle,type=WithdrawMoney", 1},
+		{"interlock_commands_total", "aggregate=bank-account,outcome=failed,side=dispatch,type=WithdrawMoney", 1},
+		{"interlock_commands_total", "aggregate=bank-account,outcome=failed,side=handle,type=WithdrawMoney", 1},
 		{"interlock_command_duration_seconds", "aggregate=bank-account,side=dispatch,type=DepositMoney", 1},
 		{"interlock_command_duration_seconds", "aggregate=bank-account,side=handle,type=DepositMoney", 1},
 		{"interlock_transactions_total", "outcome=committed", 1},
