@@ -218,6 +218,7 @@ func TestMetricsOfARun(t *testing.T) {
 		{"interlock_snapshot_writes_total", "", 1},
 		{"interlock_snapshot_ignored_total", "", 0},
 		{"interlock_snapshot_store_errors_total", "", 1},
+		{"interlock_snapshot_write_errors_total", "", 1},
 		{"interlock_cache_aggregates", "", 1},
 		{"interlock_cache_evictions_total", "", 1},
 		{"interlock_command_duplicates_total", "", 1},

@@ -189,7 +189,7 @@ func TestServeHTTP(t *testing.T) {
 		"interlock_transaction_commands", "interlock_transaction_duration_seconds", "interlock_restore_duration_seconds",
 		"interlock_snapshot_misses_total", "go_goroutines"}
 	present := []string{"interlock_events_replayed_total", "interlock_snapshot_hits_total", "interlock_snapshot_writes_total",
-		"interlock_snapshot_store_errors_total", "interlock_command_duplicates_total", "interlock_consumer_lag"}
+		"interlock_snapshot_store_errors_total", "interlock_snapshot_write_errors_total", "interlock_command_duplicates_total", "interlock_consumer_lag"}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		m := scrape()
 		var missing []string
