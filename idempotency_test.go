@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/interlock-go/interlock"
+	"github.com/interlock-go/interlock/aggregate"
 	"github.com/interlock-go/interlock/examples/bank"
 	"github.com/interlock-go/interlock/internal/kafkatest"
 	"github.com/interlock-go/interlock/internal/redistest"
@@ -119,6 +120,36 @@ func TestRetryWindow(t *testing.T) {
 	late, err := interlock.Dispatch(ctx, app, cmd)
 	if err != nil || late.Version != 6 {
 		t.Fatalf("retry beyond the window: %+v, %v; want it applied again at version 6", late, err)
+	}
+}
+
+// TestRetryWithIdempotencyKey: a command built twice from the same
+// idempotency key (CommandOf.WithKey) is applied once, and the second gets
+// the first outcome; another key is another command.
+func TestRetryWithIdempotencyKey(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	app := startApp(t, brokers, name)
+	ctx := ctxT(t)
+	id := open(t, ctx, app)
+	pay := func(key string, amount int64) (interlock.Result[bank.Balance], error) {
+		return interlock.Dispatch(ctx, app, bank.DepositMoney{CommandOf: interlock.ToResult[bank.Balance](id).WithKey(key), Amount: amount})
+	}
+	first, err := pay("payment-7", 40)
+	if err != nil || first.Version != 2 || first.Value.Balance != 40 || first.CommandID != aggregate.KeyID(id, "payment-7") {
+		t.Fatalf("first: %+v, %v", first, err)
+	}
+	again, err := pay("payment-7", 40)
+	if err != nil || !reflect.DeepEqual(again, first) {
+		t.Fatalf("the same key again: %+v, %v; want the first outcome %+v", again, err, first)
+	}
+	other, err := pay("payment-8", 5)
+	if err != nil || other.Version != 3 || other.Value.Balance != 45 {
+		t.Fatalf("another key: %+v, %v; want balance 45 at version 3", other, err)
+	}
+	if evs := eventsOf(t, brokers, name+".bank-account.events", id); len(evs) != 3 {
+		t.Fatalf("%d events, want 3: the open and one deposit per key", len(evs))
 	}
 }
 

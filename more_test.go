@@ -18,7 +18,9 @@ import (
 
 // TestRestoreWaitsForOpenTransaction: a previous owner's transaction is
 // still open on the events partition when a processor takes it over. The
-// restore must wait for it, so the new owner's state includes its events.
+// restore must wait for it, so the new owner's state includes its events,
+// and the processor is not ready (App.Ready) until that partition is
+// restored too.
 func TestRestoreWaitsForOpenTransaction(t *testing.T) {
 	t.Parallel()
 	brokers := kafkatest.Brokers(t)
@@ -62,7 +64,24 @@ func TestRestoreWaitsForOpenTransaction(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	startApp(t, brokers, name, interlock.WithRoles(interlock.RoleProcess))
+	obs := &observed{}
+	processor := startApp(t, brokers, name, interlock.WithRoles(interlock.RoleProcess), interlock.WithObserver(obs))
+	restores := func() int { // partitions restored
+		obs.mu.Lock()
+		defer obs.mu.Unlock()
+		seen := map[int32]bool{}
+		for _, r := range obs.restores {
+			seen[r.Partition] = true
+		}
+		return len(seen)
+	}
+	// The two other partitions are restored; this one waits, and the
+	// processor is not ready until it is.
+	for deadline := time.Now().Add(30 * time.Second); restores() < 2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d partitions restored in 30 s, want the 2 with no open transaction", restores())
+		}
+	}
 	type outcome struct {
 		res interlock.Result[bank.Balance]
 		err error
@@ -77,6 +96,9 @@ func TestRestoreWaitsForOpenTransaction(t *testing.T) {
 		t.Fatalf("a command was handled while the previous owner's transaction was open: %+v, %v", o.res, o.err)
 	case <-time.After(2 * time.Second):
 	}
+	if processor.Ready() || restores() != 2 {
+		t.Fatalf("ready %v with %d of 3 partitions restored: readiness must wait for every partition", processor.Ready(), restores())
+	}
 	if err := old.EndTransaction(ctx, kgo.TryCommit); err != nil {
 		t.Fatal(err)
 	}
@@ -88,6 +110,9 @@ func TestRestoreWaitsForOpenTransaction(t *testing.T) {
 	// 1 and this one of 10 follow it.
 	if o.res.Value.Balance != 11 || o.res.Version != 3 {
 		t.Fatalf("got %+v, want balance 11 at version 3", o.res)
+	}
+	if !processor.Ready() || restores() != 3 {
+		t.Fatalf("ready %v with %d of 3 partitions restored after the command was handled", processor.Ready(), restores())
 	}
 }
 

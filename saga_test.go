@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/interlock-go/interlock"
 	"github.com/interlock-go/interlock/examples/bank"
@@ -30,7 +31,8 @@ func transfersApp(t *testing.T, brokers []string, name string, roles interlock.R
 // the debit is refunded), while the processors and the saga are replaced
 // mid-run: every transfer ends completed or failed, never half done; each
 // saga step ran once; money is conserved; correlation flows from the
-// transfer to every command the saga sent.
+// transfer to every command the saga sent, and causation links each
+// step's event to its command and that command to the event it reacted to.
 func TestTransferSaga(t *testing.T) {
 	t.Parallel()
 	brokers := kafkatest.Brokers(t)
@@ -162,6 +164,49 @@ func TestTransferSaga(t *testing.T) {
 		if got := header(e, "tenant"); got != "acme" {
 			t.Errorf("%s of transfer %s: tenant %q: the metadata of the transfer did not follow the saga's commands", typ, transfer, got)
 		}
+	}
+	// Causation, across Kafka: each event of a saga step names its
+	// command as its cause, and that command, written by the saga, names
+	// the event it reacted to, of the same flow.
+	events := map[string]*kgo.Record{} // event ID → event
+	var all []*kgo.Record
+	for _, topic := range []string{name + ".bank-account.events", transferEvents} {
+		for _, e := range kafkatest.ReadAll(t, brokers, topic) {
+			events[header(e, producer.HeaderEventID)] = e
+			all = append(all, e)
+		}
+	}
+	commands := map[string]*kgo.Record{} // command ID → command
+	for _, topic := range []string{name + ".bank-account.commands", name + ".bank-transfer.commands"} {
+		for _, c := range kafkatest.ReadAll(t, brokers, topic) {
+			commands[header(c, producer.HeaderCommandID)] = c
+		}
+	}
+	sagaSteps := 0
+	for _, e := range all {
+		typ, correlation := header(e, producer.HeaderType), header(e, producer.HeaderCorrelationID)
+		switch typ {
+		case "AccountOpened", "MoneyDeposited", "TransferStarted":
+			continue // the client's commands
+		}
+		c := commands[header(e, producer.HeaderCausationID)]
+		if c == nil || header(c, producer.HeaderCommandID) != header(e, producer.HeaderCommandID) {
+			t.Errorf("%s: causation %q is not its command %q", typ, header(e, producer.HeaderCausationID), header(e, producer.HeaderCommandID))
+			continue
+		}
+		cause := events[header(c, producer.HeaderCausationID)]
+		if cause == nil {
+			t.Errorf("%s: its command %s (%s) names no event as its cause: %q", typ, header(c, producer.HeaderCommandID), header(c, producer.HeaderType), header(c, producer.HeaderCausationID))
+			continue
+		}
+		if header(c, producer.HeaderCorrelationID) != correlation || header(cause, producer.HeaderCorrelationID) != correlation {
+			t.Errorf("%s: correlation %q, its command's %q, its cause's (%s) %q", typ, correlation,
+				header(c, producer.HeaderCorrelationID), header(cause, producer.HeaderType), header(cause, producer.HeaderCorrelationID))
+		}
+		sagaSteps++
+	}
+	if sagaSteps == 0 {
+		t.Error("no saga step checked for causation")
 	}
 	if want := int64(100 * len(accounts)); total != want {
 		t.Errorf("money in accounts %d, want %d: not conserved", total, want)

@@ -162,6 +162,31 @@ func TestPrepare(t *testing.T) {
 	}
 }
 
+// TestWithKey: an idempotency key gives one command ID per aggregate and
+// key, the same in every call, a valid ULID, and distinct for another key
+// or another aggregate; an empty key sets nothing.
+func TestWithKey(t *testing.T) {
+	a, b := ulid.Make(), ulid.Make()
+	first := aggregate.To(a).WithKey("order-42")
+	if first.CommandID == (ulid.ULID{}) || first.CommandID != aggregate.KeyID(a, "order-42") {
+		t.Fatalf("WithKey set %v, want KeyID's %v", first.CommandID, aggregate.KeyID(a, "order-42"))
+	}
+	if again := aggregate.To(a).WithKey("order-42"); again.CommandID != first.CommandID {
+		t.Fatalf("the same key gave %v, then %v", first.CommandID, again.CommandID)
+	}
+	if _, err := ulid.ParseStrict(first.CommandID.String()); err != nil {
+		t.Fatalf("%v is not a ULID: %v", first.CommandID, err)
+	}
+	for _, other := range []ulid.ULID{aggregate.KeyID(a, "order-43"), aggregate.KeyID(b, "order-42"), aggregate.KeyID(a, "")} {
+		if other == first.CommandID {
+			t.Fatalf("another key or aggregate gave the same command ID %v", other)
+		}
+	}
+	if c := aggregate.To(a).WithKey(""); c.CommandID != (ulid.ULID{}) {
+		t.Fatalf("an empty key set the command ID %v", c.CommandID)
+	}
+}
+
 // TestDeclaredErrors: a handler error matching a declared error has that
 // error's message as its code, which leads back to the declared error.
 func TestDeclaredErrors(t *testing.T) {

@@ -1,6 +1,7 @@
 package aggregate
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 
@@ -84,6 +85,33 @@ func (c CommandOf[R]) Expect(v int64) CommandOf[R] {
 func (c CommandOf[R]) WithID(id ulid.ULID) CommandOf[R] {
 	c.CommandID = id
 	return c
+}
+
+// WithKey returns a copy of the envelope whose command ID is derived from
+// an idempotency key of the caller's (an order number, a payment
+// reference, an HTTP Idempotency-Key): KeyID(c.AggregateID, key). Every
+// call with the same key for the same aggregate gives the same command
+// ID, so a retry is applied at most once and gets the first outcome, as
+// with WithID. Set the aggregate ID first (To, ToResult). An empty key
+// changes nothing.
+func (c CommandOf[R]) WithKey(key string) CommandOf[R] {
+	if key != "" {
+		c.CommandID = KeyID(c.AggregateID, key)
+	}
+	return c
+}
+
+// KeyID returns the command ID of the idempotency key key for the
+// aggregate aggregateID: the first 16 bytes of a SHA-256 of both, the
+// same in every process. Unlike a new ULID it is not ordered by time.
+func KeyID(aggregateID ulid.ULID, key string) ulid.ULID {
+	h := sha256.New()
+	h.Write([]byte("interlock idempotency key\x00"))
+	h.Write(aggregateID[:])
+	h.Write([]byte(key))
+	var id ulid.ULID
+	copy(id[:], h.Sum(nil))
+	return id
 }
 
 // EnvelopeOf returns the envelope embedded in cmd, which must be a command

@@ -19,6 +19,9 @@ func (p *Processor) storeOK() bool {
 	return !p.storeDown || !time.Now().Before(p.storeRetry)
 }
 
+// opSave names a snapshot write in storeResult.
+const opSave = "save"
+
 // storeResult records the outcome of a store call, logging a failure once
 // per burst and the recovery once.
 func (p *Processor) storeResult(op string, err error) {
@@ -30,6 +33,9 @@ func (p *Processor) storeResult(op string, err error) {
 		return
 	}
 	p.stats.errors.Add(1)
+	if op == opSave {
+		p.stats.writeErrors.Add(1)
+	}
 	if !p.storeDown {
 		p.log.Error("interlock: snapshot store failed; processing goes on from memory and the log", "op", op, "err", err)
 	}
@@ -88,11 +94,11 @@ func (p *Processor) flush(ctx context.Context, part *partition, es []*entry) {
 		// A newer owner claimed the partition, or the store lost our claim:
 		// either way our evictions can no longer be undone from it.
 		p.log.Warn("interlock: snapshot store refused our claim; the partition will be rebuilt", "partition", part.sp.String())
-		p.storeResult("save", nil)
+		p.storeResult(opSave, nil)
 		p.rebuild(part)
 		return
 	}
-	p.storeResult("save", err)
+	p.storeResult(opSave, err)
 	if err != nil {
 		return
 	}

@@ -20,8 +20,9 @@ type Stats struct {
 	// counts snapshots rejected as corrupt, of another state type, or
 	// inconsistent with the log.
 	SnapshotsLoaded, SnapshotsWritten, SnapshotMisses, SnapshotsIgnored int64
-	// StoreErrors counts failed snapshot store calls.
-	StoreErrors int64
+	// StoreErrors counts failed snapshot store calls (writes, loads,
+	// claims); SnapshotWriteErrors those that were writes.
+	StoreErrors, SnapshotWriteErrors int64
 	// Cached is the number of aggregates in memory now; Evictions counts
 	// those dropped from memory to stay within the cache bounds.
 	Cached, Evictions int64
@@ -32,7 +33,7 @@ type counters struct {
 	duplicates                       atomic.Int64
 	replayed, restores, fullReplays  atomic.Int64
 	loaded, written, ignored, errors atomic.Int64
-	misses                           atomic.Int64
+	misses, writeErrors              atomic.Int64
 	cached, evictions                atomic.Int64
 }
 
@@ -43,6 +44,6 @@ func (p *Processor) Stats() Stats {
 		CommandsApplied: c.applied.Load(), CommandsRejected: c.rejected.Load(), CommandsFailed: c.failed.Load(), Duplicates: c.duplicates.Load(),
 		EventsReplayed: c.replayed.Load(), Restores: c.restores.Load(), FullReplays: c.fullReplays.Load(),
 		SnapshotsLoaded: c.loaded.Load(), SnapshotsWritten: c.written.Load(), SnapshotMisses: c.misses.Load(), SnapshotsIgnored: c.ignored.Load(),
-		StoreErrors: c.errors.Load(), Cached: c.cached.Load(), Evictions: c.evictions.Load(),
+		StoreErrors: c.errors.Load(), SnapshotWriteErrors: c.writeErrors.Load(), Cached: c.cached.Load(), Evictions: c.evictions.Load(),
 	}
 }

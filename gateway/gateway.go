@@ -7,7 +7,10 @@
 // Every request needs the bearer token (Authorization: Bearer <token>).
 // A command's body may also carry "commandId" (retry with the same ID:
 // applied at most once, the retry gets the first outcome),
-// "correlationId", "causationId" and "expectedVersion"; its answer is
+// "correlationId", "causationId" and "expectedVersion"; instead of a
+// commandId, an Idempotency-Key header (any string of the caller's) gives
+// the command ID aggregate.KeyID(aggregateId, key), so a retry with the
+// same key is applied at most once too. Its answer is
 // {"commandId", "version", "positions", "result"}. A query's "after" takes
 // the positions a command's answer gave: read your writes.
 //
@@ -139,7 +142,7 @@ func (g *Gateway) command(w http.ResponseWriter, r *http.Request) {
 	if !g.decode(w, r, &req) {
 		return
 	}
-	env, err := envelope(req)
+	env, err := envelope(req, r.Header.Get("Idempotency-Key"))
 	if err != nil {
 		g.fail(w, r, http.StatusBadRequest, "bad_request", err)
 		return
@@ -168,14 +171,20 @@ func (g *Gateway) command(w http.ResponseWriter, r *http.Request) {
 	g.reply(w, http.StatusOK, commandResponse{CommandID: res.CommandID.String(), Version: res.Version, Positions: res.Positions, Result: res.Value})
 }
 
-// envelope returns the command envelope a request asks for.
-func envelope(req commandRequest) (aggregate.Command, error) {
+// envelope returns the command envelope a request asks for, with the
+// command ID of its Idempotency-Key header when it has one.
+func envelope(req commandRequest, key string) (aggregate.Command, error) {
 	var env aggregate.Command
 	var err error
 	if env.AggregateID, err = ulid.ParseStrict(req.AggregateID); err != nil {
 		return env, fmt.Errorf("aggregateId %q is not a ULID: %w", req.AggregateID, err)
 	}
-	if req.CommandID != "" {
+	switch {
+	case req.CommandID != "" && key != "":
+		return env, errors.New("give a commandId or an Idempotency-Key header, not both")
+	case key != "":
+		env = env.WithKey(key)
+	case req.CommandID != "":
 		if env.CommandID, err = ulid.ParseStrict(req.CommandID); err != nil {
 			return env, fmt.Errorf("commandId %q is not a ULID: %w", req.CommandID, err)
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/interlock-go/interlock"
+	"github.com/interlock-go/interlock/aggregate"
 	"github.com/interlock-go/interlock/examples/bank"
 	"github.com/interlock-go/interlock/gateway"
 	"github.com/interlock-go/interlock/internal/kafkatest"
@@ -70,12 +71,28 @@ func post(t *testing.T, srv *httptest.Server, auth, path, body string) response 
 // do sends a request and decodes its answer, which must be JSON.
 func do(t *testing.T, srv *httptest.Server, method, auth, path, body string) response {
 	t.Helper()
+	h := map[string]string{}
+	if auth != "" {
+		h["Authorization"] = auth
+	}
+	return doWith(t, srv, method, h, path, body)
+}
+
+// postWith is post with request headers of the caller's.
+func postWith(t *testing.T, srv *httptest.Server, headers map[string]string, path, body string) response {
+	t.Helper()
+	return doWith(t, srv, http.MethodPost, headers, path, body)
+}
+
+// doWith is do with request headers of the caller's.
+func doWith(t *testing.T, srv *httptest.Server, method string, headers map[string]string, path, body string) response {
+	t.Helper()
 	req, err := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if auth != "" {
-		req.Header.Set("Authorization", auth)
+	for k, v := range headers {
+		req.Header.Set(k, v)
 	}
 	resp, err := srv.Client().Do(req)
 	if err != nil {
@@ -186,6 +203,27 @@ func TestGateway(t *testing.T) {
 	pos := first.body["positions"].([]any)[0].(map[string]any)
 	if want := fmt.Sprintf("v2 MoneyDeposited %s @%d", cmdID, int64(pos["offset"].(float64))); len(events) != 2 || events[1] != want {
 		t.Errorf("the account's events: %q, want [v1 AccountOpened ..., %s]", events, want)
+	}
+
+	// An Idempotency-Key header stands for a command ID: the same key for
+	// the same aggregate is the same command, applied once.
+	keyed := map[string]string{"Authorization": bearer, "Idempotency-Key": "payment-9"}
+	pay := `{"aggregateId":"` + id + `","payload":{"amount":2}}`
+	k1 := postWith(t, srv, keyed, "/v1/commands/DepositMoney", pay)
+	if want := aggregate.KeyID(ulid.MustParseStrict(id), "payment-9").String(); k1.status != 200 || k1.body["commandId"] != want {
+		t.Fatalf("deposit with an Idempotency-Key: %d %v, want command ID %s", k1.status, k1.body, want)
+	}
+	if k2 := postWith(t, srv, keyed, "/v1/commands/DepositMoney", pay); fmt.Sprint(k2.body) != fmt.Sprint(k1.body) {
+		t.Fatalf("retry with the same Idempotency-Key: %v, want the first answer %v", k2.body, k1.body)
+	}
+	both := `{"aggregateId":"` + id + `","commandId":"` + cmdID + `","payload":{"amount":2}}`
+	if r := postWith(t, srv, keyed, "/v1/commands/DepositMoney", both); r.status != 400 || r.code() != "bad_request" {
+		t.Fatalf("commandId and Idempotency-Key together: %d %v, want 400", r.status, r.body)
+	}
+	positions, _ = json.Marshal(k1.body["positions"])
+	b = post(t, srv, bearer, "/v1/queries/BalanceOf", `{"query":{"ID":"`+id+`"},"after":`+string(positions)+`}`)
+	if fmt.Sprint(b.body["result"]) != "map[Balance:42 Events:3 Owner:ada]" {
+		t.Fatalf("after the keyed deposit and its retry: %v, want it applied once", b.body)
 	}
 }
 

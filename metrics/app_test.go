@@ -8,18 +8,21 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/oklog/ulid/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/interlock-go/interlock"
 	"github.com/interlock-go/interlock/consumer"
 	"github.com/interlock-go/interlock/examples/bank"
 	"github.com/interlock-go/interlock/internal/kafkatest"
 	"github.com/interlock-go/interlock/metrics"
+	"github.com/interlock-go/interlock/middleware"
 	"github.com/interlock-go/interlock/projections"
 	"github.com/interlock-go/interlock/snapshot"
 )
@@ -36,6 +39,15 @@ func (s *flakyStore) Save(ctx context.Context, p snapshot.Partition, token int64
 	}
 	return s.Memory.Save(ctx, p, token, snaps, watermark)
 }
+
+// failWithdrawalsOf13 fails (not rejects) withdrawals of 13 in the
+// processor, as a broken dependency would.
+var failWithdrawalsOf13 = middleware.For(func(ctx context.Context, c bank.WithdrawMoney, m *middleware.Message, next middleware.Handler) (middleware.Outcome, error) {
+	if c.Amount == 13 {
+		return middleware.Outcome{}, errors.New("ledger service unreachable")
+	}
+	return next(ctx, m)
+})
 
 // restoreCount counts completed restores.
 type restoreCount struct{ n atomic.Int64 }
@@ -57,9 +69,9 @@ func testLogger() *slog.Logger {
 //     flush fails, so one account has none and the watermark stays behind;
 //   - the second restores from that watermark (a snapshot hit, events
 //     replayed), opens an account (a store lookup that misses), answers a
-//     retried command with its first outcome, applies, rejects and sends
-//     commands through a one-aggregate cache (evictions and loads), and
-//     finally fails a snapshot write.
+//     retried command with its first outcome, applies, rejects, fails and
+//     sends commands through a one-aggregate cache (evictions and loads),
+//     and finally fails a snapshot write.
 func TestMetricsOfARun(t *testing.T) {
 	t.Parallel()
 	brokers := kafkatest.Brokers(t)
@@ -82,6 +94,7 @@ func TestMetricsOfARun(t *testing.T) {
 		}, opts...)...).
 			RegisterAggregate(bank.Accounts(), interlock.Snapshots(snapshot.EveryN(2))).
 			Use(m.Middleware()).
+			UseHandle(failWithdrawalsOf13).
 			Build()
 		if err != nil {
 			t.Fatal(err)
@@ -158,6 +171,10 @@ func TestMetricsOfARun(t *testing.T) {
 	if _, err := interlock.Send(ctx, second, deposit(ids[2], 1)); err != nil {
 		t.Fatal(err)
 	}
+	_, err = interlock.Dispatch(ctx, second, bank.WithdrawMoney{CommandOf: interlock.ToResult[bank.Balance](ids[1]), Amount: 13})
+	if !errors.Is(err, interlock.ErrFailed) {
+		t.Fatalf("a withdrawal that fails in the processor: %v, want ErrFailed", err)
+	}
 	waitFor("evictions and reloads", func() bool {
 		if _, err := interlock.Dispatch(ctx, second, deposit(ids[0], 1)); err != nil {
 			t.Fatal(err)
@@ -186,6 +203,8 @@ func TestMetricsOfARun(t *testing.T) {
 		{"interlock_commands_total", "aggregate=bank-account,outcome=applied,side=handle,type=OpenAccount", 5},
 		{"interlock_commands_total", "aggregate=bank-account,outcome=applied,side=handle,type=DepositMoney", 1},
 		{"interlock_commands_total", "aggregate=bank-account,outcome=rejected,side=handle,type=WithdrawMoney", 1},
+		{"interlock_commands_total", "aggregate=bank-account,outcome=failed,side=dispatch,type=WithdrawMoney", 1},
+		{"interlock_commands_total", "aggregate=bank-account,outcome=failed,side=handle,type=WithdrawMoney", 1},
 		{"interlock_command_duration_seconds", "aggregate=bank-account,side=dispatch,type=DepositMoney", 1},
 		{"interlock_command_duration_seconds", "aggregate=bank-account,side=handle,type=DepositMoney", 1},
 		{"interlock_transactions_total", "outcome=committed", 1},
@@ -199,6 +218,7 @@ func TestMetricsOfARun(t *testing.T) {
 		{"interlock_snapshot_writes_total", "", 1},
 		{"interlock_snapshot_ignored_total", "", 0},
 		{"interlock_snapshot_store_errors_total", "", 1},
+		{"interlock_snapshot_write_errors_total", "", 1},
 		{"interlock_cache_aggregates", "", 1},
 		{"interlock_cache_evictions_total", "", 1},
 		{"interlock_command_duplicates_total", "", 1},
@@ -296,6 +316,96 @@ func TestProjectionLagMetrics(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("lag %v records, %v s; want the waiting deposits, in records and time", records, seconds)
+		}
+	}
+}
+
+// TestConsumerLagMetric: commands waiting behind the batch a processor
+// works on show as interlock_consumer_lag of their partition (and in
+// App.Lag), and the lag falls to 0 once they are handled. The processor
+// fetches one record batch at a time, so its first batch leaves the
+// others waiting.
+func TestConsumerLagMetric(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	build := func(roles interlock.Role, opts ...interlock.Option) *interlock.Builder {
+		return interlock.NewBuilder(append([]interlock.Option{interlock.WithBrokers(brokers...), interlock.WithName(name),
+			interlock.WithPartitions(1), interlock.WithLogger(testLogger()), interlock.WithRoles(roles)}, opts...)...).
+			RegisterAggregate(bank.Accounts())
+	}
+	gateway, err := build(interlock.RoleDispatch).Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gateway.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer gateway.Close(context.Background())
+	// Five commands wait before any processor runs, each in its own
+	// record batch (Send returns once its record is written).
+	const waiting = 5
+	for range waiting {
+		if _, err := interlock.Send(ctx, gateway, bank.OpenAccount{Command: interlock.To(interlock.NewID()), Owner: "ada"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	m, err := metrics.New(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	entered, release := make(chan struct{}), make(chan struct{})
+	var first atomic.Bool
+	hold := func(next middleware.Handler) middleware.Handler {
+		return func(ctx context.Context, msg *middleware.Message) (middleware.Outcome, error) {
+			if first.CompareAndSwap(false, true) {
+				close(entered)
+				<-release
+			}
+			return next(ctx, msg)
+		}
+	}
+	processor, err := build(interlock.RoleProcess, interlock.WithObserver(m),
+		interlock.WithClientOptions(kgo.FetchMaxBytes(1), kgo.FetchMaxPartitionBytes(1))).UseHandle(hold).Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := processor.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer processor.Close(context.Background())
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	defer unblock()
+	m.Watch(processor)
+	select {
+	case <-entered:
+	case <-ctx.Done():
+		t.Fatal("the processor never handled a command")
+	}
+	topic := name + ".bank-account.commands"
+	key := "partition=0,topic=" + topic
+	// One batch per fetch leaves the other four behind; a fetch of more
+	// than one would leave fewer, never none.
+	lag := processor.Lag()[topic][0]
+	if lag < 1 || lag > waiting-1 {
+		t.Errorf("App.Lag = %d while the first command is handled, want the commands behind it (1 to %d)", lag, waiting-1)
+	}
+	if got := series(scrape(t, m.Handler()), "interlock_consumer_lag")[key]; got != float64(lag) {
+		t.Errorf("interlock_consumer_lag{%s} = %v, App.Lag %d", key, got, lag)
+	}
+	unblock()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		st := processor.Stats()
+		got, ok := series(scrape(t, m.Handler()), "interlock_consumer_lag")[key]
+		if st.CommandsApplied == waiting && ok && got == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the commands were handled: %d applied, lag %v (present %v); want %d and 0", st.CommandsApplied, got, ok, waiting)
 		}
 	}
 }

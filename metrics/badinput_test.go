@@ -181,6 +181,10 @@ func TestBadInputMetrics(t *testing.T) {
 	// The blobs' events topic now takes less than the processor knows: the
 	// broker refuses the event, the batch is aborted and comes back, and
 	// the processor, having read the new limit, refuses it.
+	aborted := func() float64 {
+		return series(scrape(t, m.Handler()), "interlock_transactions_total")["outcome=aborted"]
+	}
+	abortedBefore := aborted()
 	blobEvents := name + ".blob.events"
 	adm := kadm.NewClient(kgoClient(t, brokers))
 	limit := "20000"
@@ -207,16 +211,19 @@ func TestBadInputMetrics(t *testing.T) {
 	if got := bad("command", producer.ReasonTooLarge); got != 2 {
 		t.Fatalf("interlock_bad_records_total{kind=command,reason=too_large} = %v after two, want 2", got)
 	}
+	// The processor reports a batch just after its transaction ended.
+	for deadline := time.Now().Add(10 * time.Second); aborted() == abortedBefore; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("interlock_transactions_total{outcome=aborted} = %v: the batch the broker refused was not counted as aborted", aborted())
+		}
+	}
 	if res, err := interlock.Dispatch(ctx, app, inflate{Command: interlock.To(blobID), Size: 100}); err != nil || res.Version != 2 {
 		t.Fatalf("a small blob after the refused one: %+v, %v", res, err)
 	}
 	// Events that each fit the lowered limit but not together: several
 	// commands of one partition in one transaction must not make a batch
 	// the broker refuses, over and over.
-	aborted := func() float64 {
-		return series(scrape(t, m.Handler()), "interlock_transactions_total")["outcome=aborted"]
-	}
-	abortedBefore := aborted()
+	abortedBefore = aborted()
 	var wg sync.WaitGroup
 	errs := make(chan error, 12)
 	for range 12 {

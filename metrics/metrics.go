@@ -245,6 +245,8 @@ func newStatsCollector() *statsCollector {
 				func(s consumer.Stats) int64 { return s.SnapshotsIgnored }),
 			counter("interlock_snapshot_store_errors_total", "Failed snapshot store calls (writes, loads, claims); processing goes on from memory and the log.",
 				func(s consumer.Stats) int64 { return s.StoreErrors }),
+			counter("interlock_snapshot_write_errors_total", "Failed snapshot writes, of the failed snapshot store calls; the aggregates stay dirty and are written again later.",
+				func(s consumer.Stats) int64 { return s.SnapshotWriteErrors }),
 			counter("interlock_cache_evictions_total", "Aggregates dropped from the processor's memory to stay within the cache bounds.",
 				func(s consumer.Stats) int64 { return s.Evictions }),
 			counter("interlock_command_duplicates_total", "Retried commands (same command ID) answered with their first outcome.",

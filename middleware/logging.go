@@ -34,12 +34,14 @@ func LogPayloads() LogOption {
 	return logOptionFunc(func(c *logConfig) { c.payloads = true })
 }
 
-// Logging logs one record per command when its outcome is known: side,
-// type, aggregate, aggregate and command IDs, correlation and causation
-// IDs, outcome (applied, sent, answered, rejected, failed), version,
-// events emitted (Handle side), duration, and the reason of a rejection or
-// failure. A query has no envelope: its record has the side, type,
-// projection (as aggregate), outcome and duration.
+// Logging logs one record per command when its outcome is known, with
+// the message "interlock: command <outcome>": side, type, aggregate,
+// aggregate and command IDs, correlation and causation IDs, outcome
+// (applied, sent, rejected, failed), version, events emitted (Handle
+// side), duration, and the reason of a rejection or failure. A query
+// (registered with UseQuery) has no envelope: its record, "interlock:
+// query <outcome>" (answered, rejected, failed), has the side, type,
+// projection (as aggregate), outcome, duration and reason.
 func Logging(log *slog.Logger, opts ...LogOption) Middleware {
 	cfg := logConfig{level: slog.LevelInfo}
 	for _, o := range opts {
@@ -88,7 +90,11 @@ func Logging(log *slog.Logger, opts ...LogOption) Middleware {
 			if cfg.payloads {
 				attrs = append(attrs, slog.Any("command", m.Command))
 			}
-			log.LogAttrs(ctx, level, "interlock: command "+outcome, attrs...)
+			kind := "command"
+			if m.Side == Query {
+				kind = "query"
+			}
+			log.LogAttrs(ctx, level, "interlock: "+kind+" "+outcome, attrs...)
 			return out, err
 		}
 	}

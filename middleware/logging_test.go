@@ -80,3 +80,54 @@ func TestLogging(t *testing.T) {
 		})
 	}
 }
+
+// TestLoggingQuery: a query's record says it is a query, with its type,
+// the projection that answered it, its outcome and duration, and no
+// command fields.
+func TestLoggingQuery(t *testing.T) {
+	type balanceOf struct{ Account string }
+	cases := []struct {
+		err     error
+		level   string
+		outcome string
+	}{
+		{nil, "INFO", "answered"},
+		{aggregate.Reject(errors.New("not yours")), "INFO", "rejected"},
+		{errors.New("database down"), "ERROR", "failed"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.outcome, func(t *testing.T) {
+			var buf bytes.Buffer
+			log := slog.New(slog.NewJSONHandler(&buf, nil))
+			h := middleware.Logging(log)(func(context.Context, *middleware.Message) (middleware.Outcome, error) {
+				return middleware.Outcome{Result: 42}, tc.err
+			})
+			m := &middleware.Message{Side: middleware.Query, Type: "balanceOf", Aggregate: "balances", Command: balanceOf{"secret-account"}, Metadata: middleware.Metadata{}}
+			if _, err := h(context.Background(), m); err != tc.err {
+				t.Fatalf("err %v, want the handler's %v", err, tc.err)
+			}
+			var rec map[string]any
+			if err := json.Unmarshal(buf.Bytes(), &rec); err != nil {
+				t.Fatalf("one JSON record expected: %v\n%s", err, buf.String())
+			}
+			want := map[string]any{"level": tc.level, "msg": "interlock: query " + tc.outcome, "side": "query",
+				"type": "balanceOf", "aggregate": "balances", "outcome": tc.outcome}
+			for k, v := range want {
+				if rec[k] != v {
+					t.Errorf("%s = %v, want %v", k, rec[k], v)
+				}
+			}
+			for _, k := range []string{"aggregate_id", "command_id", "correlation_id", "version"} {
+				if _, ok := rec[k]; ok {
+					t.Errorf("a query's record has %s: %v", k, rec)
+				}
+			}
+			if _, ok := rec["duration"]; !ok {
+				t.Error("no duration")
+			}
+			if strings.Contains(buf.String(), "secret-account") {
+				t.Errorf("the query's payload was logged: %s", buf.String())
+			}
+		})
+	}
+}

@@ -1,11 +1,14 @@
 // Package middleware runs cross-cutting concerns around commands: on the
 // dispatcher side (around Dispatch and Send, in the caller's process) and
-// around the handler in the processor (inside the command's transaction).
+// around the handler in the processor (inside the command's transaction);
+// and around queries (Ask, in the asking process).
 //
 // A Middleware wraps a Handler and returns a Handler, as in net/http. The
-// application builder chains them: the first registered is the outermost,
-// so it sees a command first and its outcome last. [For] narrows a
-// middleware to one command type with a typed function, no reflection.
+// application builder chains them (Builder.UseDispatch, UseHandle, Use for
+// both command sides, UseQuery): the first registered is the outermost,
+// so it sees a message first and its outcome last. [For] narrows a
+// middleware to one command or query type with a typed function, no
+// reflection.
 //
 // Built-ins, one file each: [Logging] (log/slog: type, IDs, outcome,
 // duration, never payloads unless asked) and [RetryConflicts] (re-dispatch a

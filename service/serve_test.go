@@ -71,8 +71,9 @@ func testInvocation(t *testing.T, logs io.Writer, e env, args ...string) *invoca
 // TestServeHTTP runs serve's application on a real listener: /metrics,
 // /healthz and /readyz answer while it runs, the metrics and tracing
 // middleware are in the chain (a command is counted and carries its
-// caller's trace context to its event), and cancelling ctx closes the
-// application and the HTTP server.
+// caller's trace context to its event), /metrics serves every family of
+// the processor (its observer and counters are wired), and cancelling ctx
+// closes the application and the HTTP server.
 func TestServeHTTP(t *testing.T) {
 	t.Parallel()
 	args := []string{"--name", kafkatest.Name(t), "--http", "127.0.0.1:0"}
@@ -182,13 +183,34 @@ func TestServeHTTP(t *testing.T) {
 	if _, err := interlock.Dispatch(trace.ContextWithRemoteSpanContext(ctx, caller), svc.app, bank.OpenAccount{Command: interlock.To(id), Owner: "ada"}); err != nil {
 		t.Fatal(err)
 	}
+	// Every family of the processor is served: non-zero where the command
+	// counted (dispatch and handle), present for the others.
+	nonZero := []string{"interlock_commands_total", "interlock_command_duration_seconds", "interlock_transactions_total",
+		"interlock_transaction_commands", "interlock_transaction_duration_seconds", "interlock_restore_duration_seconds",
+		"interlock_snapshot_misses_total", "go_goroutines"}
+	present := []string{"interlock_events_replayed_total", "interlock_snapshot_hits_total", "interlock_snapshot_writes_total",
+		"interlock_snapshot_store_errors_total", "interlock_snapshot_write_errors_total", "interlock_command_duplicates_total", "interlock_consumer_lag"}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		m := scrape()
-		if m["interlock_commands_total"] >= 2 && m["interlock_transactions_total"] >= 1 && m["go_goroutines"] > 0 && m["interlock_consumer_lag"] >= 0 {
+		var missing []string
+		for _, name := range nonZero {
+			if m[name] == 0 {
+				missing = append(missing, name+" (zero or absent)")
+			}
+		}
+		for _, name := range present {
+			if _, ok := m[name]; !ok {
+				missing = append(missing, name+" (absent)")
+			}
+		}
+		if m["interlock_commands_total"] < 2 {
+			missing = append(missing, "interlock_commands_total: the command on both sides")
+		}
+		if len(missing) == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after a command, /metrics shows %v", m)
+			t.Fatalf("after a command, /metrics lacks %v; it shows %v", missing, m)
 		}
 	}
 	events := kafkatest.ReadAll(t, svc.app.Brokers(), cfg.Name+".bank-account.events")
