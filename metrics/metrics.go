@@ -94,6 +94,7 @@ const (
 	outcomeRejected  = "rejected"
 	outcomeFailed    = "failed"
 	outcomeSent      = "sent"
+	outcomeAnswered  = "answered"
 	outcomeCommitted = "committed"
 	outcomeAborted   = "aborted"
 )

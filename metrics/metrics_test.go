@@ -107,6 +107,8 @@ func TestMiddlewareOutcomes(t *testing.T) {
 		{"handle applied", middleware.Handle, false, nil, "applied"},
 		{"handle rejected", middleware.Handle, false, aggregate.Reject(errors.New("no")), "rejected"},
 		{"handle failed", middleware.Handle, false, fmt.Errorf("wrapped: %w", errors.New("panic")), "failed"},
+		{"query answered", middleware.Query, false, nil, "answered"},
+		{"query failed", middleware.Query, false, errors.New("projection behind"), "failed"},
 	}
 	for _, c := range cases {
 		_, err := mw(func(ctx context.Context, msg *middleware.Message) (middleware.Outcome, error) {
@@ -129,6 +131,8 @@ func TestMiddlewareOutcomes(t *testing.T) {
 		"aggregate=account,outcome=applied,side=handle,type=DepositMoney":    1,
 		"aggregate=account,outcome=rejected,side=handle,type=DepositMoney":   1,
 		"aggregate=account,outcome=failed,side=handle,type=DepositMoney":     1,
+		"aggregate=account,outcome=answered,side=query,type=DepositMoney":    1,
+		"aggregate=account,outcome=failed,side=query,type=DepositMoney":      1,
 	}
 	if got := series(mfs, "interlock_commands_total"); !equal(got, want) {
 		t.Errorf("interlock_commands_total:\n got %v\nwant %v", got, want)
@@ -136,6 +140,7 @@ func TestMiddlewareOutcomes(t *testing.T) {
 	wantLatency := map[string]float64{
 		"aggregate=account,side=dispatch,type=DepositMoney": 4, // not the two Sends
 		"aggregate=account,side=handle,type=DepositMoney":   3,
+		"aggregate=account,side=query,type=DepositMoney":    2,
 	}
 	if got := series(mfs, "interlock_command_duration_seconds"); !equal(got, wantLatency) {
 		t.Errorf("interlock_command_duration_seconds counts:\n got %v\nwant %v", got, wantLatency)

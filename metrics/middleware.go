@@ -18,6 +18,10 @@ import (
 // that aborts runs again and is counted again; interlock_transactions_total
 // counts what committed. A retry answered with its first outcome does not
 // run the chain (see interlock_command_duplicates_total).
+//
+// Registered with Builder.UseQuery as well, it counts queries under side
+// "query" (the projection as aggregate, the query's type as type) with
+// outcome "answered" or "failed", and observes their latency.
 func (m *Metrics) Middleware() middleware.Middleware {
 	return func(next middleware.Handler) middleware.Handler {
 		return func(ctx context.Context, msg *middleware.Message) (middleware.Outcome, error) {
@@ -42,6 +46,8 @@ func outcomeOf(msg *middleware.Message, err error) string {
 		return outcomeFailed
 	case msg.Async:
 		return outcomeSent
+	case msg.Side == middleware.Query:
+		return outcomeAnswered
 	}
 	return outcomeApplied
 }
