@@ -224,3 +224,19 @@ func TestApplyTakesAPointerToTheEvent(t *testing.T) {
 		t.Fatalf("a pointer to an event without applier: %v", err)
 	}
 }
+
+// commandSeen is a command whose type the compiler cannot see at the call.
+var commandSeen any
+
+// EnvelopeOf runs several times for every command dispatched: it must not
+// allocate.
+func TestEnvelopeOfDoesNotAllocate(t *testing.T) {
+	commandSeen = add{Command: aggregate.To(ulid.Make()), Item: "x"}
+	if allocs := testing.AllocsPerRun(100, func() {
+		if env, ok := aggregate.EnvelopeOf(commandSeen); !ok || env.AggregateID == (ulid.ULID{}) {
+			t.Fatal("no envelope")
+		}
+	}); allocs != 0 {
+		t.Fatalf("%.0f allocations per EnvelopeOf", allocs)
+	}
+}

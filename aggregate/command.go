@@ -40,7 +40,7 @@ type Command = CommandOf[None]
 // Cmd is the constraint satisfied by every type that embeds CommandOf[R].
 type Cmd[R any] interface {
 	resultOf(R)
-	envelope() *envelopeHolder
+	envelope() envelopeHolder
 }
 
 // envelopeHolder lets the runtime reach the embedded envelope of any command
@@ -49,8 +49,10 @@ type envelopeHolder = CommandOf[None]
 
 func (CommandOf[R]) resultOf(R) {}
 
-func (c CommandOf[R]) envelope() *envelopeHolder {
-	return &envelopeHolder{
+// envelope returns a copy, not a pointer: a pointer would be a heap
+// allocation on every call (four per dispatched command).
+func (c CommandOf[R]) envelope() envelopeHolder {
+	return envelopeHolder{
 		AggregateID:     c.AggregateID,
 		CommandID:       c.CommandID,
 		CorrelationID:   c.CorrelationID,
@@ -117,8 +119,8 @@ func KeyID(aggregateID ulid.ULID, key string) ulid.ULID {
 // EnvelopeOf returns the envelope embedded in cmd, which must be a command
 // value (a type embedding CommandOf).
 func EnvelopeOf(cmd any) (Command, bool) {
-	if c, ok := cmd.(interface{ envelope() *envelopeHolder }); ok {
-		return *c.envelope(), true
+	if c, ok := cmd.(interface{ envelope() envelopeHolder }); ok {
+		return c.envelope(), true
 	}
 	return Command{}, false
 }
