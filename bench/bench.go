@@ -481,33 +481,33 @@ func (b *bencher) commands(ctx context.Context) (err error) {
 		return err
 	}
 
-	accounts := make([]ulid.ULID, c.aggregates)
-	for i := range accounts {
-		accounts[i] = interlock.NewID()
+	ids := make([]ulid.ULID, c.aggregates)
+	for i := range ids {
+		ids[i] = interlock.NewID()
 	}
-	b.say("setting up %d aggregates", len(accounts))
+	b.say("setting up %d aggregates", len(ids))
 	before := app.Stats()
-	if err := b.parallel(ctx, c.senders, len(accounts), func(ctx context.Context, i int) error {
-		_, err := interlock.SendValue(ctx, app, b.work.Setup(accounts[i], i))
+	if err := b.parallel(ctx, c.senders, len(ids), func(ctx context.Context, i int) error {
+		_, err := interlock.SendValue(ctx, app, b.work.Setup(ids[i], i))
 		return err
 	}); err != nil {
 		return fmt.Errorf("setting up aggregates: %w", err)
 	}
 	if err := b.until(ctx, 5*time.Millisecond, func() (bool, string) {
 		n := handled(app.Stats()) - handled(before)
-		return n >= int64(len(accounts)), fmt.Sprintf("%d of %d aggregates set up", n, len(accounts))
+		return n >= int64(len(ids)), fmt.Sprintf("%d of %d aggregates set up", n, len(ids))
 	}); err != nil {
 		return fmt.Errorf("setting up aggregates: %w", err)
 	}
-	if after := app.Stats(); after.CommandsApplied-before.CommandsApplied != int64(len(accounts)) {
-		return fmt.Errorf("setting up aggregates: %d of %d applied, %d rejected, %d failed", after.CommandsApplied-before.CommandsApplied, len(accounts),
+	if after := app.Stats(); after.CommandsApplied-before.CommandsApplied != int64(len(ids)) {
+		return fmt.Errorf("setting up aggregates: %d of %d applied, %d rejected, %d failed", after.CommandsApplied-before.CommandsApplied, len(ids),
 			after.CommandsRejected-before.CommandsRejected, after.CommandsFailed-before.CommandsFailed)
 	}
 
-	if err := b.async(ctx, app, accounts); err != nil {
+	if err := b.async(ctx, app, ids); err != nil {
 		return err
 	}
-	return b.sync(ctx, app, accounts)
+	return b.sync(ctx, app, ids)
 }
 
 // parallel runs do(0..n-1) on workers goroutines, all bounded by
@@ -539,9 +539,9 @@ func handled(s interlock.ProcessorStats) int64 {
 	return s.CommandsApplied + s.CommandsRejected + s.CommandsFailed
 }
 
-func (b *bencher) async(ctx context.Context, app *interlock.App, accounts []ulid.ULID) error {
+func (b *bencher) async(ctx context.Context, app *interlock.App, ids []ulid.ULID) error {
 	c := b.cfg
-	b.say("commands_async: %d commands with Send from %d goroutines over %d aggregates", c.commands, c.senders, len(accounts))
+	b.say("commands_async: %d commands with Send from %d goroutines over %d aggregates", c.commands, c.senders, len(ids))
 	events := b.eventsTopic(b.base)
 	endsBefore, err := b.endOffsets(ctx, events)
 	if err != nil {
@@ -557,7 +557,7 @@ func (b *bencher) async(ctx context.Context, app *interlock.App, accounts []ulid
 	sampler := startHeapSampler(func() int64 { return app.Stats().Cached })
 	start := time.Now()
 	err = b.parallel(ctx, c.senders, c.commands, func(ctx context.Context, i int) error {
-		return b.send(ctx, app, accounts[rand.IntN(len(accounts))])
+		return b.send(ctx, app, ids[rand.IntN(len(ids))])
 	})
 	sent := time.Since(start)
 	if err != nil {
@@ -600,7 +600,7 @@ func (b *bencher) async(ctx context.Context, app *interlock.App, accounts []ulid
 		return fmt.Errorf("commands_async: counting transactions: %w", err)
 	}
 	b.rep.CommandsAsync = asyncResult{
-		Commands: c.commands, Senders: c.senders, Accounts: len(accounts),
+		Commands: c.commands, Senders: c.senders, Accounts: len(ids),
 		Seconds: elapsed.Seconds(), PerSec: float64(c.commands) / elapsed.Seconds(),
 		SendPerSec: float64(c.commands) / sent.Seconds(), Transactions: txns,
 	}
@@ -709,10 +709,10 @@ func (s *heapSampler) stop() (heap uint64, cached int64) {
 	return uint64(p[0]), p[1]
 }
 
-func (b *bencher) sync(ctx context.Context, app *interlock.App, accounts []ulid.ULID) error {
+func (b *bencher) sync(ctx context.Context, app *interlock.App, ids []ulid.ULID) error {
 	c := b.cfg
 	dispatch := func(ctx context.Context) error {
-		return b.dispatch(ctx, app, accounts[rand.IntN(len(accounts))])
+		return b.dispatch(ctx, app, ids[rand.IntN(len(ids))])
 	}
 
 	b.say("commands_sync: max rate, closed loop, %d dispatchers for %v", c.dispatchers, c.probe)

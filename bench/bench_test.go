@@ -124,9 +124,21 @@ func TestBenchTable(t *testing.T) {
 	if err := printBench(&out, r); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"raw_txn_produce", "raw_consume", "commands_async", "commands_sync max", "restore_full", "restore_watermark", "memory: peak heap", "commands_async / raw_txn_produce", "restore_full / raw_consume", "sync p99"} {
+	for _, want := range []string{"raw_txn_produce", "raw_consume", "commands_async", "commands_sync max", "restore_full", "restore_watermark", "memory: peak heap", "commands_async / raw_txn_produce", "restore_full / raw_consume", "sync p99",
+		"projection kafka_to_kafka", "not measured (the workload has no Export)", "not measured (no --postgres, or the workload has no ReadModel)"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
+		}
+	}
+	// Measured projectors print their rates.
+	out.Reset()
+	r.Projection = projectionResult{KafkaToKafka: throughput{Records: 600, Seconds: 2, PerSec: 300}, Postgres: throughput{Records: 600, Seconds: 3, PerSec: 200}}
+	if err := printBench(&out, r); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"300 events/s", "200 events/s"} {
+		if !strings.Contains(out.String(), want) || strings.Contains(out.String(), "not measured") {
+			t.Errorf("table with both projectors measured lacks %q or says not measured:\n%s", want, out.String())
 		}
 	}
 }
