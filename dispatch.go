@@ -83,6 +83,14 @@ func Send[C aggregate.Cmd[R], R any](ctx context.Context, app *App, cmd C) (ulid
 	return res.CommandID, err
 }
 
+// SendValue is Send for a command whose type is known only at run time,
+// such as one a benchmark workload returns: cmd is a command value (not a
+// pointer) of a registered type.
+func SendValue(ctx context.Context, app *App, cmd any) (ulid.ULID, error) {
+	res, err := app.dispatch(ctx, cmd, true, nil)
+	return res.CommandID, err
+}
+
 // dispatch runs cmd (a command value) through the dispatch middleware to
 // the dispatcher: Send when async, else Dispatch, whose JSON result decode
 // turns into the result's Value.

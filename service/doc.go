@@ -24,8 +24,13 @@
 //	projections dlq retry NAME KEY apply a key's parked events again
 //	schema check                   check the schemas against the registry, for CI
 //	healthcheck                    ask this host's serve whether it is ready (exit 0) or not (1)
+//	bench                          measure the workload given WithBench (package bench): commands,
+//	                               latency, restores and projectors against the broker's limit
 //
-// A binary adds its own commands with WithCommand. The commands that read
+// A binary adds its own commands with WithCommand, and gives bench the
+// workload it measures with WithBench: the aggregate type and the commands
+// to send (without one, bench fails and says so). bench has flags of its
+// own (bench -h), not the settings below. The commands that read
 // or change the cluster (topics, events, aggregate, projections) need
 // brokers; serve alone runs an embedded Kafka without them. The
 // projections commands start the application as a dispatcher only (its

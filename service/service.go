@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/interlock-go/interlock"
+	"github.com/interlock-go/interlock/bench"
 )
 
 // Build builds the user's application from the configuration: it creates
@@ -40,6 +41,14 @@ func WithCommand(name, summary string, run func(ctx context.Context, args []stri
 	})
 }
 
+// WithBench gives the bench command the workload it measures: the
+// aggregate type, the command that sets up each aggregate, the command the
+// timed phases send and, optionally, projectors (see package bench).
+// Default: none, and bench fails with an error that names this option.
+func WithBench(w bench.Workload) Option {
+	return optionFunc(func(r *runner) { r.bench = &w })
+}
+
 // WithProgram sets the program name shown in the usage. Default: the base
 // name of os.Args[0] (Main), "interlock" (Run).
 func WithProgram(name string) Option {
@@ -56,6 +65,7 @@ type runner struct {
 	prog           string
 	build          Build
 	extra          []extraCommand
+	bench          *bench.Workload
 	stdout, stderr io.Writer
 	getenv         func(string) string
 }
@@ -132,6 +142,9 @@ func (r *runner) run(ctx context.Context, args []string) error {
 		if x.name == args[0] {
 			return x.run(ctx, args[1:], r.stdout, r.stderr)
 		}
+	}
+	if args[0] == "bench" {
+		return r.runBench(ctx, args[1:])
 	}
 	var cmd *command
 	n := 0
@@ -246,6 +259,13 @@ func (r *runner) usage(w io.Writer) {
 	for _, c := range commands {
 		fmt.Fprintf(tw, "  %s %s\t%s\n", c.path, c.args, firstLine(c.summary))
 	}
+	benchReplaced := false
+	for _, x := range r.extra {
+		benchReplaced = benchReplaced || x.name == "bench"
+	}
+	if !benchReplaced {
+		fmt.Fprintf(tw, "  bench\t%s\n", benchSummary)
+	}
 	for _, x := range r.extra {
 		fmt.Fprintf(tw, "  %s\t%s\n", x.name, x.summary)
 	}
@@ -309,4 +329,15 @@ func (inv *invocation) offline(ctx context.Context) (*interlock.App, error) {
 		return nil, &usageError{fmt.Sprintf("%s needs --brokers (or INTERLOCK_BROKERS): an embedded Kafka has nothing to show once its process ends", inv.cmd.path)}
 	}
 	return inv.app(ctx)
+}
+
+const benchSummary = "measure the application's commands, latency and restores against the broker's limit (WithBench)"
+
+// runBench runs the bench of the workload given WithBench: it has flags of
+// its own (its --brokers, say), not the settings of the other commands.
+func (r *runner) runBench(ctx context.Context, args []string) error {
+	if r.bench == nil {
+		return fmt.Errorf("bench: %s has no workload to measure: give its service.Main the option service.WithBench(bench.Workload{...}) with the aggregate and commands to send", r.prog)
+	}
+	return bench.Run(ctx, *r.bench, args, r.stdout, r.stderr)
 }

@@ -2,8 +2,9 @@
 // package bank (accounts, transfers and the transfer saga, plus the
 // balances read model when a PostgreSQL DSN is configured) run as a
 // service, with the standard commands of package service (serve, topics,
-// events, aggregate, projections, schema), and two of its own: demo, the
-// first-run tour on an embedded Kafka, and bench, the benchmark.
+// events, aggregate, projections, schema, and bench, measuring the bank
+// accounts), and one of its own: demo, the first-run tour on an embedded
+// Kafka.
 package main
 
 import (
@@ -27,10 +28,7 @@ func commands() []service.Option {
 	return []service.Option{
 		service.WithCommand("demo", "run the bank example on an embedded Kafka (or --brokers): the first run",
 			func(ctx context.Context, args []string, stdout, _ io.Writer) error { return demo(ctx, stdout, args) }),
-		service.WithCommand("bench", "measure commands, latency and restores against the broker's limit",
-			func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-				return bench(ctx, stdout, stderr, args)
-			}),
+		service.WithBench(bankBench()),
 	}
 }
 

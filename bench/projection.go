@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -13,7 +13,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/interlock-go/interlock"
-	"github.com/interlock-go/interlock/examples/bank"
 	"github.com/interlock-go/interlock/projections"
 )
 
@@ -21,22 +20,28 @@ import (
 // that read the restore phase's events topic from its start, beside
 // raw_consume of the same topic.
 type projectionResult struct {
-	// KafkaToKafka exports each event as a record of another topic, in
-	// Kafka transactions with the consumed offsets (projections.Kafka()).
+	// KafkaToKafka is the workload's Export: each event as a record of
+	// another topic, in Kafka transactions with the consumed offsets
+	// (projections.Kafka()). Zero when the workload has no Export.
 	KafkaToKafka throughput `json:"kafka_to_kafka"`
-	// Postgres keeps the bank's balances read model, each batch and its
-	// offsets in one database transaction (package postgres). Zero when
-	// no --postgres DSN is given.
+	// Postgres is the workload's ReadModel (the bank's balances), each
+	// batch and its offsets in one database transaction (package
+	// postgres). Zero when no --postgres DSN is given or the workload has
+	// no ReadModel.
 	Postgres throughput `json:"postgres"`
 }
 
-// projectionPhase runs the projectors over the events of the app name
-// (events written in its events topic) and times each from its start
-// until it has applied the last event of every partition. dsn is the
-// PostgreSQL of the read model ("" skips it).
+// projectionPhase runs the workload's projectors over the events of the
+// app name (events written in its events topic) and times each from its
+// start until it has applied the last event of every partition. dsn is
+// the PostgreSQL of the read model ("" skips it).
 func (b *bencher) projectionPhase(ctx context.Context, name string, events int64, dsn string) (projectionResult, error) {
 	var res projectionResult
-	topic := eventsTopic(name)
+	if b.work.Export == nil && b.work.ReadModel == nil {
+		b.say("projection: the workload has no projectors (Export, ReadModel); not measured")
+		return res, nil
+	}
+	topic := b.eventsTopic(name)
 	ends, err := b.endOffsets(ctx, topic)
 	if err != nil {
 		return res, err
@@ -54,26 +59,25 @@ func (b *bencher) projectionPhase(ctx context.Context, name string, events int64
 		positions = append(positions, interlock.Position{Topic: topic, Partition: p, Offset: o})
 	}
 
-	export := name + ".export"
-	if err := b.createTopic(ctx, export); err != nil {
-		return res, err
+	if b.work.Export == nil {
+		b.say("projection kafka_to_kafka: the workload has no Export; not measured")
+	} else {
+		export := name + ".export"
+		if err := b.createTopic(ctx, export); err != nil {
+			return res, err
+		}
+		b.say("projection kafka_to_kafka: %d events into %s, exactly once", events, export)
+		if res.KafkaToKafka, err = b.project(ctx, name, b.work.Export(export), positions, events); err != nil {
+			return res, fmt.Errorf("projection kafka_to_kafka: %w", err)
+		}
+		b.say("projection kafka_to_kafka: %.0f events/s", res.KafkaToKafka.PerSec)
 	}
-	exporter := projections.New("bench-export", projections.Kafka())
-	projections.On(exporter, func(ctx context.Context, out *projections.Output, e projections.Event[bank.MoneyDeposited]) error {
-		out.Produce(&kgo.Record{Topic: export, Key: []byte(e.AggregateID.String()), Value: fmt.Appendf(nil, `{"amount":%d}`, e.Data.Amount)})
-		return nil
-	})
-	projections.On(exporter, func(ctx context.Context, out *projections.Output, e projections.Event[bank.AccountOpened]) error {
-		out.Produce(&kgo.Record{Topic: export, Key: []byte(e.AggregateID.String()), Value: []byte(`{"opened":true}`)})
-		return nil
-	})
-	b.say("projection kafka_to_kafka: %d events into %s, exactly once", events, export)
-	if res.KafkaToKafka, err = b.project(ctx, name, exporter, positions, events); err != nil {
-		return res, fmt.Errorf("projection kafka_to_kafka: %w", err)
-	}
-	b.say("projection kafka_to_kafka: %.0f events/s", res.KafkaToKafka.PerSec)
 
-	if dsn == "" {
+	switch {
+	case b.work.ReadModel == nil:
+		b.say("projection postgres: the workload has no ReadModel; not measured")
+		return res, nil
+	case dsn == "":
 		b.say("projection postgres: no --postgres DSN; not measured")
 		return res, nil
 	}
@@ -82,8 +86,9 @@ func (b *bencher) projectionPhase(ctx context.Context, name string, events int64
 		return res, fmt.Errorf("projection postgres: %w", err)
 	}
 	defer drop()
-	b.say("projection postgres: %d events into the balances read model, exactly once", events)
-	if res.Postgres, err = b.project(ctx, name, bank.Balances("bench-balances", pool), positions, events); err != nil {
+	readModel := b.work.ReadModel(pool)
+	b.say("projection postgres: %d events into the read model %s, exactly once", events, readModel.Name())
+	if res.Postgres, err = b.project(ctx, name, readModel, positions, events); err != nil {
 		return res, fmt.Errorf("projection postgres: %w", err)
 	}
 	b.say("projection postgres: %.0f events/s", res.Postgres.PerSec)
@@ -100,7 +105,8 @@ func (b *bencher) project(ctx context.Context, name string, p projections.Runner
 		interlock.WithPartitions(int32(b.cfg.partitions)),
 		interlock.WithLogger(b.log),
 		interlock.WithClientOptions(kgo.ClientID(name+"-"+p.Name())),
-	).RegisterAggregate(bank.Accounts()).RegisterProjection(p).Build()
+		interlock.WithCodec(b.work.codec()),
+	).RegisterAggregate(b.work.Aggregate).RegisterProjection(p).Build()
 	if err != nil {
 		return throughput{}, err
 	}

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -20,7 +20,7 @@ func TestProjectionPhase(t *testing.T) {
 	defer cancel()
 	brokers := kafkatest.Brokers(t)
 	name := kafkatest.Name(t)
-	b := &bencher{cfg: benchConfig{partitions: 3, timeout: 30 * time.Second}, brokers: brokers,
+	b := &bencher{cfg: benchConfig{partitions: 3, timeout: 30 * time.Second}, work: bankWorkload(), brokers: brokers,
 		progress: io.Discard, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	app, err := interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithPartitions(3),
 		interlock.WithLogger(b.log)).RegisterAggregate(bank.Accounts()).Build()
