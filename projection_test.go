@@ -496,3 +496,69 @@ func TestProjectionReset(t *testing.T) {
 		t.Fatalf("read model after the reset %v, fold %v", got, want)
 	}
 }
+
+// TestStatusLagInTime: a projection's status gives its lag in time on
+// every partition where events wait, also to an instance that does not run
+// it (as projections status does): how long ago the last event it applied
+// was written; 0 where it has caught up.
+func TestStatusLagInTime(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	ctx := ctxT(t)
+	app := startApp(t, brokers, name)
+	stuck := func() *projections.Projection[*struct{}] {
+		p := projections.New("stuck", projections.Effects(), projections.WithPolicy(projections.Stop), projections.WithRetries(0, time.Millisecond))
+		projections.On(p, func(ctx context.Context, _ *struct{}, e projections.Event[bank.MoneyDeposited]) error {
+			if e.Data.Amount == 13 {
+				return errors.New("unlucky amount")
+			}
+			return nil
+		})
+		return p
+	}
+	runner := projectorApp(t, brokers, name, stuck())
+	defer runner.Close(context.Background())
+	asker := startWith(t, interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithPartitions(3),
+		interlock.WithLogger(testLogger()), interlock.WithRoles(interlock.RoleDispatch)).RegisterAggregate(bank.Accounts()).RegisterProjection(stuck()))
+	id := interlock.NewID()
+	res, err := interlock.Dispatch(ctx, app, bank.OpenAccount{Command: interlock.To(id), Owner: "ada"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	written := time.Now()
+	if err := runner.Projection("stuck").WaitFor(ctx, res.Positions); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := interlock.Dispatch(ctx, app, deposit(id, 13)); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); runner.Projection("stuck").Err() == nil; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the projection did not stop at the poison event")
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	at := res.Positions[0]
+	for what, a := range map[string]*interlock.App{"running instance": runner, "asking instance": asker} {
+		before := time.Now()
+		st, err := a.Projection("stuck").Status(ctx)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if st.CaughtUp || len(st.Partitions) != 3 {
+			t.Fatalf("%s: status %+v: want 3 partitions, not caught up", what, st)
+		}
+		for _, p := range st.Partitions {
+			switch {
+			case p.Partition != at.Partition:
+				if p.Lag != 0 || p.Behind != 0 {
+					t.Errorf("%s: partition %d without events: lag %d, %v behind; want 0", what, p.Partition, p.Lag, p.Behind)
+				}
+			case p.Lag == 0 || p.Behind < before.Sub(written) || p.Behind > time.Since(written)+time.Second:
+				t.Errorf("%s: partition %d: lag %d, %v behind; want the deposit waiting, and about %v since the account was opened",
+					what, p.Partition, p.Lag, p.Behind, before.Sub(written))
+			}
+		}
+	}
+}
