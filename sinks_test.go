@@ -2,8 +2,10 @@ package interlock_test
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -19,6 +21,8 @@ import (
 	"github.com/interlock-go/interlock/internal/redistest"
 	"github.com/interlock-go/interlock/projections"
 	"github.com/interlock-go/interlock/projections/redisview"
+	"github.com/interlock-go/interlock/schema"
+	"github.com/interlock-go/interlock/schema/kafkaregistry"
 )
 
 // TestKafkaToKafka: a projection on the Kafka sink turns events into
@@ -228,5 +232,124 @@ func TestKafkaSinkDeadLetters(t *testing.T) {
 	}
 	if got := exported(); got[bad.String()] != "1;13;3;" {
 		t.Fatalf("exported %v after the retry", got)
+	}
+}
+
+// ExportedDeposit is the record TestAvroWithRegistry's exporter writes
+// for a downstream pipeline.
+type ExportedDeposit struct {
+	Account string `avro:"account"`
+	Version int64  `avro:"version"`
+	Amount  int64  `avro:"amount"`
+}
+
+// TestAvroWithRegistry: a Kafka-to-Kafka projection writes Avro records in
+// the Confluent wire format with the IDs a schema registry gave, and a
+// projection in another process reads that topic as a foreign one,
+// decoding them through the registry with a newer shape of the record.
+func TestAvroWithRegistry(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	ctx := ctxT(t)
+	export := name + ".export"
+	kafkatest.CreateTopic(t, brokers, export, 3)
+	openRegistry := func() *kafkaregistry.Registry {
+		reg, err := kafkaregistry.New(ctx, kafkaregistry.Topic(name+".export._schemas"), kafkaregistry.ClientOpts(kgo.SeedBrokers(brokers...)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(reg.Close)
+		return reg
+	}
+
+	// The writer: its record type registered under the export topic.
+	reg := openRegistry()
+	writer, err := schema.Avro(schema.AvroNamespace("export"), schema.AvroRegistry(reg)).For(reflect.TypeFor[ExportedDeposit]())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := schema.Register(ctx, writer, export)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exporter := projections.New("export", projections.Kafka())
+	projections.On(exporter, func(ctx context.Context, out *projections.Output, e projections.Event[bank.MoneyDeposited]) error {
+		v, err := writer.Encode(ExportedDeposit{Account: e.AggregateID.String(), Version: e.Version, Amount: e.Data.Amount})
+		if err != nil {
+			return err
+		}
+		out.Produce(&kgo.Record{Topic: export, Key: []byte(e.AggregateID.String()), Value: v})
+		return nil
+	})
+
+	// The reader, elsewhere: the record has since lost a field and gained
+	// one with a default, so only the writer schema, fetched from the
+	// registry by the ID in each record, lets it decode them.
+	type ExportedDeposit struct {
+		Account string  `avro:"account"`
+		Amount  int64   `avro:"amount"`
+		Note    *string `avro:"note"`
+	}
+	reader, err := schema.Avro(schema.AvroNamespace("export"), schema.AvroRegistry(openRegistry())).For(reflect.TypeFor[ExportedDeposit]())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	read := map[string]int64{}
+	downstream := projections.New("downstream", projections.Effects())
+	projections.OnRecord(downstream, export, func(ctx context.Context, _ *struct{}, r *kgo.Record) error {
+		v, err := schema.DecodeContext(ctx, reader, r.Value)
+		if err != nil {
+			return err
+		}
+		d := v.(*ExportedDeposit)
+		if d.Note != nil {
+			return fmt.Errorf("note %q, want the default (none)", *d.Note)
+		}
+		mu.Lock()
+		read[d.Account] += d.Amount
+		mu.Unlock()
+		return nil
+	})
+
+	app := startWith(t, interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithPartitions(3),
+		interlock.WithLogger(testLogger())).RegisterAggregate(bank.Accounts()).RegisterProjection(exporter))
+	consumer := projectorApp(t, brokers, name, downstream)
+	defer consumer.Close(context.Background())
+	want := map[string]int64{}
+	for i := range 3 {
+		acc := open(t, ctx, app)
+		for j := range 4 {
+			if _, err := interlock.Dispatch(ctx, app, deposit(acc, int64(10*i+j+1))); err != nil {
+				t.Fatal(err)
+			}
+			want[acc.String()] += int64(10*i + j + 1)
+		}
+	}
+	if err := app.Projection("export").WaitFor(ctx, lastPositions(t, brokers, name+".bank-account.events")); err != nil {
+		t.Fatal(err)
+	}
+	records := kafkatest.ReadAll(t, brokers, export)
+	var at []interlock.Position
+	for _, r := range records {
+		if len(r.Value) < 5 || r.Value[0] != 0 || binary.BigEndian.Uint32(r.Value[1:5]) != id {
+			t.Fatalf("record % x: want the Confluent wire format with the registry's ID %d", r.Value[:min(5, len(r.Value))], id)
+		}
+		at = append(at, interlock.Position{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset})
+	}
+	if len(records) != 12 {
+		t.Fatalf("%d records exported, want 12", len(records))
+	}
+	if vs, err := reg.Versions(ctx, schema.TopicRecordName(export, "export.ExportedDeposit")); err != nil || len(vs) != 1 || vs[0].ID != id {
+		t.Fatalf("subject versions %+v, %v: want the writer's schema, ID %d", vs, err, id)
+	}
+	if err := consumer.Projection("downstream").WaitFor(ctx, at); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(read) != fmt.Sprint(want) {
+		t.Fatalf("read downstream %v, want %v", read, want)
 	}
 }
