@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"strconv"
@@ -351,5 +352,66 @@ func TestAvroWithRegistry(t *testing.T) {
 	defer mu.Unlock()
 	if fmt.Sprint(read) != fmt.Sprint(want) {
 		t.Fatalf("read downstream %v, want %v", read, want)
+	}
+}
+
+// TestEffectsRetryWithBackoff: a side effect that fails for a while (a
+// remote service down) is tried again after a backoff that doubles, and
+// succeeds without being parked; the effects of other events are not
+// repeated, as each event is a batch of its own.
+func TestEffectsRetryWithBackoff(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	ctx := ctxT(t)
+	var mu sync.Mutex
+	calls := map[string][]time.Time{} // attempts per event ID
+	done := map[string]int{}          // successful calls per event ID
+	var flaky string                  // the event ID whose first two calls fail
+	p := projections.New("notifier", projections.Effects(), projections.WithRetries(3, 50*time.Millisecond))
+	projections.On(p, func(ctx context.Context, _ *struct{}, e projections.Event[bank.MoneyDeposited]) error {
+		mu.Lock()
+		defer mu.Unlock()
+		id := e.EventID.String()
+		calls[id] = append(calls[id], time.Now())
+		if e.Data.Amount == 13 {
+			flaky = id
+			if len(calls[id]) <= 2 {
+				return errors.New("503 service unavailable")
+			}
+		}
+		done[id]++
+		return nil
+	})
+	app := startWith(t, interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithPartitions(3),
+		interlock.WithLogger(testLogger())).RegisterAggregate(bank.Accounts()).RegisterProjection(p))
+	acc := open(t, ctx, app)
+	var last []interlock.Position
+	for _, amount := range []int64{1, 13, 2, 3} {
+		res, err := interlock.Dispatch(ctx, app, deposit(acc, amount))
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = res.Positions
+	}
+	if err := app.Projection("notifier").WaitFor(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(done) != 4 {
+		t.Fatalf("effects done for %d events, want 4 (%v)", len(done), done)
+	}
+	for id, n := range done {
+		if n != 1 || (id != flaky && len(calls[id]) != 1) {
+			t.Errorf("event %s: %d calls, %d successful; want one call (three for the flaky one), one success", id, len(calls[id]), n)
+		}
+	}
+	at := calls[flaky]
+	if len(at) != 3 || at[1].Sub(at[0]) < 50*time.Millisecond || at[2].Sub(at[1]) < 100*time.Millisecond {
+		t.Fatalf("the flaky call was tried at %v; want three tries, 50 ms then 100 ms apart at least", at)
+	}
+	if parked, err := app.Projection("notifier").Parked(ctx); err != nil || len(parked) != 0 {
+		t.Fatalf("parked %+v, %v; want none", parked, err)
 	}
 }
