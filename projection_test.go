@@ -15,6 +15,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/oklog/ulid/v2"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/interlock-go/interlock"
 	"github.com/interlock-go/interlock/examples/bank"
@@ -600,5 +602,84 @@ func TestStatusLagInTime(t *testing.T) {
 					what, p.Partition, p.Lag, p.Behind, before.Sub(written))
 			}
 		}
+	}
+}
+
+// TestProjectionStartsFromTheDatabase: the PostgreSQL sink's checkpoints,
+// not the group's offsets in Kafka, say where a projection starts: with
+// the database restored from a backup taken mid-run (its read model and
+// checkpoints together), the projection applies again what came after the
+// backup, although Kafka's offsets are past it, and ends equal to the fold
+// of the log.
+func TestProjectionStartsFromTheDatabase(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	pool, _ := pgtest.Pool(t)
+	ctx := ctxT(t)
+	app := startApp(t, brokers, name)
+	topic := name + ".bank-account.events"
+	ids := []ulid.ULID{open(t, ctx, app), open(t, ctx, app), open(t, ctx, app)}
+	deposits := func(amount int64) {
+		for _, id := range ids {
+			if _, err := interlock.Dispatch(ctx, app, deposit(id, amount)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	project := func() {
+		t.Helper()
+		runner := projectorApp(t, brokers, name, bank.Balances("balances", pool))
+		defer runner.Close(ctx)
+		if err := runner.Projection("balances").WaitFor(ctx, lastPositions(t, brokers, topic)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exec := func(sql string) {
+		t.Helper()
+		if _, err := pool.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deposits(5)
+	project()
+	exec(`CREATE TABLE backup_balances AS SELECT * FROM bank_balances; CREATE TABLE backup_checkpoints AS SELECT * FROM interlock_checkpoints`)
+	backup := readModel(t, pool)
+	deposits(7)
+	project()
+	exec(`DELETE FROM bank_balances; INSERT INTO bank_balances SELECT * FROM backup_balances;
+DELETE FROM interlock_checkpoints; INSERT INTO interlock_checkpoints SELECT * FROM backup_checkpoints`)
+
+	// Kafka's offsets are past the restored checkpoints.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	committed, err := kadm.NewClient(cl).FetchOffsets(ctx, name+".projection.balances")
+	if err == nil {
+		err = committed.Error()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := postgres.NewSink(pool).Checkpoints(ctx, "balances", topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ahead := 0
+	for p, next := range stored {
+		if o, ok := committed.Lookup(topic, p); ok && o.At > next {
+			ahead++
+		}
+	}
+	if ahead == 0 {
+		t.Fatalf("the group's offsets %v are not past the restored checkpoints %v: the test proves nothing", committed, stored)
+	}
+
+	project()
+	want, got := fold(t, brokers, topic), readModel(t, pool)
+	if fmt.Sprint(got) != fmt.Sprint(want) || fmt.Sprint(got) == fmt.Sprint(backup) {
+		t.Fatalf("read model after the restore %v, fold of the log %v (the backup held %v)", got, want, backup)
 	}
 }
