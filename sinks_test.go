@@ -28,7 +28,7 @@ import (
 
 // TestKafkaToKafka: a projection on the Kafka sink turns events into
 // records of another topic for a downstream pipeline: one record per
-// event, exactly, across a change of instance.
+// event, exactly, in each aggregate's order, across a change of instance.
 func TestKafkaToKafka(t *testing.T) {
 	t.Parallel()
 	brokers := kafkatest.Brokers(t)
@@ -68,6 +68,7 @@ func TestKafkaToKafka(t *testing.T) {
 		t.Fatal(err)
 	}
 	seen := map[string]int{}
+	last := map[string]int64{} // per account, the version last exported
 	for _, r := range kafkatest.ReadAll(t, brokers, export) {
 		var v struct {
 			Account string `json:"account"`
@@ -77,6 +78,10 @@ func TestKafkaToKafka(t *testing.T) {
 			t.Fatal(err)
 		}
 		seen[fmt.Sprintf("%s/%d", v.Account, v.Version)]++
+		if v.Version <= last[v.Account] {
+			t.Errorf("account %s: version %d exported after version %d", v.Account, v.Version, last[v.Account])
+		}
+		last[v.Account] = v.Version
 	}
 	if len(seen) != deposits {
 		t.Fatalf("%d exported events, want %d", len(seen), deposits)
