@@ -22,11 +22,11 @@ type PartitionStatus struct {
 	// Lag is End - Applied: records, aborted ones and transaction markers
 	// included (a caught-up partition shows 0, or 1 after a transaction).
 	Lag int64
-	// Behind is the lag in time: while committed events wait, how long
-	// ago the last event applied was written (the first waiting one, when
-	// none was applied). Zero otherwise. Status tells it on every
-	// partition; Lag (read at every metrics scrape) only on the
-	// partitions this instance owns.
+	// Behind is the lag in time: how long the oldest committed event not
+	// yet applied has waited since it was written; zero when none waits.
+	// Status tells it on every partition; Lag (read at every metrics
+	// scrape) only on the partitions this instance owns, once it has
+	// polled the event.
 	Behind time.Duration
 }
 
@@ -67,8 +67,9 @@ func (pr *Projector) Lag(ctx context.Context) ([]PartitionStatus, error) {
 			ps := PartitionStatus{Topic: topic, Partition: o.Partition, Applied: applied[o.Partition], End: o.Offset}
 			ps.Lag = max(0, ps.End-ps.Applied)
 			pr.mu.Lock()
-			if at, ok := pr.appliedAt[topicPartition{topic, o.Partition}]; ok && ps.Lag > 1 && pr.owned[topicPartition{topic, o.Partition}] {
-				ps.Behind = now.Sub(at)
+			k := topicPartition{topic, o.Partition}
+			if w := pr.waiting[k]; len(w) > 0 && pr.owned[k] {
+				ps.Behind = max(now.Sub(w[0].Timestamp), time.Nanosecond)
 			}
 			pr.mu.Unlock()
 			out = append(out, ps)
@@ -99,7 +100,7 @@ func (pr *Projector) Status(ctx context.Context) (Status, error) {
 			pending = append(pending, ps)
 		}
 	}
-	behind, err := pr.waiting(ctx, pending)
+	behind, err := pr.oldestWaiting(ctx, pending)
 	if err != nil {
 		return st, err
 	}
@@ -110,25 +111,22 @@ func (pr *Projector) Status(ctx context.Context) (Status, error) {
 	return st, nil
 }
 
-// waiting reads the partitions of parts from the last event applied on
-// each, and returns, for those where a committed record lies at or after
-// Applied, how long ago the last event applied was written (the first
-// waiting one, when none was applied or it is unreadable). The lag the end
+// oldestWaiting reads the partitions of parts from the offset applied on each,
+// and returns, for those where a committed record lies there or after, how
+// long the first of them has waited since it was written. The lag the end
 // offsets show on the other partitions is only transaction markers and
 // aborted records.
-func (pr *Projector) waiting(ctx context.Context, parts []PartitionStatus) (map[topicPartition]time.Duration, error) {
+func (pr *Projector) oldestWaiting(ctx context.Context, parts []PartitionStatus) (map[topicPartition]time.Duration, error) {
 	out := map[topicPartition]time.Duration{}
 	if len(parts) == 0 {
 		return out, nil
 	}
 	from := map[string]map[int32]kgo.Offset{}
-	applied := map[topicPartition]int64{}
 	for _, ps := range parts {
 		if from[ps.Topic] == nil {
 			from[ps.Topic] = map[int32]kgo.Offset{}
 		}
-		from[ps.Topic][ps.Partition] = kgo.NewOffset().At(max(ps.Applied-1, 0))
-		applied[topicPartition{ps.Topic, ps.Partition}] = ps.Applied
+		from[ps.Topic][ps.Partition] = kgo.NewOffset().At(ps.Applied)
 	}
 	cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), pr.cfg.ClientOpts...),
 		kgo.ConsumePartitions(from),
@@ -141,24 +139,12 @@ func (pr *Projector) waiting(ctx context.Context, parts []PartitionStatus) (map[
 	defer cl.Close()
 	pctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	last := map[topicPartition]time.Time{} // the last event applied, when read
-	for len(applied) > 0 {
+	for len(out) < len(parts) {
 		fs := cl.PollFetches(pctx)
 		now := time.Now()
 		fs.EachRecord(func(r *kgo.Record) {
-			k := topicPartition{r.Topic, r.Partition}
-			next, open := applied[k]
-			switch {
-			case !open:
-			case r.Offset < next:
-				last[k] = r.Timestamp
-			default:
-				at, ok := last[k]
-				if !ok {
-					at = r.Timestamp
-				}
-				out[k] = max(now.Sub(at), time.Nanosecond)
-				delete(applied, k)
+			if k := (topicPartition{r.Topic, r.Partition}); out[k] == 0 {
+				out[k] = max(now.Sub(r.Timestamp), time.Nanosecond)
 			}
 		})
 		if pctx.Err() != nil {
