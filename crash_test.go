@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/oklog/ulid/v2"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/interlock-go/interlock"
@@ -113,4 +114,27 @@ WHERE application_name = ANY($1) AND backend_xid IS NOT NULL LIMIT 1`, names).Sc
 		}
 	}
 	return nil
+}
+
+// inKafkaTransaction waits up to wait until the transactional ID txnID has
+// a transaction open (a batch of a Kafka-sink projection under way), and
+// reports whether it had.
+func inKafkaTransaction(t *testing.T, brokers []string, txnID string, wait time.Duration) bool {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	for deadline := time.Now().Add(wait); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+		txns, err := adm.ListTransactions(context.Background(), nil, []string{"Ongoing"})
+		if err != nil {
+			continue
+		}
+		if _, ok := txns[txnID]; ok {
+			return true
+		}
+	}
+	return false
 }

@@ -28,7 +28,9 @@ import (
 
 // TestKafkaToKafka: a projection on the Kafka sink turns events into
 // records of another topic for a downstream pipeline: one record per
-// event, exactly, in each aggregate's order, across a change of instance.
+// event, exactly, in each aggregate's order, across a change of instance
+// and a crash (an instance cut off Kafka with a transaction open, let
+// back later as a zombie).
 func TestKafkaToKafka(t *testing.T) {
 	t.Parallel()
 	brokers := kafkatest.Brokers(t)
@@ -58,14 +60,49 @@ func TestKafkaToKafka(t *testing.T) {
 	}
 	first := projectorApp(t, brokers, name, exporter())
 	run(30)
-	second := projectorApp(t, brokers, name, exporter())
+	crashing := newCrash()
+	second := projectorAppWith(t, brokers, name, []interlock.Option{crashing.kafka(), interlock.WithInstanceID("exporter-2")}, exporter())
 	if err := first.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
 	run(30)
-	defer second.Close(context.Background())
-	if err := second.Projection("export").WaitFor(ctx, lastPositions(t, brokers, name+".bank-account.events")); err != nil {
+	// Kill the second while deposits flow and it has a transaction open.
+	stop := make(chan struct{})
+	var flowing sync.WaitGroup
+	flowing.Add(1)
+	go func() {
+		defer flowing.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := interlock.Dispatch(ctx, app, deposit(ids[i%2], int64(i+1))); err != nil {
+				t.Errorf("deposit: %v", err)
+				return
+			}
+			deposits++
+		}
+	}()
+	if !inKafkaTransaction(t, brokers, name+".projection.export.exporter-2", 10*time.Second) {
+		close(stop)
+		flowing.Wait()
+		t.Fatal("the exporter never had a transaction open: the crash would prove nothing")
+	}
+	crashing.Kill()
+	third := projectorApp(t, brokers, name, exporter())
+	defer third.Close(context.Background())
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	flowing.Wait()
+	run(10)
+	if err := third.Projection("export").WaitFor(ctx, lastPositions(t, brokers, name+".bank-account.events")); err != nil {
 		t.Fatal(err)
+	}
+	crashing.Revive()
+	if err := second.Close(ctx); err != nil {
+		t.Logf("closing the zombie: %v", err)
 	}
 	seen := map[string]int{}
 	last := map[string]int64{} // per account, the version last exported
