@@ -116,10 +116,10 @@ WHERE application_name = ANY($1) AND backend_xid IS NOT NULL LIMIT 1`, names).Sc
 	return nil
 }
 
-// inKafkaTransaction waits up to wait until the transactional ID txnID has
-// a transaction open (a batch of a Kafka-sink projection under way), and
-// reports whether it had.
-func inKafkaTransaction(t *testing.T, brokers []string, txnID string, wait time.Duration) bool {
+// inKafkaTransaction waits up to wait until one of the transactional IDs
+// txnIDs has a transaction open (a batch of a processor or a Kafka-sink
+// projection under way), and returns it; "" when none had.
+func inKafkaTransaction(t *testing.T, brokers []string, wait time.Duration, txnIDs ...string) string {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
@@ -132,9 +132,11 @@ func inKafkaTransaction(t *testing.T, brokers []string, txnID string, wait time.
 		if err != nil {
 			continue
 		}
-		if _, ok := txns[txnID]; ok {
-			return true
+		for _, id := range txnIDs {
+			if _, ok := txns[id]; ok {
+				return id
+			}
 		}
 	}
-	return false
+	return ""
 }

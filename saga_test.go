@@ -34,8 +34,8 @@ func transfersAppWith(t *testing.T, brokers []string, name string, roles interlo
 // TestTransferSaga: concurrent transfers, some refused at the debit
 // (insufficient funds) and some at the credit (an account never opened, so
 // the debit is refunded), while the processors and the saga are replaced
-// mid-run, once by a crash (the worker cut off Kafka at once, its
-// transactions left open) and once by a stop: every transfer ends
+// mid-run, once by a crash (the worker cut off Kafka at once while a
+// transaction of its processor or saga is open) and once by a stop: every transfer ends
 // completed or failed, never half done; each saga step ran once; money is
 // conserved; correlation flows from the transfer to every command the
 // saga sent.
@@ -54,7 +54,7 @@ func TestTransferSaga(t *testing.T) {
 	client := transfersApp(t, brokers, name, interlock.RoleDispatch, tenant)
 	defer client.Close(context.Background())
 	first := newCrash()
-	workers := []*interlock.App{transfersAppWith(t, brokers, name, interlock.RoleProcess|interlock.RoleProject, []interlock.Option{first.kafka()})}
+	workers := []*interlock.App{transfersAppWith(t, brokers, name, interlock.RoleProcess|interlock.RoleProject, []interlock.Option{first.kafka(), interlock.WithInstanceID("worker-1")})}
 	accounts := make([]ulid.ULID, 6)
 	for i := range accounts {
 		accounts[i] = open(t, ctx, client)
@@ -66,12 +66,20 @@ func TestTransferSaga(t *testing.T) {
 	var mu sync.Mutex
 	var transfers []ulid.ULID
 	var wg sync.WaitGroup
+	flowing := make(chan struct{}) // closed when the workers have been replaced
 	for w := range 3 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			r := rand.New(rand.NewPCG(uint64(w), 7))
-			for range 15 {
+			for i := 0; ; i++ {
+				select {
+				case <-flowing:
+					if i >= 15 {
+						return
+					}
+				default:
+				}
 				from := accounts[r.IntN(len(accounts))]
 				to := accounts[r.IntN(len(accounts))]
 				if r.IntN(5) == 0 {
@@ -109,13 +117,24 @@ func TestTransferSaga(t *testing.T) {
 			if owned == 0 {
 				t.Fatal("the worker to kill owns no commands partition: the crash would prove nothing")
 			}
+			// Kill it with a transaction open: the saga's, else the
+			// processor's.
+			txn := inKafkaTransaction(t, brokers, 5*time.Second, name+".projection.bank-transfer-saga.worker-1")
+			if txn == "" {
+				txn = inKafkaTransaction(t, brokers, 5*time.Second, name+".processor.worker-1")
+			}
+			if txn == "" {
+				t.Fatal("the worker to kill never had a transaction open: the crash would prove little")
+			}
 			first.Kill()
+			t.Logf("worker killed with transaction %s open", txn)
 			crashed = workers[0]
 		} else if err := workers[0].Close(ctx); err != nil {
 			t.Errorf("closing a worker: %v", err)
 		}
 		workers = workers[1:]
 	}
+	close(flowing)
 	wg.Wait()
 	// The crashed worker, cut off since, is let back only to be closed:
 	// what it left open was aborted, and its transactions are refused.

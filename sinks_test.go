@@ -85,7 +85,7 @@ func TestKafkaToKafka(t *testing.T) {
 			deposits++
 		}
 	}()
-	if !inKafkaTransaction(t, brokers, name+".projection.export.exporter-2", 10*time.Second) {
+	if inKafkaTransaction(t, brokers, 10*time.Second, name+".projection.export.exporter-2") == "" {
 		close(stop)
 		flowing.Wait()
 		t.Fatal("the exporter never had a transaction open: the crash would prove nothing")
