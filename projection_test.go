@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/oklog/ulid/v2"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/interlock-go/interlock"
 	"github.com/interlock-go/interlock/examples/bank"
@@ -29,10 +32,16 @@ import (
 // projections given, and returns it unclosed.
 func projectorApp(t *testing.T, brokers []string, name string, ps ...projections.Runner) *interlock.App {
 	t.Helper()
-	b := interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithPartitions(3),
+	return projectorAppWith(t, brokers, name, nil, ps...)
+}
+
+// projectorAppWith is projectorApp with more options.
+func projectorAppWith(t *testing.T, brokers []string, name string, opts []interlock.Option, ps ...projections.Runner) *interlock.App {
+	t.Helper()
+	b := interlock.NewBuilder(append([]interlock.Option{interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithPartitions(3),
 		interlock.WithLogger(testLogger()), interlock.WithRoles(interlock.RoleProject),
-		interlock.WithSessionTimeout(6*time.Second), interlock.WithTransactionTimeout(5*time.Second),
-	).RegisterAggregate(bank.Accounts())
+		interlock.WithSessionTimeout(6 * time.Second), interlock.WithTransactionTimeout(5 * time.Second),
+	}, opts...)...).RegisterAggregate(bank.Accounts())
 	for _, p := range ps {
 		b.RegisterProjection(p)
 	}
@@ -93,28 +102,29 @@ func lastPositions(t *testing.T, brokers []string, topic string) []interlock.Pos
 	return out
 }
 
-// TestProjectionExactlyOnce (invariant 6): projector instances join and
-// are stopped mid-batch, again and again, while commands flow (rebalances
-// move partitions between them); the PostgreSQL read model ends equal to
-// the fold of the log, no event counted twice. A stop lets the batch in
-// progress finish before the group moves on, so this does not produce a
-// zombie commit: the compare-and-set that refuses one is proved by
-// projections/sinktest (stale and racing checkpoints) and, with processes
-// killed by SIGKILL, by the chaos suite.
+// TestProjectionExactlyOnce (invariant 6): projector instances join, and
+// are killed mid-batch or stopped, again and again, while commands flow
+// (rebalances move partitions between them); the PostgreSQL read model
+// ends equal to the fold of the log, no event counted twice. A kill cuts
+// an instance off Kafka and PostgreSQL while it has a batch's transaction
+// open, as SIGKILL would: the transaction is rolled back, and its
+// partitions move on once its session expires. A stop asks for a close
+// that lets the batch in progress finish first. (The chaos suite also
+// kills worker processes with SIGKILL.)
 func TestProjectionExactlyOnce(t *testing.T) {
 	t.Parallel()
 	brokers := kafkatest.Brokers(t)
 	name := kafkatest.Name(t)
 	pool, _ := pgtest.Pool(t)
-	ctx := ctxT(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 	app := startApp(t, brokers, name)
 	ids := make([]ulid.ULID, 12)
 	for i := range ids {
 		ids[i] = open(t, ctx, app)
 	}
-	// Slow batches (2 ms per row update, up to 30 rows): stops land inside
-	// them, and a stopped instance's batch commits after its successor
-	// started from the checkpoint before it.
+	// Slow batches (2 ms per row update, up to 30 rows): kills and stops
+	// land inside them.
 	slow := func() projections.Option { return projections.WithMaxBatch(30) }
 	if _, err := pool.Exec(ctx, `
 CREATE TABLE bank_balances (id text PRIMARY KEY, owner text NOT NULL, balance bigint NOT NULL, events bigint NOT NULL);
@@ -139,25 +149,57 @@ CREATE TRIGGER slow BEFORE UPDATE ON bank_balances FOR EACH ROW EXECUTE FUNCTION
 			}
 		}()
 	}
-	kills := 0
-	var live []*interlock.App
-	for round := range 8 {
-		live = append(live, projectorApp(t, brokers, name, bank.Balances("balances", pool, slow())))
+	type instance struct {
+		app   *interlock.App
+		crash *crash
+	}
+	var live, killed []instance
+	stops, midBatch := 0, 0
+	for round := range 11 {
+		c := newCrash()
+		live = append(live, instance{projectorAppWith(t, brokers, name, []interlock.Option{c.kafka()}, bank.Balances("balances", c.pool(t, pool), slow())), c})
 		time.Sleep(time.Duration(200+rand.IntN(600)) * time.Millisecond)
-		if len(live) > 1 || round%2 == 1 {
+		switch {
+		case round%2 == 0 && round > 0:
+			// Kill an instance while it has a batch's transaction open.
+			crashes := make([]*crash, len(live))
+			for i, in := range live {
+				crashes[i] = in.crash
+			}
+			victim := inTransaction(t, pool, crashes, 10*time.Second)
+			if victim == nil {
+				victim = live[0].crash
+			} else {
+				midBatch++
+			}
+			victim.Kill()
+			i := slices.IndexFunc(live, func(in instance) bool { return in.crash == victim })
+			killed = append(killed, live[i])
+			live = slices.Delete(live, i, i+1)
+		case len(live) > 1:
 			// Ask for a stop mid-batch (Close returns at once; the batch
 			// finishes first).
 			gone, cancel := context.WithTimeout(ctx, time.Millisecond)
-			_ = live[0].Close(gone)
+			_ = live[0].app.Close(gone)
 			cancel()
 			live = live[1:]
-			kills++
+			stops++
 		}
 	}
 	stop.Store(true)
 	wg.Wait()
-	for _, a := range live {
-		a.Close(ctx)
+	// The catch-up at full speed.
+	if _, err := pool.Exec(ctx, `DROP TRIGGER slow ON bank_balances`); err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range live {
+		in.app.Close(ctx)
+	}
+	// The killed instances, cut off since, are let back only to be closed
+	// (a batch they try again then is refused: its checkpoint is stale).
+	for _, in := range killed {
+		in.crash.Revive()
+		in.app.Close(ctx)
 	}
 	final := projectorApp(t, brokers, name, bank.Balances("balances", pool))
 	defer final.Close(context.Background())
@@ -174,9 +216,9 @@ CREATE TRIGGER slow BEFORE UPDATE ON bank_balances FOR EACH ROW EXECUTE FUNCTION
 			t.Errorf("account %s: read model %+v, fold of the log %+v", id, got[id], w)
 		}
 	}
-	t.Logf("%d deposits, %d projector instances stopped abruptly", sent.Load(), kills)
-	if sent.Load() < 50 {
-		t.Fatalf("only %d deposits: the run proves little", sent.Load())
+	t.Logf("%d deposits; %d projector instances killed (%d of them mid-batch), %d stopped", sent.Load(), len(killed), midBatch, stops)
+	if sent.Load() < 50 || midBatch < 3 {
+		t.Fatalf("only %d deposits, %d kills mid-batch: the run proves little", sent.Load(), midBatch)
 	}
 }
 
@@ -494,5 +536,167 @@ func TestProjectionReset(t *testing.T) {
 	want, got := fold(t, brokers, topic), readModel(t, pool)
 	if fmt.Sprint(want) != fmt.Sprint(got) {
 		t.Fatalf("read model after the reset %v, fold %v", got, want)
+	}
+}
+
+// TestStatusLagInTime: a projection's lag in time is how long the oldest
+// event it has not applied has waited: on the partitions an instance owns
+// (Lag, the metric) and, through Status (projections status), on every
+// partition, also to an instance that does not run it; 0 where it has
+// caught up. A partition quiet for a while before that event does not
+// count: the time since the last event applied would.
+func TestStatusLagInTime(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	ctx := ctxT(t)
+	app := startApp(t, brokers, name)
+	stuck := func() *projections.Projection[*struct{}] {
+		p := projections.New("stuck", projections.Effects(), projections.WithPolicy(projections.Stop), projections.WithRetries(0, time.Millisecond))
+		projections.On(p, func(ctx context.Context, _ *struct{}, e projections.Event[bank.MoneyDeposited]) error {
+			if e.Data.Amount == 13 {
+				return errors.New("unlucky amount")
+			}
+			return nil
+		})
+		return p
+	}
+	runner := projectorApp(t, brokers, name, stuck())
+	defer runner.Close(context.Background())
+	asker := startWith(t, interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithPartitions(3),
+		interlock.WithLogger(testLogger()), interlock.WithRoles(interlock.RoleDispatch)).RegisterAggregate(bank.Accounts()).RegisterProjection(stuck()))
+	id := interlock.NewID()
+	res, err := interlock.Dispatch(ctx, app, bank.OpenAccount{Command: interlock.To(id), Owner: "ada"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := runner.Projection("stuck").WaitFor(ctx, res.Positions); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // the partition is quiet
+	sending := time.Now()
+	if _, err := interlock.Dispatch(ctx, app, deposit(id, 13)); err != nil {
+		t.Fatal(err)
+	}
+	sent := time.Now()
+	for deadline := time.Now().Add(30 * time.Second); runner.Projection("stuck").Err() == nil; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the projection did not stop at the poison event")
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	at := res.Positions[0]
+	check := func(what string, parts []projections.PartitionStatus, before time.Time) {
+		t.Helper()
+		if len(parts) != 3 {
+			t.Fatalf("%s: %d partitions, want 3", what, len(parts))
+		}
+		for _, p := range parts {
+			switch {
+			case p.Partition != at.Partition:
+				if p.Lag != 0 || p.Behind != 0 {
+					t.Errorf("%s: partition %d without events: lag %d, %v behind; want 0", what, p.Partition, p.Lag, p.Behind)
+				}
+			case p.Lag == 0 || p.Behind < before.Sub(sent) || p.Behind > time.Since(sending):
+				t.Errorf("%s: partition %d: lag %d, %v behind; want the deposit waiting, for %v to %v",
+					what, p.Partition, p.Lag, p.Behind, before.Sub(sent), time.Since(sending))
+			}
+		}
+	}
+	before := time.Now()
+	parts, err := runner.Projection("stuck").Lag(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("Lag of the running instance", parts, before)
+	for what, a := range map[string]*interlock.App{"running instance": runner, "asking instance": asker} {
+		before := time.Now()
+		st, err := a.Projection("stuck").Status(ctx)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if st.CaughtUp {
+			t.Fatalf("%s: status %+v: caught up", what, st)
+		}
+		check("Status of the "+what, st.Partitions, before)
+	}
+}
+
+// TestProjectionStartsFromTheDatabase: the PostgreSQL sink's checkpoints,
+// not the group's offsets in Kafka, say where a projection starts: with
+// the database restored from a backup taken mid-run (its read model and
+// checkpoints together), the projection applies again what came after the
+// backup, although Kafka's offsets are past it, and ends equal to the fold
+// of the log.
+func TestProjectionStartsFromTheDatabase(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	pool, _ := pgtest.Pool(t)
+	ctx := ctxT(t)
+	app := startApp(t, brokers, name)
+	topic := name + ".bank-account.events"
+	ids := []ulid.ULID{open(t, ctx, app), open(t, ctx, app), open(t, ctx, app)}
+	deposits := func(amount int64) {
+		for _, id := range ids {
+			if _, err := interlock.Dispatch(ctx, app, deposit(id, amount)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	project := func() {
+		t.Helper()
+		runner := projectorApp(t, brokers, name, bank.Balances("balances", pool))
+		defer runner.Close(ctx)
+		if err := runner.Projection("balances").WaitFor(ctx, lastPositions(t, brokers, topic)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exec := func(sql string) {
+		t.Helper()
+		if _, err := pool.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deposits(5)
+	project()
+	exec(`CREATE TABLE backup_balances AS SELECT * FROM bank_balances; CREATE TABLE backup_checkpoints AS SELECT * FROM interlock_checkpoints`)
+	backup := readModel(t, pool)
+	deposits(7)
+	project()
+	exec(`DELETE FROM bank_balances; INSERT INTO bank_balances SELECT * FROM backup_balances;
+DELETE FROM interlock_checkpoints; INSERT INTO interlock_checkpoints SELECT * FROM backup_checkpoints`)
+
+	// Kafka's offsets are past the restored checkpoints.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	committed, err := kadm.NewClient(cl).FetchOffsets(ctx, name+".projection.balances")
+	if err == nil {
+		err = committed.Error()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := postgres.NewSink(pool).Checkpoints(ctx, "balances", topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ahead := 0
+	for p, next := range stored {
+		if o, ok := committed.Lookup(topic, p); ok && o.At > next {
+			ahead++
+		}
+	}
+	if ahead == 0 {
+		t.Fatalf("the group's offsets %v are not past the restored checkpoints %v: the test proves nothing", committed, stored)
+	}
+
+	project()
+	want, got := fold(t, brokers, topic), readModel(t, pool)
+	if fmt.Sprint(got) != fmt.Sprint(want) || fmt.Sprint(got) == fmt.Sprint(backup) {
+		t.Fatalf("read model after the restore %v, fold of the log %v (the backup held %v)", got, want, backup)
 	}
 }

@@ -20,24 +20,33 @@ import (
 
 func transfersApp(t *testing.T, brokers []string, name string, roles interlock.Role, mws ...middleware.Middleware) *interlock.App {
 	t.Helper()
-	return launch(t, interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithPartitions(3),
+	return transfersAppWith(t, brokers, name, roles, nil, mws...)
+}
+
+// transfersAppWith is transfersApp with more options.
+func transfersAppWith(t *testing.T, brokers []string, name string, roles interlock.Role, opts []interlock.Option, mws ...middleware.Middleware) *interlock.App {
+	t.Helper()
+	return launch(t, interlock.NewBuilder(append([]interlock.Option{interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithPartitions(3),
 		interlock.WithLogger(testLogger()), interlock.WithRoles(roles),
-		interlock.WithSessionTimeout(6*time.Second), interlock.WithTransactionTimeout(5*time.Second),
-	).RegisterAggregate(bank.Accounts()).RegisterAggregate(bank.Transfers()).RegisterProjection(bank.TransferSaga()).UseDispatch(mws...))
+		interlock.WithSessionTimeout(6 * time.Second), interlock.WithTransactionTimeout(5 * time.Second),
+	}, opts...)...).RegisterAggregate(bank.Accounts()).RegisterAggregate(bank.Transfers()).RegisterProjection(bank.TransferSaga()).UseDispatch(mws...))
 }
 
 // TestTransferSaga: concurrent transfers, some refused at the debit
 // (insufficient funds) and some at the credit (an account never opened, so
 // the debit is refunded), while the processors and the saga are replaced
-// mid-run: every transfer ends completed or failed, never half done; each
-// saga step ran once; money is conserved; correlation flows from the
-// transfer to every command the saga sent, and causation links each
-// step's event to its command and that command to the event it reacted to.
+// mid-run, once by a crash (the worker cut off Kafka at once while a
+// transaction of its processor or saga is open) and once by a stop: every
+// transfer ends completed or failed, never half done; each saga step ran
+// once; money is conserved; correlation flows from the transfer to every
+// command the saga sent, and causation links each step's event to its
+// command and that command to the event it reacted to.
 func TestTransferSaga(t *testing.T) {
 	t.Parallel()
 	brokers := kafkatest.Brokers(t)
 	name := kafkatest.Name(t)
-	ctx := ctxT(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
 	tenant := func(next middleware.Handler) middleware.Handler {
 		return func(ctx context.Context, m *middleware.Message) (middleware.Outcome, error) {
 			m.Metadata.Set("tenant", "acme")
@@ -46,7 +55,8 @@ func TestTransferSaga(t *testing.T) {
 	}
 	client := transfersApp(t, brokers, name, interlock.RoleDispatch, tenant)
 	defer client.Close(context.Background())
-	workers := []*interlock.App{transfersApp(t, brokers, name, interlock.RoleProcess|interlock.RoleProject)}
+	first := newCrash()
+	workers := []*interlock.App{transfersAppWith(t, brokers, name, interlock.RoleProcess|interlock.RoleProject, []interlock.Option{first.kafka(), interlock.WithInstanceID("worker-1")})}
 	accounts := make([]ulid.ULID, 6)
 	for i := range accounts {
 		accounts[i] = open(t, ctx, client)
@@ -58,12 +68,20 @@ func TestTransferSaga(t *testing.T) {
 	var mu sync.Mutex
 	var transfers []ulid.ULID
 	var wg sync.WaitGroup
+	flowing := make(chan struct{}) // closed when the workers have been replaced
 	for w := range 3 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			r := rand.New(rand.NewPCG(uint64(w), 7))
-			for range 15 {
+			for i := 0; ; i++ {
+				select {
+				case <-flowing:
+					if i >= 15 {
+						return
+					}
+				default:
+				}
 				from := accounts[r.IntN(len(accounts))]
 				to := accounts[r.IntN(len(accounts))]
 				if r.IntN(5) == 0 {
@@ -87,17 +105,43 @@ func TestTransferSaga(t *testing.T) {
 		}()
 	}
 	// Replace the worker twice while transfers flow: a new one joins, the
-	// old one leaves.
-	for range 2 {
+	// old one is killed (the first time) or leaves.
+	var crashed *interlock.App
+	for round := range 2 {
 		time.Sleep(300 * time.Millisecond)
 		workers = append(workers, transfersApp(t, brokers, name, interlock.RoleProcess|interlock.RoleProject))
 		time.Sleep(300 * time.Millisecond)
-		if err := workers[0].Close(ctx); err != nil {
+		if round == 0 {
+			owned := 0
+			for _, ps := range workers[0].Lag() {
+				owned += len(ps)
+			}
+			if owned == 0 {
+				t.Fatal("the worker to kill owns no commands partition: the crash would prove nothing")
+			}
+			// Kill it with a transaction open: the saga's, else the
+			// processor's.
+			txn := inKafkaTransaction(t, brokers, 5*time.Second, name+".projection.bank-transfer-saga.worker-1")
+			if txn == "" {
+				txn = inKafkaTransaction(t, brokers, 5*time.Second, name+".processor.worker-1")
+			}
+			if txn == "" {
+				t.Fatal("the worker to kill never had a transaction open: the crash would prove little")
+			}
+			first.Kill()
+			t.Logf("worker killed with transaction %s open", txn)
+			crashed = workers[0]
+		} else if err := workers[0].Close(ctx); err != nil {
 			t.Errorf("closing a worker: %v", err)
 		}
 		workers = workers[1:]
 	}
+	close(flowing)
 	wg.Wait()
+	// The crashed worker, cut off since, is let back only to be closed:
+	// what it left open was aborted, and its transactions are refused.
+	first.Revive()
+	crashed.Close(ctx)
 	defer func() {
 		for _, w := range workers {
 			w.Close(context.Background())
@@ -107,7 +151,7 @@ func TestTransferSaga(t *testing.T) {
 	// Wait until every transfer has ended.
 	transferEvents := name + ".bank-transfer.events"
 	var status map[string]string
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
 		status = map[string]string{}
 		for _, e := range kafkatest.ReadAll(t, brokers, transferEvents) {
 			status[string(e.Key)] += header(e, producer.HeaderType) + ";"
@@ -122,7 +166,7 @@ func TestTransferSaga(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d transfers ended within a minute: %v", done, len(transfers), status)
+			t.Fatalf("%d of %d transfers ended within two minutes: %v", done, len(transfers), status)
 		}
 	}
 

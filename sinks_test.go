@@ -2,8 +2,11 @@ package interlock_test
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -19,11 +22,15 @@ import (
 	"github.com/interlock-go/interlock/internal/redistest"
 	"github.com/interlock-go/interlock/projections"
 	"github.com/interlock-go/interlock/projections/redisview"
+	"github.com/interlock-go/interlock/schema"
+	"github.com/interlock-go/interlock/schema/kafkaregistry"
 )
 
 // TestKafkaToKafka: a projection on the Kafka sink turns events into
 // records of another topic for a downstream pipeline: one record per
-// event, exactly, across a change of instance.
+// event, exactly, in each aggregate's order, across a change of instance
+// and a crash (an instance cut off Kafka with a transaction open, let
+// back later as a zombie).
 func TestKafkaToKafka(t *testing.T) {
 	t.Parallel()
 	brokers := kafkatest.Brokers(t)
@@ -53,16 +60,52 @@ func TestKafkaToKafka(t *testing.T) {
 	}
 	first := projectorApp(t, brokers, name, exporter())
 	run(30)
-	second := projectorApp(t, brokers, name, exporter())
+	crashing := newCrash()
+	second := projectorAppWith(t, brokers, name, []interlock.Option{crashing.kafka(), interlock.WithInstanceID("exporter-2")}, exporter())
 	if err := first.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
 	run(30)
-	defer second.Close(context.Background())
-	if err := second.Projection("export").WaitFor(ctx, lastPositions(t, brokers, name+".bank-account.events")); err != nil {
+	// Kill the second while deposits flow and it has a transaction open.
+	stop := make(chan struct{})
+	var flowing sync.WaitGroup
+	flowing.Add(1)
+	go func() {
+		defer flowing.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := interlock.Dispatch(ctx, app, deposit(ids[i%2], int64(i+1))); err != nil {
+				t.Errorf("deposit: %v", err)
+				return
+			}
+			deposits++
+		}
+	}()
+	if inKafkaTransaction(t, brokers, 10*time.Second, name+".projection.export.exporter-2") == "" {
+		close(stop)
+		flowing.Wait()
+		t.Fatal("the exporter never had a transaction open: the crash would prove nothing")
+	}
+	crashing.Kill()
+	third := projectorApp(t, brokers, name, exporter())
+	defer third.Close(context.Background())
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	flowing.Wait()
+	run(10)
+	if err := third.Projection("export").WaitFor(ctx, lastPositions(t, brokers, name+".bank-account.events")); err != nil {
 		t.Fatal(err)
 	}
+	crashing.Revive()
+	if err := second.Close(ctx); err != nil {
+		t.Logf("closing the zombie: %v", err)
+	}
 	seen := map[string]int{}
+	last := map[string]int64{} // per account, the version last exported
 	for _, r := range kafkatest.ReadAll(t, brokers, export) {
 		var v struct {
 			Account string `json:"account"`
@@ -72,6 +115,10 @@ func TestKafkaToKafka(t *testing.T) {
 			t.Fatal(err)
 		}
 		seen[fmt.Sprintf("%s/%d", v.Account, v.Version)]++
+		if v.Version <= last[v.Account] {
+			t.Errorf("account %s: version %d exported after version %d", v.Account, v.Version, last[v.Account])
+		}
+		last[v.Account] = v.Version
 	}
 	if len(seen) != deposits {
 		t.Fatalf("%d exported events, want %d", len(seen), deposits)
@@ -228,5 +275,185 @@ func TestKafkaSinkDeadLetters(t *testing.T) {
 	}
 	if got := exported(); got[bad.String()] != "1;13;3;" {
 		t.Fatalf("exported %v after the retry", got)
+	}
+}
+
+// ExportedDeposit is the record TestAvroWithRegistry's exporter writes
+// for a downstream pipeline.
+type ExportedDeposit struct {
+	Account string `avro:"account"`
+	Version int64  `avro:"version"`
+	Amount  int64  `avro:"amount"`
+}
+
+// TestAvroWithRegistry: a Kafka-to-Kafka projection writes Avro records in
+// the Confluent wire format with the IDs a schema registry gave, and a
+// projection in another process reads that topic as a foreign one,
+// decoding them through the registry with a newer shape of the record.
+func TestAvroWithRegistry(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	ctx := ctxT(t)
+	export := name + ".export"
+	kafkatest.CreateTopic(t, brokers, export, 3)
+	openRegistry := func() *kafkaregistry.Registry {
+		reg, err := kafkaregistry.New(ctx, kafkaregistry.Topic(name+".export._schemas"), kafkaregistry.ClientOpts(kgo.SeedBrokers(brokers...)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(reg.Close)
+		return reg
+	}
+
+	// The writer: its record type registered under the export topic.
+	reg := openRegistry()
+	writer, err := schema.Avro(schema.AvroNamespace("export"), schema.AvroRegistry(reg)).For(reflect.TypeFor[ExportedDeposit]())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := schema.Register(ctx, writer, export)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exporter := projections.New("export", projections.Kafka())
+	projections.On(exporter, func(ctx context.Context, out *projections.Output, e projections.Event[bank.MoneyDeposited]) error {
+		v, err := writer.Encode(ExportedDeposit{Account: e.AggregateID.String(), Version: e.Version, Amount: e.Data.Amount})
+		if err != nil {
+			return err
+		}
+		out.Produce(&kgo.Record{Topic: export, Key: []byte(e.AggregateID.String()), Value: v})
+		return nil
+	})
+
+	// The reader, elsewhere: the record has since lost a field and gained
+	// one with a default, so only the writer schema, fetched from the
+	// registry by the ID in each record, lets it decode them.
+	type ExportedDeposit struct {
+		Account string  `avro:"account"`
+		Amount  int64   `avro:"amount"`
+		Note    *string `avro:"note"`
+	}
+	reader, err := schema.Avro(schema.AvroNamespace("export"), schema.AvroRegistry(openRegistry())).For(reflect.TypeFor[ExportedDeposit]())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	read := map[string]int64{}
+	downstream := projections.New("downstream", projections.Effects())
+	projections.OnRecord(downstream, export, func(ctx context.Context, _ *struct{}, r *kgo.Record) error {
+		v, err := schema.DecodeContext(ctx, reader, r.Value)
+		if err != nil {
+			return err
+		}
+		d := v.(*ExportedDeposit)
+		if d.Note != nil {
+			return fmt.Errorf("note %q, want the default (none)", *d.Note)
+		}
+		mu.Lock()
+		read[d.Account] += d.Amount
+		mu.Unlock()
+		return nil
+	})
+
+	app := startWith(t, interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithPartitions(3),
+		interlock.WithLogger(testLogger())).RegisterAggregate(bank.Accounts()).RegisterProjection(exporter))
+	consumer := projectorApp(t, brokers, name, downstream)
+	defer consumer.Close(context.Background())
+	want := map[string]int64{}
+	for i := range 3 {
+		acc := open(t, ctx, app)
+		for j := range 4 {
+			if _, err := interlock.Dispatch(ctx, app, deposit(acc, int64(10*i+j+1))); err != nil {
+				t.Fatal(err)
+			}
+			want[acc.String()] += int64(10*i + j + 1)
+		}
+	}
+	if err := app.Projection("export").WaitFor(ctx, lastPositions(t, brokers, name+".bank-account.events")); err != nil {
+		t.Fatal(err)
+	}
+	records := kafkatest.ReadAll(t, brokers, export)
+	var at []interlock.Position
+	for _, r := range records {
+		if len(r.Value) < 5 || r.Value[0] != 0 || binary.BigEndian.Uint32(r.Value[1:5]) != id {
+			t.Fatalf("record % x: want the Confluent wire format with the registry's ID %d", r.Value[:min(5, len(r.Value))], id)
+		}
+		at = append(at, interlock.Position{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset})
+	}
+	if len(records) != 12 {
+		t.Fatalf("%d records exported, want 12", len(records))
+	}
+	if vs, err := reg.Versions(ctx, schema.TopicRecordName(export, "export.ExportedDeposit")); err != nil || len(vs) != 1 || vs[0].ID != id {
+		t.Fatalf("subject versions %+v, %v: want the writer's schema, ID %d", vs, err, id)
+	}
+	if err := consumer.Projection("downstream").WaitFor(ctx, at); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(read) != fmt.Sprint(want) {
+		t.Fatalf("read downstream %v, want %v", read, want)
+	}
+}
+
+// TestEffectsRetryWithBackoff: a side effect that fails for a while (a
+// remote service down) is tried again after a backoff that doubles, and
+// succeeds without being parked; the effects of other events are not
+// repeated, as each event is a batch of its own.
+func TestEffectsRetryWithBackoff(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	ctx := ctxT(t)
+	var mu sync.Mutex
+	calls := map[string][]time.Time{} // attempts per event ID
+	done := map[string]int{}          // successful calls per event ID
+	var flaky string                  // the event ID whose first two calls fail
+	p := projections.New("notifier", projections.Effects(), projections.WithRetries(3, 50*time.Millisecond))
+	projections.On(p, func(ctx context.Context, _ *struct{}, e projections.Event[bank.MoneyDeposited]) error {
+		mu.Lock()
+		defer mu.Unlock()
+		id := e.EventID.String()
+		calls[id] = append(calls[id], time.Now())
+		if e.Data.Amount == 13 {
+			flaky = id
+			if len(calls[id]) <= 2 {
+				return errors.New("503 service unavailable")
+			}
+		}
+		done[id]++
+		return nil
+	})
+	app := startWith(t, interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithPartitions(3),
+		interlock.WithLogger(testLogger())).RegisterAggregate(bank.Accounts()).RegisterProjection(p))
+	acc := open(t, ctx, app)
+	var last []interlock.Position
+	for _, amount := range []int64{1, 13, 2, 3} {
+		res, err := interlock.Dispatch(ctx, app, deposit(acc, amount))
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = res.Positions
+	}
+	if err := app.Projection("notifier").WaitFor(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(done) != 4 {
+		t.Fatalf("effects done for %d events, want 4 (%v)", len(done), done)
+	}
+	for id, n := range done {
+		if n != 1 || (id != flaky && len(calls[id]) != 1) {
+			t.Errorf("event %s: %d calls, %d successful; want one call (three for the flaky one), one success", id, len(calls[id]), n)
+		}
+	}
+	at := calls[flaky]
+	if len(at) != 3 || at[1].Sub(at[0]) < 50*time.Millisecond || at[2].Sub(at[1]) < 100*time.Millisecond {
+		t.Fatalf("the flaky call was tried at %v; want three tries, 50 ms then 100 ms apart at least", at)
+	}
+	if parked, err := app.Projection("notifier").Parked(ctx); err != nil || len(parked) != 0 {
+		t.Fatalf("parked %+v, %v; want none", parked, err)
 	}
 }

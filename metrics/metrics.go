@@ -260,7 +260,7 @@ func newStatsCollector() *statsCollector {
 			[]string{labelTopic, labelPartition}, nil),
 		projLag: prometheus.NewDesc("interlock_projection_lag_records", "Records of an events partition after the last event a projection applied (any instance; transaction markers included, so a caught-up partition shows 0 or 1).",
 			[]string{labelProjection, labelTopic, labelPartition}, nil),
-		projBehind: prometheus.NewDesc("interlock_projection_lag_seconds", "How long ago the last event a projection applied on a partition this instance owns was written, while events wait behind it; 0 when caught up.",
+		projBehind: prometheus.NewDesc("interlock_projection_lag_seconds", "How long the oldest event a projection has not applied yet on a partition this instance owns has waited since it was written; 0 when none waits.",
 			[]string{labelProjection, labelTopic, labelPartition}, nil),
 	}
 }

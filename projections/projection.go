@@ -230,6 +230,18 @@ func (p *Projection[T]) Handle(ctx context.Context, tx T, env aggregate.EventEnv
 	return h(ctx, tx, env, ptr.Interface(), producer.Position{}, nil)
 }
 
+// HandleRecord runs p's handler of r's topic (OnRecord) with tx, as the
+// runtime does, without Kafka: for tests of handlers (see package
+// projectionstest). A record of a topic p has no record handler for is
+// ignored.
+func (p *Projection[T]) HandleRecord(ctx context.Context, tx T, r *kgo.Record) error {
+	fn, ok := p.raw[r.Topic]
+	if !ok {
+		return nil
+	}
+	return fn(ctx, tx, r)
+}
+
 // stackAttr is the log attribute of a panicking handler's stack, on its
 // first failure (the retries repeat it), which the error's message leaves
 // out; nil for any other error or attempt.

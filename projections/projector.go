@@ -95,10 +95,11 @@ type Projector struct {
 	known map[topicPartition]int64
 	owned map[topicPartition]bool
 	// applied is the next offset this process applied, per partition;
-	// appliedAt the time of the last record it applied.
-	applied   map[topicPartition]int64
-	appliedAt map[topicPartition]time.Time
-	changed   chan struct{}
+	// waiting the records it polled and has not applied yet, in order
+	// (the oldest one tells the lag in time).
+	applied map[topicPartition]int64
+	waiting map[topicPartition][]*kgo.Record
+	changed chan struct{}
 	// idx is the dead-letter topic as followed: parked events by key,
 	// retry requests. retryDirty says requests may need serving (a new
 	// one, or new partitions); tailNeed is how far the topic must have
@@ -150,7 +151,7 @@ func (p *Projection[T]) Start(ctx context.Context, cfg Config) (*Projector, erro
 	}
 	pr := &Projector{
 		name: p.name, log: cfg.Logger.With("projection", p.name), cfg: cfg, sink: p.sink, topics: topics,
-		done: make(chan struct{}), known: map[topicPartition]int64{}, owned: map[topicPartition]bool{}, applied: map[topicPartition]int64{}, appliedAt: map[topicPartition]time.Time{},
+		done: make(chan struct{}), known: map[topicPartition]int64{}, owned: map[topicPartition]bool{}, applied: map[topicPartition]int64{}, waiting: map[topicPartition][]*kgo.Record{},
 		changed: make(chan struct{}), idx: newDLQIndex(), family: p.family,
 	}
 	if cfg.TransactionTimeout == 0 {
@@ -289,6 +290,7 @@ func (pr *Projector) forget(_ context.Context, _ *kgo.Client, m map[string][]int
 		for _, p := range ps {
 			delete(pr.known, topicPartition{t, p})
 			delete(pr.owned, topicPartition{t, p})
+			delete(pr.waiting, topicPartition{t, p})
 		}
 	}
 }
@@ -425,18 +427,37 @@ func (pr *Projector) checkRemote(ctx context.Context, want map[topicPartition]in
 	return nil
 }
 
-// progress records that the partitions of cps are applied up to their
-// Next offsets, the last of recs being the last applied, and wakes
-// waiters.
-func (pr *Projector) progress(cps []Checkpoint, recs []*kgo.Record) {
+// polled notes that recs, just polled, wait to be applied.
+func (pr *Projector) polled(recs []*kgo.Record) {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
 	for _, r := range recs {
-		pr.appliedAt[topicPartition{r.Topic, r.Partition}] = r.Timestamp
+		k := topicPartition{r.Topic, r.Partition}
+		// Records polled again (after an aborted batch) are there already.
+		if w := pr.waiting[k]; len(w) == 0 || r.Offset > w[len(w)-1].Offset {
+			pr.waiting[k] = append(w, r)
+		}
 	}
+}
+
+// progress records that the partitions of cps are applied up to their
+// Next offsets, and wakes waiters.
+func (pr *Projector) progress(cps []Checkpoint) {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
 	for _, cp := range cps {
 		k := topicPartition{cp.Topic, cp.Partition}
 		pr.applied[k] = max(pr.applied[k], cp.Next)
+		w := pr.waiting[k]
+		i := 0
+		for i < len(w) && w[i].Offset < cp.Next {
+			i++
+		}
+		if i == len(w) {
+			delete(pr.waiting, k)
+		} else {
+			pr.waiting[k] = w[i:]
+		}
 		if _, owned := pr.known[k]; owned {
 			pr.known[k] = cp.Next
 		}

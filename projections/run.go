@@ -32,6 +32,7 @@ func (p *Projection[T]) run(ctx context.Context, pr *Projector, bindings map[str
 			return
 		}
 		if recs := fs.Records(); len(recs) > 0 {
+			pr.polled(recs)
 			if err := p.process(ctx, pr, bindings, exactlyOnce, recs, map[*kgo.Record]bool{}); err != nil {
 				if !errors.Is(err, errClosing) {
 					pr.log.Error("interlock: projection stopped", "err", err)
@@ -72,7 +73,7 @@ func (p *Projection[T]) process(ctx context.Context, pr *Projector, bindings map
 		var poison *errPoison
 		switch {
 		case err == nil:
-			pr.progress(cps, recs)
+			pr.progress(cps)
 			if err := pr.cl.CommitRecords(context.WithoutCancel(ctx), recs...); err != nil && !exactlyOnce {
 				// The batch will be applied again after a restart: at
 				// least once, as documented for this sink.
@@ -263,6 +264,7 @@ func (pr *Projector) reload(ctx context.Context) {
 				next = -1
 			}
 			pr.known[topicPartition{topic, p}] = next
+			delete(pr.waiting, topicPartition{topic, p}) // polled again from there
 			set[topic][p] = kgo.EpochOffset{Epoch: -1, Offset: max(next, 0)}
 		}
 		pr.mu.Unlock()

@@ -22,9 +22,11 @@ type PartitionStatus struct {
 	// Lag is End - Applied: records, aborted ones and transaction markers
 	// included (a caught-up partition shows 0, or 1 after a transaction).
 	Lag int64
-	// Behind is, when Lag shows events waiting on a partition this
-	// instance owns, how long ago the last event it applied was written:
-	// the lag in time. Zero otherwise.
+	// Behind is the lag in time: how long the oldest committed event not
+	// yet applied has waited since it was written; zero when none waits.
+	// Status tells it on every partition; Lag (read at every metrics
+	// scrape) only on the partitions this instance owns, once it has
+	// polled the event.
 	Behind time.Duration
 }
 
@@ -65,8 +67,9 @@ func (pr *Projector) Lag(ctx context.Context) ([]PartitionStatus, error) {
 			ps := PartitionStatus{Topic: topic, Partition: o.Partition, Applied: applied[o.Partition], End: o.Offset}
 			ps.Lag = max(0, ps.End-ps.Applied)
 			pr.mu.Lock()
-			if at, ok := pr.appliedAt[topicPartition{topic, o.Partition}]; ok && ps.Lag > 1 && pr.owned[topicPartition{topic, o.Partition}] {
-				ps.Behind = now.Sub(at)
+			k := topicPartition{topic, o.Partition}
+			if w := pr.waiting[k]; len(w) > 0 && pr.owned[k] {
+				ps.Behind = max(now.Sub(w[0].Timestamp), time.Nanosecond)
 			}
 			pr.mu.Unlock()
 			out = append(out, ps)
@@ -79,8 +82,10 @@ func (pr *Projector) Lag(ctx context.Context) ([]PartitionStatus, error) {
 }
 
 // Status reports the projection's progress on every partition of its
-// topics, as applied by any instance, and whether it has caught up (which
-// takes up to a second to tell).
+// topics, as applied by any instance, whether it has caught up, and, on
+// every partition where committed events wait, how far behind it is in
+// time (Behind), also on an instance that does not run it. Telling takes
+// up to a second.
 func (pr *Projector) Status(ctx context.Context) (Status, error) {
 	st := Status{Name: pr.name, Err: pr.Err()}
 	parts, err := pr.Lag(ctx)
@@ -88,26 +93,40 @@ func (pr *Projector) Status(ctx context.Context) (Status, error) {
 		return st, err
 	}
 	st.Partitions = parts
-	pending := map[string]map[int32]kgo.Offset{}
+	var pending []PartitionStatus
 	for _, ps := range parts {
 		st.Lag += ps.Lag
 		if ps.Lag > 0 {
-			if pending[ps.Topic] == nil {
-				pending[ps.Topic] = map[int32]kgo.Offset{}
-			}
-			pending[ps.Topic][ps.Partition] = kgo.NewOffset().At(ps.Applied)
+			pending = append(pending, ps)
 		}
 	}
-	st.CaughtUp, err = pr.nothingCommitted(ctx, pending)
-	return st, err
+	behind, err := pr.oldestWaiting(ctx, pending)
+	if err != nil {
+		return st, err
+	}
+	st.CaughtUp = len(behind) == 0
+	for i, ps := range st.Partitions {
+		st.Partitions[i].Behind = behind[topicPartition{ps.Topic, ps.Partition}]
+	}
+	return st, nil
 }
 
-// nothingCommitted reports whether no committed record lies at or after
-// the given offsets: the lag the end offsets show is only transaction
-// markers and aborted records.
-func (pr *Projector) nothingCommitted(ctx context.Context, from map[string]map[int32]kgo.Offset) (bool, error) {
-	if len(from) == 0 {
-		return true, nil
+// oldestWaiting reads the partitions of parts from the offset applied on each,
+// and returns, for those where a committed record lies there or after, how
+// long the first of them has waited since it was written. The lag the end
+// offsets show on the other partitions is only transaction markers and
+// aborted records.
+func (pr *Projector) oldestWaiting(ctx context.Context, parts []PartitionStatus) (map[topicPartition]time.Duration, error) {
+	out := map[topicPartition]time.Duration{}
+	if len(parts) == 0 {
+		return out, nil
+	}
+	from := map[string]map[int32]kgo.Offset{}
+	for _, ps := range parts {
+		if from[ps.Topic] == nil {
+			from[ps.Topic] = map[int32]kgo.Offset{}
+		}
+		from[ps.Topic][ps.Partition] = kgo.NewOffset().At(ps.Applied)
 	}
 	cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), pr.cfg.ClientOpts...),
 		kgo.ConsumePartitions(from),
@@ -115,21 +134,25 @@ func (pr *Projector) nothingCommitted(ctx context.Context, from map[string]map[i
 		kgo.FetchMaxWait(100*time.Millisecond),
 	)...)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	defer cl.Close()
 	pctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	for {
+	for len(out) < len(parts) {
 		fs := cl.PollFetches(pctx)
-		if fs.NumRecords() > 0 {
-			return false, nil
-		}
+		now := time.Now()
+		fs.EachRecord(func(r *kgo.Record) {
+			if k := (topicPartition{r.Topic, r.Partition}); out[k] == 0 {
+				out[k] = max(now.Sub(r.Timestamp), time.Nanosecond)
+			}
+		})
 		if pctx.Err() != nil {
 			if ctx.Err() != nil {
-				return false, ctx.Err()
+				return nil, ctx.Err()
 			}
-			return true, nil
+			break
 		}
 	}
+	return out, nil
 }

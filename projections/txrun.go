@@ -69,6 +69,7 @@ func runTx(ctx context.Context, p *Projection[*Output], pr *Projector, opts []kg
 		}
 		committed := true
 		if recs := fs.Records(); len(recs) > 0 {
+			pr.polled(recs)
 			var stop, err error
 			committed, stop, err = p.txBatch(ctx, pr, pr.sess, st, bindings, recs)
 			switch {
@@ -206,7 +207,7 @@ func (p *Projection[T]) txBatch(ctx context.Context, pr *Projector, sess *kgo.Gr
 			delete(st.poison, producer.Position{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset})
 			cps = append(cps, Checkpoint{Topic: r.Topic, Partition: r.Partition, Next: r.Offset + 1})
 		}
-		pr.progress(cps, upTo)
+		pr.progress(cps)
 	}
 	return ok, stop, nil
 }

@@ -28,7 +28,7 @@ var commands = []*command{
 	{path: "topics verify", summary: "check the topics: present, co-partitioned, events kept forever", run: topicsVerify},
 	{path: "events tail", summary: "print events, decoded, with their envelopes", flags: tailFlags, run: eventsTail},
 	{path: "aggregate show", args: "TYPE ID", minArgs: 2, maxArgs: 2, summary: "print an aggregate's state and version, folded from its events", flags: jsonFlag, run: aggregateShow},
-	{path: "projections status", args: "[NAME]", maxArgs: 1, summary: "print projections' progress and lag per partition", flags: jsonFlag, run: projectionsStatus},
+	{path: "projections status", args: "[NAME]", maxArgs: 1, summary: "print projections' progress and lag (in records and time) per partition", flags: jsonFlag, run: projectionsStatus},
 	{path: "projections reset", args: "NAME", minArgs: 1, maxArgs: 1, summary: "make a stopped projection start over from the beginning of the log", run: projectionsReset},
 	{path: "projections rebuild", args: "NAME", minArgs: 1, maxArgs: 1, summary: "explain how to rebuild a projection without downtime", run: projectionsRebuild},
 	{path: "projections dlq list", args: "NAME", minArgs: 1, maxArgs: 1, summary: "list the events parked in a projection's dead-letter topic", flags: jsonFlag, run: dlqList},
@@ -319,9 +319,9 @@ func projectionsStatus(ctx context.Context, inv *invocation) error {
 		}
 		fmt.Fprintf(inv.stdout, "%s: lag %d, %s\n", st.Name, st.Lag, state)
 		tw := newTable(inv.stdout)
-		fmt.Fprintln(tw, "  TOPIC\tPARTITION\tAPPLIED\tEND\tLAG")
+		fmt.Fprintln(tw, "  TOPIC\tPARTITION\tAPPLIED\tEND\tLAG\tBEHIND")
 		for _, p := range st.Partitions {
-			fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%d\n", p.Topic, p.Partition, p.Applied, p.End, p.Lag)
+			fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%d\t%v\n", p.Topic, p.Partition, p.Applied, p.End, p.Lag, p.Behind.Round(time.Millisecond))
 		}
 		tw.Flush()
 	}

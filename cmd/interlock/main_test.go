@@ -520,7 +520,7 @@ func TestBalancesWithPostgres(t *testing.T) {
 	}
 	args := []string{"--brokers", strings.Join(brokers, ","), "--name", name}
 	out, err := cli(ctx, append([]string{"projections", "status", "balances"}, args...)...)
-	if err != nil || !strings.Contains(out, "balances: lag") || !strings.Contains(out, "caught up") {
+	if err != nil || !strings.Contains(out, "balances: lag") || !strings.Contains(out, "caught up") || !strings.Contains(out, "LAG  BEHIND") {
 		t.Errorf("projections status balances: %v\n%s", err, out)
 	}
 	app.Close(ctx)

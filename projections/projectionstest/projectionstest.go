@@ -1,6 +1,7 @@
-// Package projectionstest tests projections and sagas without Kafka, in
-// the given/when/then style of package aggregatetest: events go straight to
-// the handlers, and a saga's commands are recorded instead of sent.
+// Package projectionstest tests projections, processors and sagas without
+// Kafka, in the given/when/then style of package aggregatetest: events (and
+// records of foreign topics) go straight to the handlers, and what a
+// projection on the Kafka sink sends or produces is recorded instead.
 //
 //	s := projectionstest.Saga(t, bank.TransferSaga())
 //	s.When(transferID, bank.TransferStarted{From: a, To: b, Amount: 10}).
@@ -8,6 +9,7 @@
 package projectionstest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"reflect"
@@ -16,6 +18,7 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/interlock-go/interlock/aggregate"
 	"github.com/interlock-go/interlock/projections"
@@ -40,7 +43,20 @@ func envelope(id ulid.ULID, version int64, e any) aggregate.EventEnvelope {
 	}
 }
 
-// SagaScenario is a saga under test.
+// ProjectRecords runs p's record handlers (projections.OnRecord: topics
+// Interlock did not write) with tx for recs, in order, and fails t on the
+// first handler error.
+func ProjectRecords[T any](t testing.TB, p *projections.Projection[T], tx T, recs ...*kgo.Record) {
+	t.Helper()
+	for i, r := range recs {
+		if err := p.HandleRecord(context.Background(), tx, r); err != nil {
+			t.Fatalf("%s: record %d (%s): %v", p.Name(), i+1, r.Topic, err)
+		}
+	}
+}
+
+// SagaScenario is a saga, or any projection on the Kafka sink, under
+// test.
 type SagaScenario struct {
 	t     testing.TB
 	p     *projections.Projection[*projections.Output]
@@ -50,7 +66,8 @@ type SagaScenario struct {
 	steps int
 }
 
-// Saga starts a scenario for a saga (a projection on the Kafka sink).
+// Saga starts a scenario for a saga, or any projection on the Kafka sink
+// (a Kafka-to-Kafka processor: see ThenProduces).
 func Saga(t testing.TB, p *projections.Projection[*projections.Output]) *SagaScenario {
 	return &SagaScenario{t: t, p: p}
 }
@@ -90,6 +107,35 @@ func (s *SagaScenario) ThenSends(cmds ...any) *SagaScenario {
 		}
 	}
 	return s
+}
+
+// ThenProduces checks that the projection produced exactly recs
+// (Output.Produce: records for downstream pipelines), in order: their
+// topics, keys and values.
+func (s *SagaScenario) ThenProduces(recs ...*kgo.Record) *SagaScenario {
+	s.t.Helper()
+	if s.err != nil {
+		s.t.Fatalf("the projection failed: %v", s.err)
+	}
+	got := s.rec.Records
+	if len(got) != len(recs) {
+		s.t.Fatalf("produced %d records %s, want %d %s", len(got), records(got), len(recs), records(recs))
+	}
+	for i, r := range got {
+		if w := recs[i]; r.Topic != w.Topic || !bytes.Equal(r.Key, w.Key) || !bytes.Equal(r.Value, w.Value) {
+			s.t.Errorf("record %d: produced %s, want %s", i, records(got[i:i+1]), records(recs[i:i+1]))
+		}
+	}
+	return s
+}
+
+// records prints recs' topics, keys and values.
+func records(recs []*kgo.Record) string {
+	out := make([]string, len(recs))
+	for i, r := range recs {
+		out[i] = fmt.Sprintf("{%s key %q value %q}", r.Topic, r.Key, r.Value)
+	}
+	return "[" + strings.Join(out, " ") + "]"
 }
 
 // ThenSendsNothing checks that the saga sent no command.
