@@ -125,7 +125,7 @@ func TestBenchTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"raw_txn_produce", "raw_consume", "commands_async", "commands_sync max", "restore_full", "restore_watermark", "memory: peak heap", "commands_async / raw_txn_produce", "restore_full / raw_consume", "sync p99",
-		"projection kafka_to_kafka", "not measured (the workload has no Export)", "not measured (no --postgres, or the workload has no ReadModel)"} {
+		"projection kafka_to_kafka", "cpu of this process", "not measured (the workload has no Export)", "not measured (no --postgres, or the workload has no ReadModel)"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
 		}

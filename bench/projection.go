@@ -112,7 +112,7 @@ func (b *bencher) project(ctx context.Context, name string, p projections.Runner
 	}
 	wctx, cancel := b.wait(ctx)
 	defer cancel()
-	start := time.Now()
+	start, cpu := time.Now(), processCPU()
 	if err := app.Start(wctx); err != nil {
 		return throughput{}, err
 	}
@@ -121,7 +121,7 @@ func (b *bencher) project(ctx context.Context, name string, p projections.Runner
 		return throughput{}, err
 	}
 	s := time.Since(start).Seconds()
-	return throughput{Records: events, Seconds: s, PerSec: float64(events) / s}, nil
+	return throughput{Records: events, Seconds: s, PerSec: float64(events) / s, CPUMicros: cpuPer(processCPU()-cpu, events)}, nil
 }
 
 // createTopic creates topic with the bench's partition count.

@@ -22,12 +22,12 @@ type Measured struct {
 // level).
 var Fields = map[string][]string{
 	"":                  {"broker", "app", "partitions", "snapshots", "go", "gomaxprocs", "quick"},
-	"raw_txn_produce":   {"records", "seconds", "per_sec", "transactions", "batch_size", "warmup_records"},
-	"raw_consume":       {"records", "seconds", "per_sec", "runs"},
-	"commands_async":    {"commands", "senders", "accounts", "seconds", "per_sec", "send_per_sec", "transactions", "mean_batch"},
+	"raw_txn_produce":   {"records", "seconds", "per_sec", "cpu_us_per_record", "transactions", "batch_size", "warmup_records"},
+	"raw_consume":       {"records", "seconds", "per_sec", "cpu_us_per_record", "runs"},
+	"commands_async":    {"commands", "senders", "accounts", "seconds", "per_sec", "send_per_sec", "cpu_us_per_command", "transactions", "mean_batch"},
 	"commands_sync":     {"max_rate", "max_rate_dispatchers", "offered_rate", "dispatches", "seconds", "p50_ms", "p99_ms", "p999_ms", "max_ms", "launch_lag_max_ms", "errors"},
-	"restore_full":      {"events", "seconds", "per_sec", "restores", "full_replays", "snapshots_loaded", "heap_live_bytes"},
-	"restore_watermark": {"events", "seconds", "per_sec", "restores", "full_replays", "snapshots_loaded", "heap_live_bytes"},
+	"restore_full":      {"events", "seconds", "per_sec", "cpu_us_per_event", "restores", "full_replays", "snapshots_loaded", "heap_live_bytes"},
+	"restore_watermark": {"events", "seconds", "per_sec", "cpu_us_per_event", "restores", "full_replays", "snapshots_loaded", "heap_live_bytes"},
 	"memory":            {"peak_heap_inuse_bytes", "cache_max_aggregates", "cache_max_bytes", "cached_peak", "cached_at_end", "evictions"},
 	"projection":        {"kafka_to_kafka", "postgres"},
 	"ratios":            {"commands_async_vs_raw_txn_produce", "restore_full_vs_raw_consume", "projection_kafka_vs_raw_consume", "projection_postgres_vs_raw_consume"},
@@ -65,6 +65,7 @@ func Check(t testing.TB, out []byte, m Measured) Report {
 		"commands_sync.errors":                      true,
 		"restore_watermark.events":                  true,
 		"restore_watermark.per_sec":                 true,
+		"restore_watermark.cpu_us_per_event":        true, // usually no event replayed
 		"restore_watermark.full_replays":            true,
 		"restore_watermark.snapshots_loaded":        true, // counted only when loaded from the store
 		"restore_full.snapshots_loaded":             true,
@@ -92,7 +93,7 @@ func Check(t testing.TB, out []byte, m Measured) Report {
 				}
 			case section == "projection":
 				measured := map[string]bool{"kafka_to_kafka": m.KafkaProjection, "postgres": m.PostgresProjection}[k]
-				for _, f := range []string{"records", "seconds", "per_sec"} {
+				for _, f := range []string{"records", "seconds", "per_sec", "cpu_us_per_record"} {
 					got := r.Num(path + "." + f)
 					if _, present := v.(map[string]any)[f]; !present || got < 0 || measured != (got > 0) {
 						t.Errorf("%s.%s = %v, want a %s", path, f, got, map[bool]string{true: "positive number", false: "zero (not measured)"}[measured])
