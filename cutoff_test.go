@@ -16,7 +16,7 @@ import (
 	"github.com/interlock-go/interlock"
 )
 
-// crash (cutoff_test.go) lets a test kill an instance in-process the way SIGKILL kills a
+// crash lets a test kill an instance in-process the way SIGKILL kills a
 // process, as Kafka and PostgreSQL see it: Kill closes every connection
 // the instance opened through it, in the middle of whatever request or
 // transaction was under way, and refuses it new ones, so its group
