@@ -812,8 +812,10 @@ func TestHelmSASLTLS(t *testing.T) {
 			t.Errorf("volume mount %s is writable", vm.Name)
 		}
 	}
-	// The topics Job mounts the Kafka credentials and the PostgreSQL DSN,
-	// not Redis's password or the extra files, which only serve uses.
+	// The topics Job mounts the Kafka credentials, the PostgreSQL DSN and
+	// the extra files (a setting of app.extraConfig may be invalid without
+	// its secret), not Redis's password or the gateway's token, which only
+	// serve uses; every file its settings name is mounted.
 	jc := m.job.Spec.Template.Spec.Containers[0]
 	for _, k := range []string{"INTERLOCK_TLS_CA_FILE", "INTERLOCK_TLS_CERT_FILE", "INTERLOCK_SASL_PASSWORD_FILE", "INTERLOCK_SASL_USERNAME", "INTERLOCK_TLS", "GOMEMLIMIT"} {
 		e := envVar(jc.Env, k)
@@ -828,8 +830,15 @@ func TestHelmSASLTLS(t *testing.T) {
 		}
 	}
 	slices.Sort(jobSecrets)
-	if want := []string{"kafka-ca", "shop-kafka-client", "shop-kafka-sasl", "shop-postgres"}; !slices.Equal(jobSecrets, want) {
+	if want := []string{"kafka-ca", "shop-kafka-client", "shop-kafka-sasl", "shop-postgres", "shop-redis-ca"}; !slices.Equal(jobSecrets, want) {
 		t.Errorf("topics Job mounts Secrets %q, want %q", jobSecrets, want)
+	}
+	for _, e := range jc.Env {
+		if strings.HasSuffix(e.Name, "_FILE") {
+			if s, _ := mountedSecretKey(m.job.Spec.Template.Spec, jc, e.Value); s == "" {
+				t.Errorf("topics Job %s=%s: no Secret is mounted there", e.Name, e.Value)
+			}
+		}
 	}
 
 	if !strings.Contains(m.notes, "JSON gateway on /v1/ with the bearer token of Secret shop-gateway") {

@@ -139,10 +139,11 @@ nothing) by every template, so `helm template` and `helm install` fail early.
 {{/*
 The settings, as a map of INTERLOCK_* variables to values: the ConfigMap's
 data and the topics Job's environment. With job true it leaves out what only
-serve uses (roles, HTTP, Redis, the gateway, extraSecretFiles) and keeps what decides the
+serve uses (roles, HTTP, Redis, the gateway) and keeps what decides the
 application's topics: Kafka, the PostgreSQL DSN (a service may register
-projections, with their dead-letter topics, only when it has one) and
-app.extraConfig. Called with (dict "root" $ "job" bool).
+projections, with their dead-letter topics, only when it has one),
+app.extraConfig and extraSecretFiles (a setting in extraConfig, such as a
+schema registry's user, may need its secret file to be valid at all). Called with (dict "root" $ "job" bool).
 */}}
 {{- define "interlock.config" -}}
 {{- $v := .root.Values }}
@@ -199,9 +200,9 @@ app.extraConfig. Called with (dict "root" $ "job" bool).
 {{- $_ := set $c "INTERLOCK_GATEWAY_MAX_BODY" (toString (int64 $v.gateway.maxBodyBytes)) }}
 {{- $_ := set $c "INTERLOCK_GATEWAY_TIMEOUT" $v.gateway.timeout }}
 {{- end }}
+{{- end }}
 {{- range $i, $f := $v.extraSecretFiles }}
 {{- $_ := set $c $f.env (printf "%s/extra-%d/%s" $dir $i $f.key) }}
-{{- end }}
 {{- end }}
 {{- toYaml $c }}
 {{- end }}
@@ -233,9 +234,9 @@ nothing.
 {{- if $v.gateway.tokenSecret.name }}
 {{- $vols = append $vols (dict "name" "gateway" "secret" (dict "secretName" $v.gateway.tokenSecret.name "defaultMode" 288 "items" (list (dict "key" $v.gateway.tokenSecret.key "path" "token")))) }}
 {{- end }}
+{{- end }}
 {{- range $i, $f := $v.extraSecretFiles }}
 {{- $vols = append $vols (dict "name" (printf "extra-%d" $i) "secret" (dict "secretName" $f.secret "defaultMode" 288 "items" (list (dict "key" $f.key "path" $f.key)))) }}
-{{- end }}
 {{- end }}
 {{- if $vols }}
 {{- toYaml $vols }}
