@@ -94,8 +94,11 @@ func (c CommandOf[R]) WithID(id ulid.ULID) CommandOf[R] {
 // reference, an HTTP Idempotency-Key): KeyID(c.AggregateID, key). Every
 // call with the same key for the same aggregate gives the same command
 // ID, so a retry is applied at most once and gets the first outcome, as
-// with WithID. Set the aggregate ID first (To, ToResult). An empty key
-// changes nothing.
+// with WithID. A key names one command, not a business operation: two
+// commands under one key (an order's authorize, then its capture) are the
+// same command, and the second is answered with the first's outcome
+// without being applied; give each its own key ("order-42/capture").
+// Set the aggregate ID first (To, ToResult). An empty key changes nothing.
 func (c CommandOf[R]) WithKey(key string) CommandOf[R] {
 	if key != "" {
 		c.CommandID = KeyID(c.AggregateID, key)

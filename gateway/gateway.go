@@ -9,8 +9,9 @@
 // applied at most once, the retry gets the first outcome),
 // "correlationId", "causationId" and "expectedVersion"; instead of a
 // commandId, an Idempotency-Key header (any string of the caller's) gives
-// the command ID aggregate.KeyID(aggregateId, key), so a retry with the
-// same key is applied at most once too. Its answer is
+// the command ID aggregate.KeyID(aggregateId, type+":"+key), so a retry
+// with the same key is applied at most once too (the same key on another
+// command type is another command). Its answer is
 // {"commandId", "version", "positions", "result"}. A query's "after" takes
 // the positions a command's answer gave: read your writes.
 //
@@ -142,7 +143,7 @@ func (g *Gateway) command(w http.ResponseWriter, r *http.Request) {
 	if !g.decode(w, r, &req) {
 		return
 	}
-	env, err := envelope(req, r.Header.Get("Idempotency-Key"))
+	env, err := envelope(req, r.PathValue("type"), r.Header.Get("Idempotency-Key"))
 	if err != nil {
 		g.fail(w, r, http.StatusBadRequest, "bad_request", err)
 		return
@@ -171,9 +172,11 @@ func (g *Gateway) command(w http.ResponseWriter, r *http.Request) {
 	g.reply(w, http.StatusOK, commandResponse{CommandID: res.CommandID.String(), Version: res.Version, Positions: res.Positions, Result: res.Value})
 }
 
-// envelope returns the command envelope a request asks for, with the
-// command ID of its Idempotency-Key header when it has one.
-func envelope(req commandRequest, key string) (aggregate.Command, error) {
+// envelope returns the command envelope a request for a command of type
+// typ asks for, with the command ID of its Idempotency-Key header when it
+// has one. The key is the request's: the same key on a request for another
+// command type is another command.
+func envelope(req commandRequest, typ, key string) (aggregate.Command, error) {
 	var env aggregate.Command
 	var err error
 	if env.AggregateID, err = ulid.ParseStrict(req.AggregateID); err != nil {
@@ -183,7 +186,7 @@ func envelope(req commandRequest, key string) (aggregate.Command, error) {
 	case req.CommandID != "" && key != "":
 		return env, errors.New("give a commandId or an Idempotency-Key header, not both")
 	case key != "":
-		env = env.WithKey(key)
+		env = env.WithKey(typ + ":" + key)
 	case req.CommandID != "":
 		if env.CommandID, err = ulid.ParseStrict(req.CommandID); err != nil {
 			return env, fmt.Errorf("commandId %q is not a ULID: %w", req.CommandID, err)

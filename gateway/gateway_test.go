@@ -210,20 +210,25 @@ func TestGateway(t *testing.T) {
 	keyed := map[string]string{"Authorization": bearer, "Idempotency-Key": "payment-9"}
 	pay := `{"aggregateId":"` + id + `","payload":{"amount":2}}`
 	k1 := postWith(t, srv, keyed, "/v1/commands/DepositMoney", pay)
-	if want := aggregate.KeyID(ulid.MustParseStrict(id), "payment-9").String(); k1.status != 200 || k1.body["commandId"] != want {
+	if want := aggregate.KeyID(ulid.MustParseStrict(id), "DepositMoney:payment-9").String(); k1.status != 200 || k1.body["commandId"] != want {
 		t.Fatalf("deposit with an Idempotency-Key: %d %v, want command ID %s", k1.status, k1.body, want)
 	}
 	if k2 := postWith(t, srv, keyed, "/v1/commands/DepositMoney", pay); fmt.Sprint(k2.body) != fmt.Sprint(k1.body) {
 		t.Fatalf("retry with the same Idempotency-Key: %v, want the first answer %v", k2.body, k1.body)
 	}
+	// The same key on another command type is another command.
+	w := postWith(t, srv, keyed, "/v1/commands/WithdrawMoney", pay)
+	if w.status != 200 || w.body["commandId"] == k1.body["commandId"] || w.body["version"] == k1.body["version"] {
+		t.Fatalf("a withdrawal with the deposit's Idempotency-Key: %d %v, want a command of its own (deposit %v)", w.status, w.body, k1.body)
+	}
 	both := `{"aggregateId":"` + id + `","commandId":"` + cmdID + `","payload":{"amount":2}}`
 	if r := postWith(t, srv, keyed, "/v1/commands/DepositMoney", both); r.status != 400 || r.code() != "bad_request" {
 		t.Fatalf("commandId and Idempotency-Key together: %d %v, want 400", r.status, r.body)
 	}
-	positions, _ = json.Marshal(k1.body["positions"])
+	positions, _ = json.Marshal(w.body["positions"])
 	b = post(t, srv, bearer, "/v1/queries/BalanceOf", `{"query":{"ID":"`+id+`"},"after":`+string(positions)+`}`)
-	if fmt.Sprint(b.body["result"]) != "map[Balance:42 Events:3 Owner:ada]" {
-		t.Fatalf("after the keyed deposit and its retry: %v, want it applied once", b.body)
+	if fmt.Sprint(b.body["result"]) != "map[Balance:40 Events:4 Owner:ada]" {
+		t.Fatalf("after the keyed deposit, its retry and the keyed withdrawal: %v, want the deposit applied once and the withdrawal too", b.body)
 	}
 }
 
