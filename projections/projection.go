@@ -232,12 +232,12 @@ func (p *Projection[T]) Handle(ctx context.Context, tx T, env aggregate.EventEnv
 
 // HandleRecord runs p's handler of r's topic (OnRecord) with tx, as the
 // runtime does, without Kafka: for tests of handlers (see package
-// projectionstest). A record of a topic p has no record handler for is
-// ignored.
+// projectionstest). A record of a topic p has no record handler for is an
+// error: p would never see it.
 func (p *Projection[T]) HandleRecord(ctx context.Context, tx T, r *kgo.Record) error {
 	fn, ok := p.raw[r.Topic]
 	if !ok {
-		return nil
+		return fmt.Errorf("projection %s has no record handler for topic %q (projections.OnRecord)", p.Name(), r.Topic)
 	}
 	return fn(ctx, tx, r)
 }

@@ -45,7 +45,7 @@ func envelope(id ulid.ULID, version int64, e any) aggregate.EventEnvelope {
 
 // ProjectRecords runs p's record handlers (projections.OnRecord: topics
 // Interlock did not write) with tx for recs, in order, and fails t on the
-// first handler error.
+// first handler error, or on a record of a topic p has no handler for.
 func ProjectRecords[T any](t testing.TB, p *projections.Projection[T], tx T, recs ...*kgo.Record) {
 	t.Helper()
 	for i, r := range recs {

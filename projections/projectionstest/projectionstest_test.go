@@ -179,7 +179,6 @@ func TestProjectRecords(t *testing.T) {
 	})
 	projectionstest.ProjectRecords(t, p, nil,
 		&kgo.Record{Topic: "orders", Key: []byte("ann"), Value: []byte("1")},
-		&kgo.Record{Topic: "elsewhere", Key: []byte("bob"), Value: []byte("ignored: no handler")},
 		&kgo.Record{Topic: "orders", Key: []byte("ann"), Value: []byte("2")})
 	if fmt.Sprint(got) != "[ann=1 ann=2]" {
 		t.Fatalf("handled %v", got)
@@ -189,5 +188,13 @@ func TestProjectRecords(t *testing.T) {
 	})
 	if len(errs) != 1 || !strings.Contains(errs[0], "record 1 (orders): not an order") {
 		t.Fatalf("failures %v, want the handler's error", errs)
+	}
+	// A record of a topic the projection does not read (a misspelt topic,
+	// a forgotten OnRecord) fails the test rather than passing unhandled.
+	errs = run(func(t testing.TB) {
+		projectionstest.ProjectRecords(t, p, nil, &kgo.Record{Topic: "order", Key: []byte("bob"), Value: []byte("1")})
+	})
+	if len(errs) != 1 || !strings.Contains(errs[0], `no record handler for topic "order"`) {
+		t.Fatalf("failures %v, want one naming the topic without a handler", errs)
 	}
 }
