@@ -98,8 +98,12 @@ func New(opts ...Opt) (*Registry, error) {
 	}
 	for _, u := range c.urls {
 		p, err := url.Parse(u)
-		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-			return nil, fmt.Errorf("httpregistry: URL %q: want http://host[:port][/path] or https://...", u)
+		if err != nil {
+			// The text may hold a password: it is not repeated.
+			return nil, errors.New("httpregistry: URL (not a URL): want http://host[:port][/path] or https://...")
+		}
+		if (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			return nil, fmt.Errorf("httpregistry: URL %q: want http://host[:port][/path] or https://...", p.Redacted())
 		}
 		if p.User != nil {
 			return nil, fmt.Errorf("httpregistry: URL %q holds credentials: use BasicAuth", p.Redacted())

@@ -92,10 +92,17 @@ func TestNewErrors(t *testing.T) {
 		{[]Opt{URLs("localhost:8081")}, `URL "localhost:8081"`},
 		{[]Opt{URLs("http://u:p@host")}, "holds credentials: use BasicAuth"},
 		{[]Opt{BasicAuth("a", "b"), BearerToken("t")}, "choose one"},
+		// A mistyped scheme with credentials: the error must not show them.
+		{[]Opt{URLs("htps://key:s3cret@host")}, `URL "htps://key:xxxxx@host"`},
+		{[]Opt{URLs("http://key:s3cret@host:bad port")}, "URL (not a URL): want"},
 	}
 	for _, tc := range tests {
-		if _, err := New(tc.opts...); err == nil || !strings.Contains(err.Error(), tc.want) {
+		_, err := New(tc.opts...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("err = %v, want %q", err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("err = %v shows the password", err)
 		}
 	}
 }
