@@ -109,6 +109,7 @@ func TestMiddlewareOutcomes(t *testing.T) {
 		{"handle failed", middleware.Handle, false, fmt.Errorf("wrapped: %w", errors.New("panic")), "failed"},
 		{"query answered", middleware.Query, false, nil, "answered"},
 		{"query failed", middleware.Query, false, errors.New("projection behind"), "failed"},
+		{"query rejected", middleware.Query, false, aggregate.Reject(errors.New("not yours")), "rejected"},
 	}
 	for _, c := range cases {
 		_, err := mw(func(ctx context.Context, msg *middleware.Message) (middleware.Outcome, error) {
@@ -133,6 +134,7 @@ func TestMiddlewareOutcomes(t *testing.T) {
 		"aggregate=account,outcome=failed,side=handle,type=DepositMoney":     1,
 		"aggregate=account,outcome=answered,side=query,type=DepositMoney":    1,
 		"aggregate=account,outcome=failed,side=query,type=DepositMoney":      1,
+		"aggregate=account,outcome=rejected,side=query,type=DepositMoney":    1,
 	}
 	if got := series(mfs, "interlock_commands_total"); !equal(got, want) {
 		t.Errorf("interlock_commands_total:\n got %v\nwant %v", got, want)
@@ -140,7 +142,7 @@ func TestMiddlewareOutcomes(t *testing.T) {
 	wantLatency := map[string]float64{
 		"aggregate=account,side=dispatch,type=DepositMoney": 4, // not the two Sends
 		"aggregate=account,side=handle,type=DepositMoney":   3,
-		"aggregate=account,side=query,type=DepositMoney":    2,
+		"aggregate=account,side=query,type=DepositMoney":    3,
 	}
 	if got := series(mfs, "interlock_command_duration_seconds"); !equal(got, wantLatency) {
 		t.Errorf("interlock_command_duration_seconds counts:\n got %v\nwant %v", got, wantLatency)

@@ -21,7 +21,8 @@ import (
 //
 // Registered with Builder.UseQuery as well, it counts queries under side
 // "query" (the projection as aggregate, the query's type as type) with
-// outcome "answered" or "failed", and observes their latency.
+// outcome "answered", "rejected" (a middleware refused it) or "failed", and
+// observes their latency.
 func (m *Metrics) Middleware() middleware.Middleware {
 	return func(next middleware.Handler) middleware.Handler {
 		return func(ctx context.Context, msg *middleware.Message) (middleware.Outcome, error) {

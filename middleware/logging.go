@@ -87,12 +87,12 @@ func Logging(log *slog.Logger, opts ...LogOption) Middleware {
 				}
 			}
 			attrs = append(attrs, slog.String("outcome", outcome), slog.Duration("duration", time.Since(start)))
-			if cfg.payloads {
-				attrs = append(attrs, slog.Any("command", m.Command))
-			}
 			kind := "command"
 			if m.Side == Query {
 				kind = "query"
+			}
+			if cfg.payloads {
+				attrs = append(attrs, slog.Any(kind, m.Command))
 			}
 			log.LogAttrs(ctx, level, "interlock: "+kind+" "+outcome, attrs...)
 			return out, err

@@ -130,4 +130,19 @@ func TestLoggingQuery(t *testing.T) {
 			}
 		})
 	}
+	// Asked for, the payload is logged under "query", not "command".
+	var buf bytes.Buffer
+	h := middleware.Logging(slog.New(slog.NewJSONHandler(&buf, nil)), middleware.LogPayloads())(func(context.Context, *middleware.Message) (middleware.Outcome, error) {
+		return middleware.Outcome{}, nil
+	})
+	if _, err := h(context.Background(), &middleware.Message{Side: middleware.Query, Type: "balanceOf", Command: balanceOf{"acct"}, Metadata: middleware.Metadata{}}); err != nil {
+		t.Fatal(err)
+	}
+	var rec map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := rec["command"]; ok || fmt.Sprint(rec["query"]) != "map[Account:acct]" {
+		t.Errorf("a query's payload: %v, want it under \"query\"", rec)
+	}
 }
