@@ -68,6 +68,7 @@ func TestKafkaToKafka(t *testing.T) {
 	run(30)
 	// Kill the second while deposits flow and it has a transaction open.
 	stop := make(chan struct{})
+	var flowed atomic.Int64 // deposits, for the main goroutine to watch
 	var flowing sync.WaitGroup
 	flowing.Add(1)
 	go func() {
@@ -83,6 +84,7 @@ func TestKafkaToKafka(t *testing.T) {
 				return
 			}
 			deposits++
+			flowed.Add(1)
 		}
 	}()
 	if inKafkaTransaction(t, brokers, 10*time.Second, name+".projection.export.exporter-2") == "" {
@@ -93,7 +95,14 @@ func TestKafkaToKafka(t *testing.T) {
 	crashing.Kill()
 	third := projectorApp(t, brokers, name, exporter())
 	defer third.Close(context.Background())
-	time.Sleep(300 * time.Millisecond)
+	// Deposits go on while the third takes over from the killed second.
+	for atTakeover, deadline := flowed.Load(), time.Now().Add(30*time.Second); flowed.Load() < atTakeover+5; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			close(stop)
+			flowing.Wait()
+			t.Fatal("no deposit went through after the takeover began")
+		}
+	}
 	close(stop)
 	flowing.Wait()
 	run(10)
