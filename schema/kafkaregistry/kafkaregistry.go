@@ -153,13 +153,13 @@ func ensureTopic(ctx context.Context, adm *kadm.Client, c config) error {
 	if err != nil && !denied && !errors.Is(err, kerr.TopicAlreadyExists) {
 		return fmt.Errorf("kafkaregistry: creating topic %s: %w", c.topic, err)
 	}
-	// A new topic takes a moment to appear in every broker's metadata.
+	// A new topic takes a moment to appear in every broker's metadata, and
+	// the brokers asked for its metadata and for its configs may differ:
+	// both are asked again while one does not know it yet.
 	var topics kadm.TopicDetails
+	var rc kadm.ResourceConfig
 	for wait := 10 * time.Millisecond; ; wait = min(2*wait, time.Second) {
-		topics, err = adm.ListTopics(ctx, c.topic)
-		if err == nil {
-			err = topics.Error()
-		}
+		topics, rc, err = describeTopic(ctx, adm, c.topic)
 		if denied && errors.Is(err, kerr.UnknownTopicOrPartition) {
 			return fmt.Errorf("kafkaregistry: topic %s does not exist and this principal may not create it (%w): have it created first or grant CREATE on it",
 				c.topic, kerr.TopicAuthorizationFailed)
@@ -174,21 +174,10 @@ func ensureTopic(ctx context.Context, adm *kadm.Client, c config) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("kafkaregistry: describing topic %s: %w", c.topic, err)
+		return err
 	}
 	if n := len(topics[c.topic].Partitions); n != 1 {
 		return fmt.Errorf("kafkaregistry: topic %s has %d partitions, want 1 (the order of its records decides which registration wins)", c.topic, n)
-	}
-	cfgs, err := adm.DescribeTopicConfigs(ctx, c.topic)
-	if err != nil {
-		return fmt.Errorf("kafkaregistry: configs of topic %s: %w", c.topic, err)
-	}
-	rc, err := cfgs.On(c.topic, nil)
-	if err == nil {
-		err = rc.Err
-	}
-	if err != nil {
-		return fmt.Errorf("kafkaregistry: configs of topic %s: %w", c.topic, err)
 	}
 	for _, cfg := range rc.Configs {
 		if cfg.Key == "cleanup.policy" && cfg.Value != nil && *cfg.Value != "compact" {
@@ -197,6 +186,33 @@ func ensureTopic(ctx context.Context, adm *kadm.Client, c config) error {
 	}
 	return nil
 }
+
+// describeTopic returns topic's metadata and configs.
+func describeTopic(ctx context.Context, adm *kadm.Client, topic string) (kadm.TopicDetails, kadm.ResourceConfig, error) {
+	topics, err := adm.ListTopics(ctx, topic)
+	if err == nil {
+		err = topics.Error()
+	}
+	if err != nil {
+		return nil, kadm.ResourceConfig{}, fmt.Errorf("kafkaregistry: describing topic %s: %w", topic, err)
+	}
+	cfgs, err := adm.DescribeTopicConfigs(ctx, topic)
+	if err != nil {
+		return nil, kadm.ResourceConfig{}, fmt.Errorf("kafkaregistry: configs of topic %s: %w", topic, err)
+	}
+	rc, err := cfgs.On(topic, nil)
+	if err == nil {
+		err = rc.Err
+	}
+	if err != nil {
+		return nil, kadm.ResourceConfig{}, fmt.Errorf("kafkaregistry: configs of topic %s: %w", topic, err)
+	}
+	return topics, rc, nil
+}
+
+// newTopicGrace is how long a topic a broker says does not exist is taken
+// for one it has not learnt of yet.
+const newTopicGrace = 10 * time.Second
 
 type claimValue struct {
 	Schema string `json:"schema"`
@@ -211,9 +227,23 @@ func idKey(id uint32) string { return "id/" + strconv.FormatUint(uint64(id), 10)
 
 // catchUp reads the log up to its current end. r.mu is held.
 func (r *Registry) catchUp(ctx context.Context) error {
-	ends, err := r.adm.ListEndOffsets(ctx, r.topic)
-	if err == nil {
-		err = ends.Error()
+	// A broker that has not learnt of a new topic yet answers that it
+	// does not exist, for a moment after the topic's creation.
+	var ends kadm.ListedOffsets
+	var err error
+	for wait, give := 10*time.Millisecond, time.Now().Add(newTopicGrace); ; wait = min(2*wait, time.Second) {
+		ends, err = r.adm.ListEndOffsets(ctx, r.topic)
+		if err == nil {
+			err = ends.Error()
+		}
+		if err == nil || !errors.Is(err, kerr.UnknownTopicOrPartition) || time.Now().After(give) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("kafkaregistry: end of %s: %w", r.topic, ctx.Err())
+		case <-time.After(wait):
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("kafkaregistry: end of %s: %w", r.topic, err)

@@ -283,3 +283,27 @@ func FuzzApply(f *testing.F) {
 		}
 	})
 }
+
+// TestNewTopicOnACluster: on a cluster, the broker asked for a new topic's
+// configs may not know the topic yet when the one asked for its metadata
+// already does; New waits for both instead of failing (a failure seen in
+// TestBrokerFailover's start on the three-node cluster).
+func TestNewTopicOnACluster(t *testing.T) {
+	brokers := kafkatest.Cluster(t)
+	name := kafkatest.Name(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range 12 {
+		wg.Go(func() {
+			r, err := New(ctx, Topic(fmt.Sprintf("%s.%d._schemas", name, i)), ReplicationFactor(3),
+				ClientOpts(kgo.SeedBrokers(brokers...)))
+			if err != nil {
+				t.Errorf("registry %d: %v", i, err)
+				return
+			}
+			r.Close()
+		})
+	}
+	wg.Wait()
+}
