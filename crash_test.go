@@ -2,14 +2,17 @@ package interlock_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -55,12 +58,18 @@ func runProcessor(raw string) error {
 		return err
 	}
 	ctx := context.Background()
+	// Its log is kept, and printed only when it does not get ready.
+	var logs lockedBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if os.Getenv("INTERLOCK_TEST_LOG") != "" {
+		logger = testLogger()
+	}
 	store, err := snapshot.NewRedis(ctx, snapshot.RedisConfig{URL: cfg.RedisURL, KeyPrefix: cfg.RedisPrefix})
 	if err != nil {
 		return err
 	}
 	app, err := interlock.NewBuilder(interlock.WithBrokers(cfg.Brokers...), interlock.WithName(cfg.Name), interlock.WithPartitions(2),
-		interlock.WithRoles(interlock.RoleProcess), interlock.WithLogger(testLogger()), interlock.WithSnapshotStore(store),
+		interlock.WithRoles(interlock.RoleProcess), interlock.WithLogger(logger), interlock.WithSnapshotStore(store),
 		interlock.WithFlushInterval(time.Hour), interlock.WithSessionTimeout(6*time.Second), interlock.WithTransactionTimeout(5*time.Second),
 	).RegisterAggregate(bank.Accounts(), interlock.Snapshots(snapshot.EveryN(2))).Build()
 	if err != nil {
@@ -71,12 +80,30 @@ func runProcessor(raw string) error {
 	}
 	for deadline := time.Now().Add(time.Minute); !app.Ready(); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			return fmt.Errorf("not ready after a minute")
+			return fmt.Errorf("not ready after a minute (stats %+v, lag %v); its log:\n%s", app.Stats(), app.Lag(), logs.String())
 		}
 	}
 	fmt.Println("ready")
 	io.Copy(io.Discard, os.Stdin)
 	return nil
+}
+
+// lockedBuffer is a bytes.Buffer that goroutines may write to at once.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // TestRetryAfterProcessorCrash (invariant 3): a processor process applies

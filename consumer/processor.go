@@ -142,9 +142,7 @@ type Processor struct {
 	parts   map[topicPartition]*partition
 	dropped []*partition // revoked, their entries still in the cache
 	joined  bool         // a first assignment happened
-	// wake ends the poll in progress, so new partitions are restored at
-	// once rather than at the next flush interval.
-	wake context.CancelFunc
+	wake    waker        // ends the poll when partitions are assigned
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -328,9 +326,7 @@ func (p *Processor) assigned(_ context.Context, _ *kgo.Client, m map[string][]in
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.joined = true
-	if p.wake != nil {
-		p.wake()
-	}
+	p.wake.wake()
 	for t, ps := range m {
 		for _, id := range ps {
 			k := topicPartition{t, id}
@@ -440,12 +436,9 @@ func (p *Processor) run(ctx context.Context) {
 	for {
 		p.beat.Store(time.Now().UnixNano())
 		// Wake at least once per flush interval, commands or not.
-		pollCtx, cancel := context.WithTimeout(ctx, p.cfg.FlushInterval)
-		p.mu.Lock()
-		p.wake = cancel
-		p.mu.Unlock()
+		pollCtx, end := p.wake.arm(ctx, p.cfg.FlushInterval)
 		fs := p.sess.PollRecords(pollCtx, p.cfg.MaxPollRecords)
-		cancel()
+		end()
 		p.beat.Store(time.Now().UnixNano())
 		if fs.IsClientClosed() || ctx.Err() != nil {
 			// Leave the next owner as little to replay as possible.
