@@ -143,6 +143,10 @@ type Processor struct {
 	dropped []*partition // revoked, their entries still in the cache
 	joined  bool         // a first assignment happened
 	wake    waker        // ends the poll when partitions are assigned
+	// idleFailed is set when partitions no command reached failed to
+	// restore: the loop tries again within idleRetry, not only at its
+	// next flush interval. Only the loop uses it.
+	idleFailed bool
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -436,7 +440,11 @@ func (p *Processor) run(ctx context.Context) {
 	for {
 		p.beat.Store(time.Now().UnixNano())
 		// Wake at least once per flush interval, commands or not.
-		pollCtx, end := p.wake.arm(ctx, p.cfg.FlushInterval)
+		wait := p.cfg.FlushInterval
+		if p.idleFailed {
+			wait = min(wait, idleRetry)
+		}
+		pollCtx, end := p.wake.arm(ctx, wait)
 		fs := p.sess.PollRecords(pollCtx, p.cfg.MaxPollRecords)
 		end()
 		p.beat.Store(time.Now().UnixNano())
@@ -490,6 +498,10 @@ func (p *Processor) stop(err error) {
 	p.sess.AllowRebalance()
 }
 
+// idleRetry is the longest a failed restore of an idle partition waits
+// for its next try.
+const idleRetry = time.Second
+
 // restoreIdle restores the owned partitions no command has reached yet, so
 // the first command after an assignment does not wait for a replay and
 // readiness can say every partition is restored. They are restored
@@ -499,6 +511,7 @@ func (p *Processor) restoreIdle(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return nil
 	}
+	p.idleFailed = false
 	var idle []*partition
 	for _, part := range p.owned() {
 		if !part.restored.Load() {
@@ -508,12 +521,14 @@ func (p *Processor) restoreIdle(ctx context.Context) error {
 	if len(idle) == 0 {
 		return nil
 	}
-	for part, err := range p.restore(context.WithoutCancel(ctx), idle) {
+	errs := p.restore(context.WithoutCancel(ctx), idle)
+	for part, err := range errs {
 		if acl.Denied(err) {
 			return err // the events may not be read: no retry helps
 		}
-		p.log.Warn("interlock: restoring an idle partition; will retry", "partition", part.sp.String(), "err", err)
+		p.log.Warn("interlock: restoring an idle partition; will retry", "partition", part.sp.String(), "err", err, "in", min(p.cfg.FlushInterval, idleRetry))
 	}
+	p.idleFailed = len(errs) > 0
 	return nil
 }
 
