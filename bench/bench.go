@@ -280,7 +280,7 @@ type targets struct {
 // incomplete (ErrNoWorkload), a flag is wrong, or a phase fails (a command
 // of w rejected counts as a failure); after printing the flags for -h, it
 // returns flag.ErrHelp.
-func Run(ctx context.Context, w Workload, args []string, stdout, stderr io.Writer) error {
+func Run(ctx context.Context, w Workload, args []string, stdout, stderr io.Writer, opts ...Option) error {
 	if err := w.validate(); err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
@@ -289,6 +289,9 @@ func Run(ctx context.Context, w Workload, args []string, stdout, stderr io.Write
 		return err
 	}
 	b := &bencher{cfg: cfg, work: w, progress: stderr}
+	for _, o := range opts {
+		o.apply(b)
+	}
 	level := slog.LevelWarn
 	if cfg.verbose {
 		level = slog.LevelInfo
@@ -297,10 +300,14 @@ func Run(ctx context.Context, w Workload, args []string, stdout, stderr io.Write
 	b.base = "bench-" + strings.ToLower(ulid.Make().String()[20:]) // fresh topics each run
 	if cfg.brokers != "" {
 		b.brokers = strings.Split(cfg.brokers, ",")
+		if err := b.connect(ctx); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
 		if !cfg.keep {
 			defer b.deleteTopics(ctx)
 		}
 	} else {
+		b.clientOpts = nil // the embedded Kafka speaks plaintext, unauthenticated
 		// One embedded cluster for every client and application of the run.
 		cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
 		if err != nil {
@@ -331,15 +338,57 @@ func Run(ctx context.Context, w Workload, args []string, stdout, stderr io.Write
 }
 
 type bencher struct {
-	cfg       benchConfig
-	work      Workload
-	progress  io.Writer
-	log       *slog.Logger
-	base      string
-	brokers   []string
-	store     snapshot.Store
-	storeName string
-	rep       benchReport
+	cfg        benchConfig
+	work       Workload
+	progress   io.Writer
+	log        *slog.Logger
+	base       string
+	brokers    []string
+	clientOpts []kgo.Opt // WithClientOptions
+	store      snapshot.Store
+	storeName  string
+	rep        benchReport
+}
+
+// Option configures Run beyond its flags.
+type Option interface{ apply(*bencher) }
+
+type optionFunc func(*bencher)
+
+func (f optionFunc) apply(b *bencher) { f(b) }
+
+// WithClientOptions adds franz-go options to every Kafka client of a run
+// on --brokers: the raw phases', the admin's and the applications' (as
+// interlock.WithClientOptions). Give TLS (kgo.DialTLSConfig) and SASL
+// (kgo.SASL) here: the bench of package service passes those of its
+// environment and configuration file. The embedded Kafka ignores them.
+// Default: none.
+func WithClientOptions(opts ...kgo.Opt) Option {
+	return optionFunc(func(b *bencher) { b.clientOpts = append(b.clientOpts, opts...) })
+}
+
+// client returns a new client of the run's Kafka with the run's client
+// options and opts.
+func (b *bencher) client(opts ...kgo.Opt) (*kgo.Client, error) {
+	return kgo.NewClient(slices.Concat([]kgo.Opt{kgo.SeedBrokers(b.brokers...)}, b.clientOpts, opts)...)
+}
+
+// connect checks that the brokers answer with the run's client options,
+// so that a wrong address, a missing TLS or SASL setting or a refused
+// password fails the run at once, saying so, instead of its first phase
+// after its timeout.
+func (b *bencher) connect(ctx context.Context) error {
+	cl, err := b.client()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	wctx, cancel := context.WithTimeout(ctx, min(b.cfg.timeout, 30*time.Second))
+	defer cancel()
+	if err := cl.Ping(wctx); err != nil {
+		return fmt.Errorf("connecting to %s: %w", strings.Join(b.brokers, ","), err)
+	}
+	return nil
 }
 
 func (b *bencher) say(format string, args ...any) {
@@ -406,7 +455,7 @@ func (b *bencher) app(ctx context.Context, name, clientID string, store snapshot
 		interlock.WithCache(b.cfg.cacheAggregates, b.cfg.cacheBytes),
 		// The client ID tells this instance's group membership from a
 		// predecessor's that has not left yet.
-		interlock.WithClientOptions(kgo.ClientID(clientID)),
+		interlock.WithClientOptions(append(slices.Clip(b.clientOpts), kgo.ClientID(clientID))...),
 		interlock.WithCodec(b.work.codec()),
 	).RegisterAggregate(b.work.Aggregate).Build()
 	if err != nil {
@@ -430,7 +479,7 @@ func (b *bencher) closeApp(ctx context.Context, app *interlock.App) error {
 // with every commands partition assigned to members with clientID, so
 // timings do not include joining the group.
 func (b *bencher) waitAssigned(ctx context.Context, name, clientID string) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.brokers...))
+	cl, err := b.client()
 	if err != nil {
 		return err
 	}
@@ -970,8 +1019,7 @@ func (b *bencher) rawProduce(ctx context.Context, s *eventStream, batch int) err
 	b.say("raw_txn_produce: %d records in transactions of %d", c.restoreEvents, batch)
 	// As the processor's producer: acks from all, idempotent (franz-go's
 	// defaults), no linger, records placed on their partitions by hand.
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(b.brokers...),
+	cl, err := b.client(
 		kgo.TransactionalID(b.base+"-raw"),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerLinger(0),
@@ -1038,7 +1086,7 @@ func (b *bencher) rawProduce(ctx context.Context, s *eventStream, batch int) err
 func (b *bencher) deleteTopics(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.brokers...))
+	cl, err := b.client()
 	if err != nil {
 		b.say("deleting the run's topics: %v", err)
 		return
@@ -1115,7 +1163,7 @@ const consumeRuns = 3
 func (b *bencher) endOffsets(ctx context.Context, topic string) (map[int32]int64, error) {
 	wctx, cancel := b.wait(ctx)
 	defer cancel()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.brokers...))
+	cl, err := b.client()
 	if err != nil {
 		return nil, err
 	}
@@ -1149,7 +1197,7 @@ func (b *bencher) readRange(ctx context.Context, topic string, from, to map[int3
 	}
 	wctx, cancel := b.wait(ctx)
 	defer cancel()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.brokers...),
+	cl, err := b.client(
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offsets}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.KeepControlRecords(), // to see where each partition ends

@@ -17,6 +17,10 @@
 //		Command:   func(id ulid.ULID) any { return bank.DepositMoney{CommandOf: interlock.ToResult[bank.Balance](id), Amount: 1} },
 //	}))
 //
+// A run on --brokers connects with the franz-go options of
+// WithClientOptions (TLS, SASL); the service's bench passes those of its
+// environment and configuration file.
+//
 // The phases, in the order they run (each prints a progress line on
 // stderr; the table or --json goes to stdout):
 //
@@ -28,8 +32,9 @@
 //	raw_txn_produce    --restore-events events, as the processor writes them for Setup then Command,
 //	                   produced by franz-go in transactions of the processor's mean batch: the limit
 //	raw_consume        a read_committed read of those events: the limit of restore
-//	restore_watermark  a new owner restores from the snapshot store
-//	restore_full       a new owner replays every event
+//	restore_watermark  a new owner restores from the snapshot store: timed until it is ready
+//	restore_full       a new owner replays every event: timed until it is ready; then, apart,
+//	                   one command per partition
 //	projection         the workload's Export and ReadModel projectors over those events, when it has them
 //
 // Timing belongs to the bench, not to tests: BENCHMARKS.md records runs.

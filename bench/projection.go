@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -104,7 +105,7 @@ func (b *bencher) project(ctx context.Context, name string, p projections.Runner
 		interlock.WithBrokers(b.brokers...),
 		interlock.WithPartitions(int32(b.cfg.partitions)),
 		interlock.WithLogger(b.log),
-		interlock.WithClientOptions(kgo.ClientID(name+"-"+p.Name())),
+		interlock.WithClientOptions(append(slices.Clip(b.clientOpts), kgo.ClientID(name+"-"+p.Name()))...),
 		interlock.WithCodec(b.work.codec()),
 	).RegisterAggregate(b.work.Aggregate).RegisterProjection(p).Build()
 	if err != nil {
@@ -126,7 +127,7 @@ func (b *bencher) project(ctx context.Context, name string, p projections.Runner
 
 // createTopic creates topic with the bench's partition count.
 func (b *bencher) createTopic(ctx context.Context, topic string) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.brokers...))
+	cl, err := b.client()
 	if err != nil {
 		return err
 	}

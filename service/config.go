@@ -77,6 +77,7 @@ type Config struct {
 	Logger *slog.Logger
 
 	opts     []interlock.Option
+	kafka    []kgo.Opt // TLS and SASL
 	cleanups []func()
 	secrets  []string
 }
@@ -511,6 +512,7 @@ func build(get map[string]string, secrets []string, stderr io.Writer) (*Config, 
 	if err != nil {
 		errs = append(errs, err)
 	}
+	c.kafka = kafka
 	reg, err := c.SchemaRegistry.registry()
 	if err != nil {
 		errs = append(errs, err)

@@ -30,7 +30,9 @@
 // A binary adds its own commands with WithCommand, and gives bench the
 // workload it measures with WithBench: the aggregate type and the commands
 // to send (without one, bench fails and says so). bench has flags of its
-// own (bench -h), not the settings below. The commands that read
+// own (bench -h), not the settings below, but on its --brokers it uses
+// the Kafka TLS and SASL settings of the environment and the
+// configuration file, as the other commands do. The commands that read
 // or change the cluster (topics, events, aggregate, projections) need
 // brokers; serve alone runs an embedded Kafka without them. The
 // projections commands start the application as a dispatcher only (its

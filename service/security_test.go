@@ -14,12 +14,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oklog/ulid/v2"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/interlock-go/interlock"
+	"github.com/interlock-go/interlock/bench"
 	"github.com/interlock-go/interlock/examples/bank"
+	"github.com/interlock-go/interlock/internal/benchtest"
 	"github.com/interlock-go/interlock/internal/logbuf"
 	"github.com/interlock-go/interlock/internal/securekafka"
 	"github.com/interlock-go/interlock/producer"
@@ -367,6 +370,46 @@ func TestSecuredKafka(t *testing.T) {
 	s.connectionRefusals(ctx)
 	s.mechanisms(ctx)
 	s.missingACLs(ctx, gw)
+	s.bench(ctx)
+}
+
+// bench: a service binary's bench reaches the secured Kafka with the TLS
+// and SASL settings of its environment, as its other commands do; without
+// them it fails at once, saying that it could not connect.
+func (s *secured) bench(ctx context.Context) {
+	t := s.t
+	w := bench.Workload{
+		Aggregate: bank.Accounts(),
+		Setup: func(id ulid.ULID, i int) any {
+			return bank.OpenAccount{Command: interlock.To(id), Owner: fmt.Sprint("owner-", i)}
+		},
+		Command: func(id ulid.ULID) any {
+			return bank.DepositMoney{CommandOf: interlock.ToResult[bank.Balance](id), Amount: 1}
+		},
+	}
+	run := func(e env) (string, string, error) {
+		var out, progress bytes.Buffer
+		r := &runner{prog: "interlock", build: auditBuild(nil), bench: &w, stdout: &out, stderr: &progress, getenv: e.get}
+		err := r.run(ctx, []string{"bench", "--quick", "--json", "--brokers", s.broker.Addr,
+			"--partitions", "2", "--aggregates", "10", "--commands", "100", "--restore-events", "100",
+			"--senders", "4", "--dispatchers", "2", "--probe", "200ms", "--sync-duration", "200ms", "--timeout", "30s"})
+		return out.String(), progress.String(), err
+	}
+	admin := s.env(securekafka.Admin, s.broker.AdminPassword)
+	out, progress, err := run(admin)
+	if err != nil {
+		t.Fatalf("bench on the secured Kafka: %v\n%s", err, progress)
+	}
+	benchtest.Check(t, []byte(out), benchtest.Measured{})
+	t0 := time.Now()
+	_, _, err = run(without(admin, "INTERLOCK_TLS_CA_FILE")) // plaintext
+	if err == nil || !strings.Contains(err.Error(), "bench: connecting to "+s.broker.Addr) || time.Since(t0) > 20*time.Second {
+		t.Errorf("bench without the TLS settings: %v after %v, want a connection error at once", err, time.Since(t0))
+	}
+	_, _, err = run(s.env(securekafka.Admin, "wr0ng-pw-7731"))
+	if err == nil || !strings.Contains(err.Error(), "SASL_AUTHENTICATION_FAILED") || strings.Contains(err.Error(), "wr0ng-pw-7731") {
+		t.Errorf("bench with a wrong password: %v, want SASL_AUTHENTICATION_FAILED without the password", err)
+	}
 }
 
 // mechanisms: each SASL mechanism of the settings logs in on the real

@@ -334,10 +334,18 @@ func (inv *invocation) offline(ctx context.Context) (*interlock.App, error) {
 const benchSummary = "measure the application's commands, latency and restores against the broker's limit (WithBench)"
 
 // runBench runs the bench of the workload given WithBench: it has flags of
-// its own (its --brokers, say), not the settings of the other commands.
+// its own (its --brokers, say), not the settings of the other commands,
+// but connects to --brokers with the Kafka TLS and SASL settings of the
+// environment and the configuration file (INTERLOCK_TLS_CA_FILE,
+// INTERLOCK_SASL_MECHANISM, ...), as the service would.
 func (r *runner) runBench(ctx context.Context, args []string) error {
 	if r.bench == nil {
 		return fmt.Errorf("bench: %s has no workload to measure: give its service.Main the option service.WithBench(bench.Workload{...}) with the aggregate and commands to send", r.prog)
 	}
-	return bench.Run(ctx, *r.bench, args, r.stdout, r.stderr)
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	cfg, err := resolve(fs, addFlags(fs, false), r.getenv, r.stderr) // no flag parsed: the environment and the file
+	if err != nil {
+		return fmt.Errorf("bench: the Kafka settings of the environment: %w", err)
+	}
+	return cfg.redact(bench.Run(ctx, *r.bench, args, r.stdout, r.stderr, bench.WithClientOptions(cfg.kafka...)))
 }
