@@ -136,6 +136,10 @@ type SchemaRegistryConfig struct {
 	Username, Password string
 	// Token, a secret, authenticates with "Authorization: Bearer".
 	Token string
+	// PasswordFile and TokenFile, when set, are read again before each
+	// request to the registry, so a rotated secret or a refreshed
+	// short-lived token is picked up without a restart.
+	PasswordFile, TokenFile string
 	// CAFile holds PEM CA certificates to trust for https URLs.
 	CAFile string
 }
@@ -210,8 +214,8 @@ var settings = []setting{
 	{flag: "sasl-password-file", env: "INTERLOCK_SASL_PASSWORD", yaml: "saslPasswordFile", arg: "file", secret: true, help: "SASL password, or OAUTHBEARER's token; a file is read again at each authentication"},
 	{flag: "schema-registry", env: "INTERLOCK_SCHEMA_REGISTRY_URL", yaml: "schemaRegistry", arg: "url,...", help: "comma-separated URLs of a Confluent-compatible schema registry, tried in order (default: the built-in registry, the topic <name>._schemas)"},
 	{flag: "schema-registry-username", env: "INTERLOCK_SCHEMA_REGISTRY_USERNAME", yaml: "schemaRegistryUsername", arg: "user", help: "schema registry basic-auth user, e.g. an API key"},
-	{flag: "schema-registry-password-file", env: "INTERLOCK_SCHEMA_REGISTRY_PASSWORD", yaml: "schemaRegistryPasswordFile", arg: "file", secret: true, help: "schema registry basic-auth password, e.g. an API secret"},
-	{flag: "schema-registry-token-file", env: "INTERLOCK_SCHEMA_REGISTRY_TOKEN", yaml: "schemaRegistryTokenFile", arg: "file", secret: true, help: "schema registry bearer token, read at start"},
+	{flag: "schema-registry-password-file", env: "INTERLOCK_SCHEMA_REGISTRY_PASSWORD", yaml: "schemaRegistryPasswordFile", arg: "file", secret: true, help: "schema registry basic-auth password, e.g. an API secret; a file is read again at each request"},
+	{flag: "schema-registry-token-file", env: "INTERLOCK_SCHEMA_REGISTRY_TOKEN", yaml: "schemaRegistryTokenFile", arg: "file", secret: true, help: "schema registry bearer token; a file is read again at each request"},
 	{flag: "schema-registry-ca-file", env: "INTERLOCK_SCHEMA_REGISTRY_CA_FILE", yaml: "schemaRegistryCaFile", arg: "file", help: "PEM CA certificates to trust for an https schema registry (default: the system's)"},
 	{flag: "schema-compatibility", env: "INTERLOCK_SCHEMA_COMPATIBILITY", yaml: "schemaCompatibility", def: "BACKWARD_TRANSITIVE", arg: "level", help: "compatibility new schemas must keep with the registered ones: BACKWARD_TRANSITIVE, BACKWARD, FORWARD, FORWARD_TRANSITIVE, FULL, FULL_TRANSITIVE or NONE"},
 }
@@ -429,6 +433,7 @@ func build(get map[string]string, secrets []string, stderr io.Writer) (*Config, 
 		SchemaRegistry: SchemaRegistryConfig{
 			Username: get["schema-registry-username"], Password: get["schema-registry-password-file"],
 			Token: get["schema-registry-token-file"], CAFile: get["schema-registry-ca-file"],
+			PasswordFile: get["schema-registry-password-file#path"], TokenFile: get["schema-registry-token-file#path"],
 		},
 	}
 	var errs []error
@@ -577,9 +582,9 @@ func (r SchemaRegistryConfig) registry() (*httpregistry.Registry, error) {
 	case r.Username != "" && r.Token != "":
 		return nil, errors.New("the schema registry has a user and a bearer token: choose one")
 	case r.Username != "":
-		opts = append(opts, httpregistry.BasicAuth(r.Username, r.Password))
+		opts = append(opts, httpregistry.BasicAuthFunc(r.Username, secretFrom(r.Password, r.PasswordFile, "schema registry password")))
 	case r.Token != "":
-		opts = append(opts, httpregistry.BearerToken(r.Token))
+		opts = append(opts, httpregistry.BearerTokenFunc(secretFrom(r.Token, r.TokenFile, "schema registry token")))
 	}
 	if r.CAFile != "" {
 		pem, err := os.ReadFile(r.CAFile)
@@ -625,19 +630,26 @@ func (t TLSConfig) config() (*tls.Config, error) {
 	return cfg, nil
 }
 
-// mechanism builds the SASL mechanism. The password is read from its file
-// at each authentication when it came from one.
-func (s SASLConfig) mechanism() (sasl.Mechanism, error) {
-	password := func() (string, error) {
-		if s.PasswordFile == "" {
-			return s.Password, nil
+// secretFrom returns a function that returns the secret: read again from
+// file at each call when it came from one (what is named in the error),
+// else value.
+func secretFrom(value, file, what string) func(context.Context) (string, error) {
+	return func(context.Context) (string, error) {
+		if file == "" {
+			return value, nil
 		}
-		b, err := os.ReadFile(s.PasswordFile)
+		b, err := os.ReadFile(file)
 		if err != nil {
-			return "", fmt.Errorf("SASL password file: %w", pathErr(err))
+			return "", fmt.Errorf("%s file: %w", what, pathErr(err))
 		}
 		return strings.TrimRight(string(b), "\r\n"), nil
 	}
+}
+
+// mechanism builds the SASL mechanism. The password is read from its file
+// at each authentication when it came from one.
+func (s SASLConfig) mechanism() (sasl.Mechanism, error) {
+	password := secretFrom(s.Password, s.PasswordFile, "SASL password")
 	if s.Mechanism != "OAUTHBEARER" && s.Username == "" {
 		return nil, fmt.Errorf("--sasl-mechanism %s needs --sasl-username", s.Mechanism)
 	}
@@ -646,13 +658,13 @@ func (s SASLConfig) mechanism() (sasl.Mechanism, error) {
 	}
 	switch s.Mechanism {
 	case "PLAIN":
-		return plain.Plain(func(context.Context) (plain.Auth, error) {
-			p, err := password()
+		return plain.Plain(func(ctx context.Context) (plain.Auth, error) {
+			p, err := password(ctx)
 			return plain.Auth{User: s.Username, Pass: p}, err
 		}), nil
 	case "SCRAM-SHA-256", "SCRAM-SHA-512":
-		auth := func(context.Context) (scram.Auth, error) {
-			p, err := password()
+		auth := func(ctx context.Context) (scram.Auth, error) {
+			p, err := password(ctx)
 			return scram.Auth{User: s.Username, Pass: p}, err
 		}
 		if s.Mechanism == "SCRAM-SHA-256" {
@@ -660,8 +672,8 @@ func (s SASLConfig) mechanism() (sasl.Mechanism, error) {
 		}
 		return scram.Sha512(auth), nil
 	case "OAUTHBEARER":
-		return oauth.Oauth(func(context.Context) (oauth.Auth, error) {
-			p, err := password()
+		return oauth.Oauth(func(ctx context.Context) (oauth.Auth, error) {
+			p, err := password(ctx)
 			return oauth.Auth{Token: p}, err
 		}), nil
 	}

@@ -9,11 +9,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math/big"
 	"net"
 	"os"
@@ -24,6 +26,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/interlock-go/interlock"
 	"github.com/interlock-go/interlock/examples/bank"
@@ -274,6 +277,54 @@ func TestSecretSources(t *testing.T) {
 	}
 	if cfg.PostgresDSN != "postgres://u:pw@h/db" || cfg.RedisPassword != "rpw" {
 		t.Errorf("DSN %q, Redis password %q", cfg.PostgresDSN, cfg.RedisPassword)
+	}
+}
+
+// TestRegistrySecretsRotate: the schema registry's token or password,
+// when it came from a file, is read again before each request, so a
+// rotated secret (a short-lived token its issuer refreshes in a mounted
+// file) is used without a restart; one from a variable stays as given.
+func TestRegistrySecretsRotate(t *testing.T) {
+	ctx := context.Background()
+	const text = `{"type":"record","name":"a.B","fields":[{"name":"x","type":"long"}]}`
+	for _, c := range []struct {
+		name, secret, auth, variable string
+		env                          env
+	}{
+		{"token", "new-t0ken", "Bearer new-t0ken", "INTERLOCK_SCHEMA_REGISTRY_TOKEN", env{}},
+		{"password", "new-passw0rd", "Basic " + base64.StdEncoding.EncodeToString([]byte("key:new-passw0rd")),
+			"INTERLOCK_SCHEMA_REGISTRY_PASSWORD", env{"INTERLOCK_SCHEMA_REGISTRY_USERNAME": "key"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			fake := srfake.New(srfake.WithAuth(c.auth))
+			t.Cleanup(fake.Close)
+			file := writeFile(t, "secret", "old-secret\n")
+			e := maps.Clone(c.env)
+			e["INTERLOCK_SCHEMA_REGISTRY_URL"], e[c.variable+"_FILE"] = fake.URL(), file
+			cfg, err := parse(t, e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			reg, err := cfg.SchemaRegistry.registry()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := reg.Register(ctx, "s", text); err == nil || !strings.Contains(err.Error(), "not authorized") {
+				t.Fatalf("with the first secret: %v, want refused", err)
+			}
+			if err := os.WriteFile(file, []byte(c.secret+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := reg.Register(ctx, "s", text); err != nil {
+				t.Fatalf("after the file was rotated: %v", err)
+			}
+			if err := os.Remove(file); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := reg.Versions(ctx, "s"); err == nil || !strings.Contains(err.Error(), c.name+" file: "+file+": no such file") {
+				t.Fatalf("after the file was removed: %v, want an error naming it", err)
+			}
+		})
 	}
 }
 

@@ -27,13 +27,19 @@ import (
 type Opt interface{ apply(*config) }
 
 type config struct {
-	urls       []string
-	user, pass string
-	basic      bool
-	token      string
-	tls        *tls.Config
-	http       *http.Client
-	userAgent  string
+	urls      []string
+	user      string
+	pass      func(context.Context) (string, error)
+	token     func(context.Context) (string, error)
+	auths     int // how many of the auth options were given
+	tls       *tls.Config
+	http      *http.Client
+	userAgent string
+}
+
+// fixed returns a secret function of a secret that does not change.
+func fixed(s string) func(context.Context) (string, error) {
+	return func(context.Context) (string, error) { return s, nil }
 }
 
 type optFunc func(*config)
@@ -47,15 +53,26 @@ func URLs(urls ...string) Opt {
 }
 
 // BasicAuth authenticates every request with HTTP basic auth (e.g. an API
-// key and secret). Not with BearerToken.
-func BasicAuth(user, pass string) Opt {
-	return optFunc(func(c *config) { c.user, c.pass, c.basic = user, pass, true })
+// key and secret). Only one of the auth options may be given.
+func BasicAuth(user, pass string) Opt { return BasicAuthFunc(user, fixed(pass)) }
+
+// BasicAuthFunc is BasicAuth with the password pass returns before each
+// request: one read from a file that is rotated, say. An error fails the
+// request, saying so.
+func BasicAuthFunc(user string, pass func(context.Context) (string, error)) Opt {
+	return optFunc(func(c *config) { c.user, c.pass, c.token = user, pass, nil; c.auths++ })
 }
 
 // BearerToken authenticates every request with "Authorization: Bearer
-// token". Not with BasicAuth.
-func BearerToken(token string) Opt {
-	return optFunc(func(c *config) { c.token = token })
+// token". Only one of the auth options may be given.
+func BearerToken(token string) Opt { return BearerTokenFunc(fixed(token)) }
+
+// BearerTokenFunc is BearerToken with the token token returns before each
+// request: a short-lived token read from the file its issuer rotates
+// (a Kubernetes projected service account token, say). An error fails the
+// request, saying so.
+func BearerTokenFunc(token func(context.Context) (string, error)) Opt {
+	return optFunc(func(c *config) { c.token, c.pass = token, nil; c.auths++ })
 }
 
 // TLS sets the TLS configuration of https URLs (CA, client certificate
@@ -73,6 +90,24 @@ func HTTPClient(cl *http.Client) Opt {
 // UserAgent sets the User-Agent of requests. Default: "interlock".
 func UserAgent(ua string) Opt {
 	return optFunc(func(c *config) { c.userAgent = ua })
+}
+
+// authorize sets the Authorization header of req from the current secret.
+func (c *config) authorize(req *http.Request) error {
+	if c.token != nil {
+		tok, err := c.token(req.Context())
+		if err != nil {
+			return fmt.Errorf("httpregistry: the bearer token: %w", err)
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+		return nil
+	}
+	pass, err := c.pass(req.Context())
+	if err != nil {
+		return fmt.Errorf("httpregistry: the password: %w", err)
+	}
+	req.SetBasicAuth(c.user, pass)
+	return nil
 }
 
 // Registry is a schema.Registry over HTTP. It remembers the schemas it
@@ -109,8 +144,8 @@ func New(opts ...Opt) (*Registry, error) {
 			return nil, fmt.Errorf("httpregistry: URL %q holds credentials: use BasicAuth", p.Redacted())
 		}
 	}
-	if c.basic && c.token != "" {
-		return nil, errors.New("httpregistry: BasicAuth and BearerToken both set: choose one")
+	if c.auths > 1 {
+		return nil, errors.New("httpregistry: more than one of BasicAuth and BearerToken (or their Func forms) set: choose one")
 	}
 	srOpts := []sr.ClientOpt{sr.URLs(c.urls...), sr.UserAgent(c.userAgent)}
 	if c.http != nil {
@@ -119,11 +154,8 @@ func New(opts ...Opt) (*Registry, error) {
 	if c.tls != nil {
 		srOpts = append(srOpts, sr.DialTLSConfig(c.tls))
 	}
-	if c.basic {
-		srOpts = append(srOpts, sr.BasicAuth(c.user, c.pass))
-	}
-	if c.token != "" {
-		srOpts = append(srOpts, sr.BearerToken(c.token))
+	if c.pass != nil || c.token != nil {
+		srOpts = append(srOpts, sr.PreReq(c.authorize))
 	}
 	cl, err := sr.NewClient(srOpts...)
 	if err != nil {

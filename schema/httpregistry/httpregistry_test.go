@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/sr/srfake"
@@ -82,6 +83,53 @@ func TestAuthAndTLS(t *testing.T) {
 	}
 }
 
+// TestRotatedSecrets: the Func forms ask for the secret before every
+// request, so a token or password rotated while the process runs is used
+// from the next request on; an error getting it fails the request.
+func TestRotatedSecrets(t *testing.T) {
+	ctx := context.Background()
+	const v1 = `{"type":"record","name":"a.B","fields":[{"name":"x","type":"long"}]}`
+	for _, tc := range []struct {
+		name string
+		auth string // the registry's, for the secret "new"
+		opt  func(func(context.Context) (string, error)) Opt
+	}{
+		{"bearer token", "Bearer new", BearerTokenFunc},
+		{"basic auth", "Basic " + base64.StdEncoding.EncodeToString([]byte("key:new")),
+			func(f func(context.Context) (string, error)) Opt { return BasicAuthFunc("key", f) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fake := srfake.New(srfake.WithAuth(tc.auth))
+			t.Cleanup(fake.Close)
+			var mu sync.Mutex
+			secret, fail := "old", error(nil)
+			r, err := New(URLs(fake.URL()), tc.opt(func(context.Context) (string, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				return secret, fail
+			}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.Register(ctx, "s", v1); err == nil || !strings.Contains(err.Error(), "not authorized") {
+				t.Fatalf("with the old secret: %v, want refused", err)
+			}
+			mu.Lock()
+			secret = "new"
+			mu.Unlock()
+			if _, err := r.Register(ctx, "s", v1); err != nil {
+				t.Fatalf("with the rotated secret: %v", err)
+			}
+			mu.Lock()
+			fail = errors.New("token file gone")
+			mu.Unlock()
+			if _, err := r.Versions(ctx, "s"); err == nil || !strings.Contains(err.Error(), "token file gone") {
+				t.Fatalf("when the secret cannot be had: %v", err)
+			}
+		})
+	}
+}
+
 func TestNewErrors(t *testing.T) {
 	tests := []struct {
 		opts []Opt
@@ -92,6 +140,7 @@ func TestNewErrors(t *testing.T) {
 		{[]Opt{URLs("localhost:8081")}, `URL "localhost:8081"`},
 		{[]Opt{URLs("http://u:p@host")}, "holds credentials: use BasicAuth"},
 		{[]Opt{BasicAuth("a", "b"), BearerToken("t")}, "choose one"},
+		{[]Opt{BearerTokenFunc(nil), BearerToken("t")}, "choose one"},
 		// A mistyped scheme with credentials: the error must not show them.
 		{[]Opt{URLs("htps://key:s3cret@host")}, `URL "htps://key:xxxxx@host"`},
 		{[]Opt{URLs("http://key:s3cret@host:bad port")}, "URL (not a URL): want"},
