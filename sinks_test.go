@@ -190,6 +190,103 @@ func TestForeignTopicAndEffects(t *testing.T) {
 	}
 }
 
+// TestTransientFailuresAreNotParked: a record handler failing for a
+// reason that is not its record's (marked projections.Transient, or a
+// schema registry that does not answer) is tried again past the
+// projection's retries until it succeeds, and nothing is parked; on the
+// effects sink (a unit of work per batch) and on the Kafka sink (a
+// transaction per batch). The same failures unmarked are parked.
+func TestTransientFailuresAreNotParked(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	ctx := ctxT(t)
+	orders := name + ".orders"
+	kafkatest.CreateTopic(t, brokers, orders, 1)
+	kafkatest.Produce(t, brokers,
+		&kgo.Record{Topic: orders, Key: []byte("ann"), Value: []byte("1")},
+		&kgo.Record{Topic: orders, Key: []byte("bob"), Value: []byte("2")})
+	var last []interlock.Position
+	for _, r := range kafkatest.ReadAll(t, brokers, orders) {
+		last = append(last, interlock.Position{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset})
+	}
+	// handler fails each record's first four tries (the projection
+	// retries a failure once), with mark on the error, then applies it.
+	type counts struct {
+		sync.Mutex
+		tries   map[string]int
+		applied []string
+	}
+	handler := func(c *counts, mark func(error) error) func(r *kgo.Record) error {
+		return func(r *kgo.Record) error {
+			c.Lock()
+			defer c.Unlock()
+			if c.tries[string(r.Key)]++; c.tries[string(r.Key)] <= 4 {
+				if string(r.Key) == "ann" {
+					return mark(errors.New("the database is out of reach"))
+				}
+				return mark(fmt.Errorf("decoding: %w", schema.ErrRegistryUnavailable))
+			}
+			c.applied = append(c.applied, string(r.Key))
+			return nil
+		}
+	}
+	transient := func(err error) error {
+		if errors.Is(err, schema.ErrRegistryUnavailable) {
+			return err // transient without a mark
+		}
+		return projections.Transient(err)
+	}
+	opts := []projections.Option{projections.WithPolicy(projections.DeadLetter), projections.WithRetries(1, time.Millisecond)}
+	effects, onKafka, unmarked := &counts{tries: map[string]int{}}, &counts{tries: map[string]int{}}, &counts{tries: map[string]int{}}
+	pe := projections.New("effects", projections.Effects(), opts...)
+	he := handler(effects, transient)
+	projections.OnRecord(pe, orders, func(_ context.Context, _ *struct{}, r *kgo.Record) error { return he(r) })
+	pk := projections.New("kafka", projections.Kafka(), opts...)
+	hk := handler(onKafka, transient)
+	out := name + ".out"
+	kafkatest.CreateTopic(t, brokers, out, 1)
+	projections.OnRecord(pk, orders, func(_ context.Context, o *projections.Output, r *kgo.Record) error {
+		if err := hk(r); err != nil {
+			return err
+		}
+		o.Produce(&kgo.Record{Topic: out, Key: r.Key, Value: r.Value})
+		return nil
+	})
+	pu := projections.New("unmarked", projections.Effects(), opts...)
+	hu := handler(unmarked, func(err error) error { return fmt.Errorf("%v", err) }) // the cause flattened away
+	projections.OnRecord(pu, orders, func(_ context.Context, _ *struct{}, r *kgo.Record) error { return hu(r) })
+	app := startWith(t, interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithPartitions(1),
+		interlock.WithLogger(testLogger())).RegisterAggregate(bank.Accounts()).RegisterProjection(pe).RegisterProjection(pk).RegisterProjection(pu))
+	for _, proj := range []string{"effects", "kafka", "unmarked"} {
+		if err := app.Projection(proj).WaitFor(ctx, last); err != nil {
+			t.Fatalf("%s: %v", proj, err)
+		}
+	}
+	effects.Lock()
+	if fmt.Sprint(effects.applied) != "[ann bob]" || effects.tries["ann"] != 5 || effects.tries["bob"] != 5 {
+		t.Errorf("effects: applied %v after tries %v; want both, each on its fifth try", effects.applied, effects.tries)
+	}
+	effects.Unlock()
+	// On the Kafka sink a failure aborts the batch's transaction: what
+	// counts is what it committed.
+	var keys []string
+	for _, r := range kafkatest.ReadAll(t, brokers, out) {
+		keys = append(keys, string(r.Key))
+	}
+	if fmt.Sprint(keys) != "[ann bob]" {
+		t.Errorf("kafka: committed %v, want each record once", keys)
+	}
+	for _, proj := range []string{"effects", "kafka"} {
+		if n := len(kafkatest.ReadAll(t, brokers, name+"."+proj+".dlq")); n != 0 {
+			t.Errorf("%s: %d records parked, want none", proj, n)
+		}
+	}
+	if n := len(kafkatest.ReadAll(t, brokers, name+".unmarked.dlq")); n != 2 {
+		t.Errorf("unmarked: %d records parked, want both", n)
+	}
+}
+
 // TestRedisView: an at-least-once Redis read model is idempotent: a second
 // projection replaying every event into the same hashes changes nothing.
 func TestRedisView(t *testing.T) {

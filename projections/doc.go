@@ -37,7 +37,10 @@
 // # Poison events
 //
 // A handler error aborts the batch, which is retried with backoff
-// (WithRetries). When the retries are spent the projection's Policy
+// (WithRetries). An error that is not the event's fault (Transient, or a
+// schema registry that does not answer: schema.ErrRegistryUnavailable)
+// is retried until it passes, never counted. When the retries are spent
+// the projection's Policy
 // decides: DeadLetter (the default; DESIGN.md's invariant 7: bad input
 // never stops a partition) parks the event in the projection's
 // dead-letter topic (<app>.<name>.dlq) and holds back the later events of

@@ -63,3 +63,23 @@ func Example() {
 	fmt.Println(owner, err)
 	// Output: ada <nil>
 }
+
+// A handler that calls another service marks the failures that are not
+// the event's fault as Transient: the batch is tried again until the
+// service answers, and the event is never parked in the dead-letter
+// topic. Any other error counts against the event.
+func ExampleTransient() {
+	notify := func(ctx context.Context, owner string) error { return nil } // a mail service, say
+	welcome := projections.New("welcome-mails", projections.Effects())
+	projections.On(welcome, func(ctx context.Context, _ *struct{}, e projections.Event[bank.AccountOpened]) error {
+		if e.Data.Owner == "" {
+			return fmt.Errorf("account %s has no owner", e.AggregateID) // the event's fault: parked after the retries
+		}
+		if err := notify(ctx, e.Data.Owner); err != nil {
+			return projections.Transient(fmt.Errorf("mail service: %w", err))
+		}
+		return nil
+	})
+	fmt.Println(welcome.Name())
+	// Output: welcome-mails
+}

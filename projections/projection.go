@@ -158,7 +158,9 @@ func On[E, T any](p *Projection[T], fn func(ctx context.Context, tx T, e Event[E
 // OnRecord registers fn as p's handler of every record of topic, a topic
 // Interlock did not write (or any topic read raw): fn gets the record as
 // it is and decodes it itself (JSON, Avro with a registry, ...). Records
-// are held back and parked per key, as events are per aggregate.
+// are held back and parked per key, as events are per aggregate. An
+// error of fn counts against its record, unless it matches
+// schema.ErrRegistryUnavailable or is marked with Transient.
 func OnRecord[T any](p *Projection[T], topic string, fn func(ctx context.Context, tx T, r *kgo.Record) error) {
 	if _, dup := p.raw[topic]; dup || topic == "" {
 		p.errs = append(p.errs, fmt.Errorf("projection %q: topic %q has two record handlers, or is empty", p.name, topic))

@@ -135,11 +135,13 @@ func (p *Projection[T]) applyRetrying(ctx context.Context, pr *Projector, bindin
 			return err
 		case ctx.Err() != nil:
 			return errClosing
-		case failedAt >= 0 && !errors.As(err, new(transient)):
+		case failedAt >= 0 && !isTransient(err):
 			if failures++; failures > p.set.retries {
 				return &errPoison{at: failedAt, err: err}
 			}
 			pr.log.Warn("interlock: projection handler failed; retrying the batch", append([]any{"attempt", failures, "of", p.set.retries, "err", err}, stackAttr(err, failures)...)...)
+		case failedAt >= 0:
+			pr.log.Warn("interlock: projection handler failed, not for its event's fault; retrying the batch until it succeeds", "err", err)
 		default:
 			pr.log.Error("interlock: projection sink failed; retrying the batch", "err", err)
 		}
@@ -286,3 +288,24 @@ func (pr *Projector) holds(r *kgo.Record) bool {
 type transient struct{ error }
 
 func (t transient) Unwrap() error { return t.error }
+
+// Transient marks err, returned by a handler, as not the fault of the
+// event or record it handled: a database, a service or a schema registry
+// out of reach. The batch is tried again, with backoff, until the handler
+// succeeds or the projection closes; the record is never parked, and the
+// partition waits meanwhile. Any other handler error counts against the
+// record: after the projection's retries (WithRetries) it is parked or
+// stops the projection, as its policy says. An error that matches
+// schema.ErrRegistryUnavailable (a schema.Serde's Decode while the
+// registry does not answer) is transient without the mark.
+func Transient(err error) error {
+	if err == nil {
+		return nil
+	}
+	return transient{err}
+}
+
+// isTransient reports whether err is not its record's fault.
+func isTransient(err error) bool {
+	return errors.As(err, new(transient)) || errors.Is(err, schema.ErrRegistryUnavailable)
+}

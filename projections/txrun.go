@@ -166,7 +166,7 @@ func (p *Projection[T]) txBatch(ctx context.Context, pr *Projector, sess *kgo.Gr
 			continue
 		}
 		if err := p.apply(tctx, pr, any(out).(T), bindings, r); err != nil {
-			if !errors.As(err, new(transient)) {
+			if !isTransient(err) {
 				st.failures[pos]++
 			}
 			if st.failures[pos] > p.set.retries {

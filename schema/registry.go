@@ -165,6 +165,13 @@ func LookupTimeout(d time.Duration) RegistryOpt {
 // ErrNoRegistry is returned by a DeferredRegistry before Set.
 var ErrNoRegistry = errors.New("schema: the schema registry is not open yet")
 
+// ErrRegistryUnavailable is matched (errors.Is) by a Decode error that
+// came from looking up a record's writer schema in a registry that did not
+// answer (out of reach, refusing the credentials, timing out): the record
+// is not at fault, and the same record decodes once the registry is back.
+// Projections retry such a record without limit and never park it.
+var ErrRegistryUnavailable = errors.New("schema: the schema registry did not answer")
+
 // DeferredRegistry is a Registry whose backing registry is given later,
 // by Set: for a codec built before its registry can be opened, e.g. a
 // kafkaregistry on the embedded Kafka, which starts with the application.

@@ -157,8 +157,8 @@ func TestRegistryDown(t *testing.T) {
 	// A record of an ID the Serde does not know, while the registry is
 	// down: an infrastructure failure, not bad input.
 	b := []byte{0, 0, 0, 0, 9, 0}
-	if _, err := s.Decode(b); !errors.Is(err, errDown) || errors.Is(err, schema.ErrDecode) {
-		t.Errorf("Decode: err = %v, want the registry's error and no ErrDecode", err)
+	if _, err := s.Decode(b); !errors.Is(err, errDown) || !errors.Is(err, schema.ErrRegistryUnavailable) || errors.Is(err, schema.ErrDecode) {
+		t.Errorf("Decode: err = %v, want the registry's error, ErrRegistryUnavailable and no ErrDecode", err)
 	}
 }
 

@@ -71,7 +71,7 @@ func (s *avroSerde) writer(ctx context.Context, id uint32) (*writerDecoder, erro
 	case err != nil && errors.Is(err, ErrUnknownSchema):
 		wd = &writerDecoder{err: s.decodeErr(&unknownIDError{id: id, own: own, cause: err})}
 	case err != nil:
-		return nil, fmt.Errorf("schema: cannot decode %v: looking up writer schema %d: %w", s.t, id, err)
+		return nil, fmt.Errorf("schema: cannot decode %v: looking up writer schema %d: %w: %w", s.t, id, ErrRegistryUnavailable, err)
 	default:
 		wd = s.resolve(id, text)
 	}
