@@ -2,7 +2,6 @@ package interlock_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"os/exec"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +19,7 @@ import (
 	"github.com/interlock-go/interlock"
 	"github.com/interlock-go/interlock/examples/bank"
 	"github.com/interlock-go/interlock/internal/kafkatest"
+	"github.com/interlock-go/interlock/internal/logbuf"
 	"github.com/interlock-go/interlock/internal/redistest"
 	"github.com/interlock-go/interlock/snapshot"
 )
@@ -59,7 +58,7 @@ func runProcessor(raw string) error {
 	}
 	ctx := context.Background()
 	// Its log is kept, and printed only when it does not get ready.
-	var logs lockedBuffer
+	var logs logbuf.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if os.Getenv("INTERLOCK_TEST_LOG") != "" {
 		logger = testLogger()
@@ -80,30 +79,12 @@ func runProcessor(raw string) error {
 	}
 	for deadline := time.Now().Add(time.Minute); !app.Ready(); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			return fmt.Errorf("not ready after a minute (stats %+v, lag %v); its log:\n%s", app.Stats(), app.Lag(), logs.String())
+			return fmt.Errorf("not ready after a minute (stats %+v, lag %v); its log:\n%s", app.Stats(), app.Lag(), logs.Tail(200))
 		}
 	}
 	fmt.Println("ready")
 	io.Copy(io.Discard, os.Stdin)
 	return nil
-}
-
-// lockedBuffer is a bytes.Buffer that goroutines may write to at once.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // TestRetryAfterProcessorCrash (invariant 3): a processor process applies

@@ -206,10 +206,7 @@ func TestTransientFailuresAreNotParked(t *testing.T) {
 	kafkatest.Produce(t, brokers,
 		&kgo.Record{Topic: orders, Key: []byte("ann"), Value: []byte("1")},
 		&kgo.Record{Topic: orders, Key: []byte("bob"), Value: []byte("2")})
-	var last []interlock.Position
-	for _, r := range kafkatest.ReadAll(t, brokers, orders) {
-		last = append(last, interlock.Position{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset})
-	}
+	last := lastPositions(t, brokers, orders)
 	// handler fails each record's first four tries (the projection
 	// retries a failure once), with mark on the error, then applies it.
 	type counts struct {
