@@ -674,11 +674,15 @@ func (p *Processor) batch(loopCtx context.Context, fs kgo.Fetches) error {
 	var produceErr error
 	var errMu sync.Mutex
 	var applied, rejected, failed int64
+	giveBack := false // a command waits for the schema registry
 	for _, w := range works {
 		st := changed[w.part]
 		if st == nil {
 			st = map[ulid.ULID]*staged{}
 			changed[w.part] = st
+		}
+		if giveBack {
+			break
 		}
 		for _, r := range w.records {
 			rep, status := p.handle(ctx, w.part, st, r, func(err error) {
@@ -689,6 +693,10 @@ func (p *Processor) batch(loopCtx context.Context, fs kgo.Fetches) error {
 				produceErr = errors.Join(produceErr, err)
 				errMu.Unlock()
 			})
+			if status == unavailable {
+				giveBack = true
+				break
+			}
 			switch status {
 			case producer.Applied:
 				applied++
@@ -708,7 +716,7 @@ func (p *Processor) batch(loopCtx context.Context, fs kgo.Fetches) error {
 		produceErr = errors.Join(produceErr, err)
 	}
 	errMu.Lock()
-	ok := produceErr == nil
+	ok := produceErr == nil && !giveBack
 	errMu.Unlock()
 	if ok {
 		for _, rep := range replies {
@@ -722,7 +730,7 @@ func (p *Processor) batch(loopCtx context.Context, fs kgo.Fetches) error {
 				Value:     producer.EncodeReply(rep.reply),
 			}, nil)
 		}
-	} else {
+	} else if !giveBack {
 		p.log.Error("interlock: writing events failed; aborting the batch", "err", produceErr)
 	}
 	committed, err := p.sess.End(ctx, kgo.TransactionEndTry(ok))
@@ -752,6 +760,12 @@ func (p *Processor) batch(loopCtx context.Context, fs kgo.Fetches) error {
 		p.stats.failed.Add(failed)
 		p.promote(ctx, changed)
 	}
+	if giveBack {
+		select { // the registry is asked again then
+		case <-loopCtx.Done():
+		case <-time.After(time.Second):
+		}
+	}
 	if p.relimit.Swap(false) && err == nil && p.loadLimits(loopCtx, p.sess.Client()) {
 		// A topic's limit went below what was known: the batch came back,
 		// its record over the limit is refused before it is produced, and
@@ -760,6 +774,10 @@ func (p *Processor) batch(loopCtx context.Context, fs kgo.Fetches) error {
 	}
 	return nil
 }
+
+// unavailable is handle's status for a command it cannot decode while the
+// schema registry does not answer: the batch is aborted and comes back.
+const unavailable producer.Status = "unavailable"
 
 // promote makes the committed batch's states the live ones and writes the
 // snapshots their strategies say are due.
@@ -865,9 +883,16 @@ func (p *Processor) handle(ctx context.Context, part *partition, st map[ulid.ULI
 		return bad(producer.ReasonMissingHeader, fmt.Errorf("command %s has no %s header", h.Type, producer.HeaderCommandID))
 	}
 	ptr, err := msg.Serde.Decode(r.Value)
+	if errors.Is(err, schema.ErrRegistryUnavailable) {
+		// Not the record's fault, and a command sent with Send has no
+		// caller to try it again: the batch is given back, to be
+		// handled once the registry answers.
+		p.log.Error("interlock: a command's schema is not known and the schema registry does not answer; the batch will be handled again", "type", h.Type, "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
+		return nil, unavailable
+	}
 	if err != nil && !errors.Is(err, schema.ErrDecode) {
-		// A schema registry out of reach: not the record's fault, and
-		// the caller may retry.
+		// Neither the record's fault nor the registry's (a codec's own
+		// failure): the caller may retry.
 		p.log.Error("interlock: decoding a command", "type", h.Type, "err", err)
 		return reject(producer.Failed, fmt.Sprintf("command %s: %v", h.Type, err), nil)
 	}
