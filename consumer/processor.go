@@ -676,13 +676,13 @@ func (p *Processor) batch(loopCtx context.Context, fs kgo.Fetches) error {
 	var applied, rejected, failed int64
 	giveBack := false // a command waits for the schema registry
 	for _, w := range works {
+		if giveBack {
+			break
+		}
 		st := changed[w.part]
 		if st == nil {
 			st = map[ulid.ULID]*staged{}
 			changed[w.part] = st
-		}
-		if giveBack {
-			break
 		}
 		for _, r := range w.records {
 			rep, status := p.handle(ctx, w.part, st, r, func(err error) {
