@@ -27,6 +27,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/interlock-go/interlock"
+	"github.com/interlock-go/interlock/internal/prune"
 	"github.com/interlock-go/interlock/snapshot"
 )
 
@@ -1092,30 +1093,15 @@ func (b *bencher) deleteTopics(ctx context.Context) {
 		return
 	}
 	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	all, err := adm.ListTopics(ctx)
-	if err != nil {
+	n, err := prune.Topics(ctx, kadm.NewClient(cl), func(t string) bool {
+		return strings.HasPrefix(t, b.base+".") || strings.HasPrefix(t, b.base+"-r.")
+	})
+	switch {
+	case err != nil:
 		b.say("deleting the run's topics: %v", err)
-		return
+	case n > 0:
+		b.say("deleted the run's %d topics (--keep keeps them)", n)
 	}
-	var ours []string
-	for _, t := range all.Names() {
-		if strings.HasPrefix(t, b.base+".") || strings.HasPrefix(t, b.base+"-r.") {
-			ours = append(ours, t)
-		}
-	}
-	if len(ours) == 0 {
-		return
-	}
-	resps, err := adm.DeleteTopics(ctx, ours...)
-	if err == nil {
-		err = resps.Error()
-	}
-	if err != nil {
-		b.say("deleting the run's topics: %v", err)
-		return
-	}
-	b.say("deleted the run's %d topics (--keep keeps them)", len(ours))
 }
 
 // rawConsume is the limit of restore: a read_committed consume of the

@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/interlock-go/interlock/internal/prune"
 	"github.com/interlock-go/interlock/internal/services"
 )
 
@@ -92,26 +93,9 @@ func deleteTopics(t testing.TB, name string) {
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	adm := kadm.NewClient(cl)
-	topics, err := adm.ListTopics(ctx)
-	if err != nil {
-		t.Logf("deleting the topics of %s: %v", name, err)
-		return
-	}
-	var mine []string
-	for _, topic := range topics.Names() {
-		if topic == name || strings.HasPrefix(topic, name+".") {
-			mine = append(mine, topic)
-		}
-	}
-	if len(mine) == 0 {
-		return
-	}
-	resps, err := adm.DeleteTopics(ctx, mine...)
-	if err == nil {
-		err = resps.Error()
-	}
-	if err != nil {
+	if _, err := prune.Topics(ctx, kadm.NewClient(cl), func(topic string) bool {
+		return topic == name || strings.HasPrefix(topic, name+".")
+	}); err != nil {
 		t.Logf("deleting the topics of %s: %v", name, err)
 	}
 }
