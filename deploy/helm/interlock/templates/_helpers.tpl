@@ -180,9 +180,6 @@ schema registry's user, may need its secret file to be valid at all). Called wit
 {{- if $v.postgres.dsnSecret.name }}
 {{- $_ := set $c "INTERLOCK_POSTGRES_DSN_FILE" (printf "%s/postgres/dsn" $dir) }}
 {{- end }}
-{{- range $k, $val := $v.app.extraConfig }}
-{{- $_ := set $c $k (toString $val) }}
-{{- end }}
 {{- if not .job }}
 {{- $_ := set $c "INTERLOCK_ROLES" (join "," $v.app.roles) }}
 {{- $_ := set $c "INTERLOCK_HTTP_ADDR" (printf ":%d" (int $v.http.port)) }}
@@ -203,6 +200,23 @@ schema registry's user, may need its secret file to be valid at all). Called wit
 {{- end }}
 {{- range $i, $f := $v.extraSecretFiles }}
 {{- $_ := set $c $f.env (printf "%s/extra-%d/%s" $dir $i $f.key) }}
+{{- end }}
+{{- /* Last, and never over what the chart set: the value would be lost, or win unseen. */}}
+{{- $from := dict
+  "INTERLOCK_NAME" "app.name" "INTERLOCK_BROKERS" "kafka.brokers" "INTERLOCK_PARTITIONS" "app.partitions"
+  "INTERLOCK_REPLICATION_FACTOR" "app.replicationFactor" "INTERLOCK_LOG_LEVEL" "app.logLevel" "INTERLOCK_ROLES" "app.roles"
+  "INTERLOCK_HTTP_ADDR" "http.port" "INTERLOCK_TLS" "kafka.tls" "INTERLOCK_TLS_SERVER_NAME" "kafka.tls.serverName"
+  "INTERLOCK_TLS_INSECURE_SKIP_VERIFY" "kafka.tls.insecureSkipVerify" "INTERLOCK_TLS_CA_FILE" "kafka.tls.caSecret"
+  "INTERLOCK_TLS_CERT_FILE" "kafka.tls.clientSecret" "INTERLOCK_TLS_KEY_FILE" "kafka.tls.clientSecret"
+  "INTERLOCK_SASL_MECHANISM" "kafka.sasl.mechanism" "INTERLOCK_SASL_USERNAME" "kafka.sasl.username"
+  "INTERLOCK_SASL_PASSWORD_FILE" "kafka.sasl.passwordSecret" "INTERLOCK_POSTGRES_DSN_FILE" "postgres.dsnSecret"
+  "INTERLOCK_REDIS_URL" "redis.url" "INTERLOCK_REDIS_KEY_PREFIX" "redis.keyPrefix" "INTERLOCK_REDIS_PASSWORD_FILE" "redis.passwordSecret"
+  "INTERLOCK_GATEWAY_TOKEN_FILE" "gateway.tokenSecret" }}
+{{- range $k, $val := $v.app.extraConfig }}
+{{- if hasKey $c $k }}
+{{- fail (printf "app.extraConfig.%s: the chart sets it already, from %s; set that instead" $k (get $from $k | default "extraSecretFiles")) }}
+{{- end }}
+{{- $_ := set $c $k (toString $val) }}
 {{- end }}
 {{- toYaml $c }}
 {{- end }}
