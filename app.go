@@ -153,9 +153,6 @@ func (a *App) Start(ctx context.Context) (err error) {
 			return fmt.Errorf("interlock: %w", err)
 		}
 	}
-	if err := a.checkUpcasters(ctx); err != nil {
-		return fmt.Errorf("interlock: %w", err)
-	}
 
 	for _, h := range a.hooks {
 		if h.Start != nil {
@@ -414,23 +411,5 @@ func (a *App) CheckSchemas(ctx context.Context) error {
 	for _, r := range a.registrations {
 		errs = append(errs, schema.Check(ctx, r.serde, r.topic))
 	}
-	errs = append(errs, a.checkUpcasters(ctx))
 	return errors.Join(errs...)
-}
-
-// checkUpcasters checks that the upcasters' old types read the events
-// recorded under their names in the events topics they upcast.
-func (a *App) checkUpcasters(ctx context.Context) error {
-	if a.upcasters == nil {
-		return nil
-	}
-	return a.upcasters.CheckReads(ctx, func(old reflect.Type) string {
-		t := a.upcasters.Target(old)
-		for _, g := range a.aggs {
-			if _, ok := g.Route.EventOf(t); ok {
-				return g.Route.EventsTopic
-			}
-		}
-		return "" // the builder refused an upcaster to a type no aggregate applies
-	})
 }

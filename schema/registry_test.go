@@ -368,31 +368,3 @@ func TestWithRegistry(t *testing.T) {
 		t.Error("JSON changed")
 	}
 }
-
-// TestCheckReads: a type that must read what was recorded under its
-// subject (an upcaster's old type) passes when it can read every
-// registered version, whatever the codec's level, and fails naming the
-// field when it cannot; nothing registered, nothing to check.
-func TestCheckReads(t *testing.T) {
-	ctx := context.Background()
-	reg := registrytest.NewMemory()
-	if err := schema.CheckReads(ctx, serde(t, reg, depositedV1()), topic); err != nil {
-		t.Fatalf("nothing registered: %v", err)
-	}
-	for _, typ := range []reflect.Type{depositedV1(), depositedV2Compatible()} {
-		if _, err := schema.Register(ctx, serde(t, reg, typ), topic); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := schema.CheckReads(ctx, serde(t, reg, depositedV2Compatible()), topic); err != nil {
-		t.Errorf("v2 reads v1 and v2: %v", err)
-	}
-	var ie *schema.IncompatibleError
-	err := schema.CheckReads(ctx, serde(t, reg, depositedV1(), schema.CompatibilityLevel(schema.None)), topic)
-	if !errors.As(err, &ie) || ie.Version != 2 || ie.Path != "bank.Deposited.amount" || ie.Subject == "" {
-		t.Errorf("v1 reading v2's long amount: %v (%+v)", err, ie)
-	}
-	if err := schema.CheckReads(ctx, serde(t, failing{}, depositedV1()), topic); !errors.Is(err, errDown) {
-		t.Errorf("registry down: %v", err)
-	}
-}

@@ -165,34 +165,6 @@ func Check(ctx context.Context, s Serde, topic string) error {
 	return err
 }
 
-// CheckReads returns nil when s's type can read every schema registered
-// under its subject for topic (or nothing is registered there), an
-// *IncompatibleError at BackwardTransitive naming the first field it
-// cannot read, or the registry's error: whatever the codec's level, for a
-// type that is never written but must read what was, such as an
-// upcaster's old type (Upcasters.CheckReads).
-func CheckReads(ctx context.Context, s Serde, topic string) error {
-	a, ok := s.(*avroSerde)
-	if !ok || a.codec.cfg.registry == nil {
-		return nil
-	}
-	rc := a.codec.cfg.registry
-	subject := rc.subject(topic, a.name)
-	versions, err := rc.reg.Versions(ctx, subject)
-	if err != nil {
-		return fmt.Errorf("schema: %v: versions of subject %q: %w", a.t, subject, err)
-	}
-	if err := Compatible(BackwardTransitive, a.text, versions); err != nil {
-		var ie *IncompatibleError
-		if errors.As(err, &ie) {
-			ie.Type, ie.Subject = a.t.String(), subject
-			return ie
-		}
-		return fmt.Errorf("schema: %v: subject %q: %w", a.t, subject, err)
-	}
-	return nil
-}
-
 func (s *avroSerde) register(ctx context.Context, topic string, write bool) (uint32, error) {
 	rc := s.codec.cfg.registry
 	subject := rc.subject(topic, s.name)

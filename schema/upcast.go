@@ -1,10 +1,8 @@
 package schema
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -145,23 +143,6 @@ func (u *Upcasters) Target(t reflect.Type) reflect.Type {
 		}
 		t = up.to
 	}
-}
-
-// CheckReads checks that each old type reads every schema registered
-// for it (CheckReads) under the topic topicOf gives for the old type's
-// events: an old type edited since its events were written fails here,
-// naming the field, rather than the restore of every aggregate it
-// touches. The errors of all old types are joined, in the order of their
-// names.
-func (u *Upcasters) CheckReads(ctx context.Context, topicOf func(old reflect.Type) string) error {
-	olds := slices.SortedFunc(maps.Keys(u.serdes), func(a, b reflect.Type) int { return strings.Compare(a.String(), b.String()) })
-	var errs []error
-	for _, t := range olds {
-		if err := CheckReads(ctx, u.serdes[t], topicOf(t)); err != nil {
-			errs = append(errs, fmt.Errorf("the upcaster from %v cannot read the events recorded before: %w", t, err))
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // Old returns the old types whose events are recorded under the type name
