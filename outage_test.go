@@ -9,7 +9,6 @@ import (
 
 	"github.com/interlock-go/interlock"
 	"github.com/interlock-go/interlock/aggregate"
-	"github.com/interlock-go/interlock/consumer"
 	"github.com/interlock-go/interlock/internal/kafkatest"
 	"github.com/interlock-go/interlock/schema/registrytest"
 )
@@ -30,15 +29,6 @@ func (r *flakyRegistry) SchemaByID(ctx context.Context, id uint32) (string, erro
 	return r.Memory.SchemaByID(ctx, id)
 }
 
-// abortCounter counts a processor's aborted batches.
-type abortCounter struct{ n atomic.Int64 }
-
-func (c *abortCounter) OnBatch(b consumer.Batch) {
-	if !b.Committed {
-		c.n.Add(1)
-	}
-}
-
 type tally struct{ Total int64 }
 
 type tallied struct {
@@ -57,10 +47,9 @@ func TestSentCommandWaitsForTheRegistry(t *testing.T) {
 	name := kafkatest.Name(t)
 	ctx := ctxT(t)
 	reg := &flakyRegistry{Memory: registrytest.NewMemory()}
-	aborts := &abortCounter{}
 	build := func(typ aggregate.Type, roles interlock.Role) *interlock.App {
 		return startWith(t, interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithPartitions(1),
-			interlock.WithRoles(roles), interlock.WithSchemaRegistry(reg), interlock.WithLogger(testLogger()), interlock.WithObserver(aborts),
+			interlock.WithRoles(roles), interlock.WithSchemaRegistry(reg), interlock.WithLogger(testLogger()),
 			interlock.WithSessionTimeout(10*time.Second), interlock.WithTransactionTimeout(5*time.Second)).RegisterAggregate(typ))
 	}
 	apply := aggregate.Apply(func(s *tally, e tallied) { s.Total += e.Amount })
@@ -94,7 +83,7 @@ func TestSentCommandWaitsForTheRegistry(t *testing.T) {
 
 	// The processor meets the command, and the registry down, and gives
 	// the batch back, twice.
-	for deadline := time.Now().Add(30 * time.Second); aborts.n.Load() < 2; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); processor.Stats().BatchesGivenBack < 2; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the processor gave no batch back: %+v", processor.Stats())
 		}

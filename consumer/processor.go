@@ -654,6 +654,18 @@ func (p *Processor) batch(loopCtx context.Context, fs kgo.Fetches) error {
 			return nil
 		}
 	}
+	if err := p.prepareSchemas(loopCtx, works); err != nil {
+		// Before the transaction: a registry that hangs must not hold
+		// one open past its timeout.
+		p.log.Error("interlock: a command's schema is not known and the schema registry does not answer; its batch will be handled again", "err", err)
+		p.rewind(loopCtx)
+		p.stats.givenBack.Add(1)
+		select {
+		case <-loopCtx.Done():
+		case <-time.After(time.Second):
+		}
+		return nil
+	}
 	if err := p.sess.Begin(); err != nil {
 		if acl.Denied(err) {
 			return acl.TransactionalID(p.cfg.TransactionalID, err)
@@ -761,6 +773,7 @@ func (p *Processor) batch(loopCtx context.Context, fs kgo.Fetches) error {
 		p.promote(ctx, changed)
 	}
 	if giveBack {
+		p.stats.givenBack.Add(1)
 		select { // the registry is asked again then
 		case <-loopCtx.Done():
 		case <-time.After(time.Second):
@@ -774,6 +787,33 @@ func (p *Processor) batch(loopCtx context.Context, fs kgo.Fetches) error {
 	}
 	return nil
 }
+
+// prepareSchemas makes the writer schemas of the works' commands known to
+// their Serdes (schema.Prepare), so that no command's decode waits on the
+// registry inside the transaction. It returns the error of a registry that
+// does not answer; records it cannot read are left to handle.
+func (p *Processor) prepareSchemas(ctx context.Context, works []*work) error {
+	for _, w := range works {
+		for _, r := range w.records {
+			typ, _ := producer.Header(r, producer.HeaderType)
+			msg, ok := w.part.route.Command(string(typ))
+			if !ok {
+				continue
+			}
+			pctx, cancel := context.WithTimeout(ctx, schemaWait)
+			err := schema.Prepare(pctx, msg.Serde, r.Value)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("command %s at %s/%d@%d: %w", msg.Name, r.Topic, r.Partition, r.Offset, err)
+			}
+		}
+	}
+	return nil
+}
+
+// schemaWait bounds a look-up of a command's writer schema: the loop, and
+// with it the group's rebalances, waits for it.
+const schemaWait = 5 * time.Second
 
 // unavailable is handle's status for a command it cannot decode while the
 // schema registry does not answer: the batch is aborted and comes back.

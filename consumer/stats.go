@@ -26,6 +26,10 @@ type Stats struct {
 	// Cached is the number of aggregates in memory now; Evictions counts
 	// those dropped from memory to stay within the cache bounds.
 	Cached, Evictions int64
+	// BatchesGivenBack counts batches handed back unhandled because a
+	// command's writer schema could not be had from a schema registry
+	// that did not answer; each is tried again a second later.
+	BatchesGivenBack int64
 }
 
 type counters struct {
@@ -35,6 +39,7 @@ type counters struct {
 	loaded, written, ignored, errors atomic.Int64
 	misses, writeErrors              atomic.Int64
 	cached, evictions                atomic.Int64
+	givenBack                        atomic.Int64
 }
 
 // Stats returns the processor's counters.
@@ -45,5 +50,6 @@ func (p *Processor) Stats() Stats {
 		EventsReplayed: c.replayed.Load(), Restores: c.restores.Load(), FullReplays: c.fullReplays.Load(),
 		SnapshotsLoaded: c.loaded.Load(), SnapshotsWritten: c.written.Load(), SnapshotMisses: c.misses.Load(), SnapshotsIgnored: c.ignored.Load(),
 		StoreErrors: c.errors.Load(), SnapshotWriteErrors: c.writeErrors.Load(), Cached: c.cached.Load(), Evictions: c.evictions.Load(),
+		BatchesGivenBack: c.givenBack.Load(),
 	}
 }

@@ -254,6 +254,8 @@ func newStatsCollector() *statsCollector {
 				func(s consumer.Stats) int64 { return s.Duplicates }),
 			counter("interlock_restore_full_replays_total", "Restores that read a non-empty events partition from its start.",
 				func(s consumer.Stats) int64 { return s.FullReplays }),
+			counter("interlock_batches_given_back_total", "Batches of commands handed back unhandled because a command's schema could not be had from the schema registry; each is tried again a second later.",
+				func(s consumer.Stats) int64 { return s.BatchesGivenBack }),
 		},
 		cached: prometheus.NewDesc("interlock_cache_aggregates", "Aggregates held in the processor's memory.", nil, nil),
 		lag: prometheus.NewDesc("interlock_consumer_lag", "Committed commands waiting behind the last one fetched, per owned commands partition.",

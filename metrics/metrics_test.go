@@ -227,7 +227,7 @@ func TestWatch(t *testing.T) {
 	m.Watch(fakeSource{
 		stats: consumer.Stats{
 			SnapshotsLoaded: 1, SnapshotMisses: 2, SnapshotsWritten: 3, SnapshotsIgnored: 4, StoreErrors: 5,
-			Evictions: 6, Duplicates: 7, FullReplays: 8, Cached: 9, SnapshotWriteErrors: 10,
+			Evictions: 6, Duplicates: 7, FullReplays: 8, Cached: 9, SnapshotWriteErrors: 10, BatchesGivenBack: 11,
 		},
 		lag: map[string]map[int32]int64{"bank.account.commands": {0: 0, 1: 12}, "bank.loan.commands": {0: 3}},
 	})
@@ -243,6 +243,7 @@ func TestWatch(t *testing.T) {
 		"interlock_restore_full_replays_total":  8,
 		"interlock_cache_aggregates":            9,
 		"interlock_snapshot_write_errors_total": 10,
+		"interlock_batches_given_back_total":    11,
 	} {
 		if got := series(mfs, name); !equal(got, map[string]float64{"": want}) {
 			t.Errorf("%s = %v, want %v", name, got, want)

@@ -166,13 +166,14 @@ func (p *Projection[T]) txBatch(ctx context.Context, pr *Projector, sess *kgo.Gr
 			continue
 		}
 		if err := p.apply(tctx, pr, any(out).(T), bindings, r); err != nil {
-			if !isTransient(err) {
-				st.failures[pos]++
+			if isTransient(err) {
+				pr.log.Warn("interlock: projection handler failed, not for its event's fault; retrying the batch until it succeeds", "err", err)
+			} else {
+				if st.failures[pos]++; st.failures[pos] > p.set.retries {
+					st.poison[pos] = err
+				}
+				pr.log.Warn("interlock: projection handler failed; retrying the batch", append([]any{"attempt", st.failures[pos], "of", p.set.retries, "err", err}, stackAttr(err, st.failures[pos])...)...)
 			}
-			if st.failures[pos] > p.set.retries {
-				st.poison[pos] = err
-			}
-			pr.log.Warn("interlock: projection handler failed; retrying the batch", append([]any{"attempt", st.failures[pos], "of", p.set.retries, "err", err}, stackAttr(err, st.failures[pos])...)...)
 			failed = err
 			break
 		}

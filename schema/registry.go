@@ -170,7 +170,7 @@ var ErrNoRegistry = errors.New("schema: the schema registry is not open yet")
 // answer (out of reach, refusing the credentials, timing out): the record
 // is not at fault, and the same record decodes once the registry is back.
 // Projections retry such a record without limit and never park it.
-var ErrRegistryUnavailable = errors.New("schema: the schema registry did not answer")
+var ErrRegistryUnavailable = errors.New("schema: registry unavailable")
 
 // DeferredRegistry is a Registry whose backing registry is given later,
 // by Set: for a codec built before its registry can be opened, e.g. a

@@ -160,6 +160,19 @@ func TestRegistryDown(t *testing.T) {
 	if _, err := s.Decode(b); !errors.Is(err, errDown) || !errors.Is(err, schema.ErrRegistryUnavailable) || errors.Is(err, schema.ErrDecode) {
 		t.Errorf("Decode: err = %v, want the registry's error, ErrRegistryUnavailable and no ErrDecode", err)
 	}
+	if err := schema.Prepare(ctx, s, b); !errors.Is(err, schema.ErrRegistryUnavailable) {
+		t.Errorf("Prepare: err = %v, want ErrRegistryUnavailable", err)
+	}
+	// Not the registry's business: bad input, and the Serde's own schema.
+	own, err := s.Encode(reflect.New(depositedV1()).Elem().Interface())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range [][]byte{nil, {1, 2}, own} {
+		if err := schema.Prepare(ctx, s, v); err != nil {
+			t.Errorf("Prepare(%x) = %v, want nil", v, err)
+		}
+	}
 }
 
 // Old events: written by v1, read by the code of v2.

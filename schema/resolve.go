@@ -2,6 +2,7 @@ package schema
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -71,7 +72,7 @@ func (s *avroSerde) writer(ctx context.Context, id uint32) (*writerDecoder, erro
 	case err != nil && errors.Is(err, ErrUnknownSchema):
 		wd = &writerDecoder{err: s.decodeErr(&unknownIDError{id: id, own: own, cause: err})}
 	case err != nil:
-		return nil, fmt.Errorf("schema: cannot decode %v: looking up writer schema %d: %w: %w", s.t, id, ErrRegistryUnavailable, err)
+		return nil, fmt.Errorf("%w: cannot decode %v: looking up writer schema %d: %w", ErrRegistryUnavailable, s.t, id, err)
 	default:
 		wd = s.resolve(id, text)
 	}
@@ -97,6 +98,26 @@ func DecodeContext(ctx context.Context, s Decoder, b []byte) (any, error) {
 		return a.decode(ctx, b)
 	}
 	return s.Decode(b)
+}
+
+// Prepare makes sure that the writer schema of the record value b is
+// known to s, asking the registry (within ctx) when it is not, so that
+// decoding b needs no request. It returns an error matching
+// ErrRegistryUnavailable when the registry does not answer, and nil
+// otherwise, also for a value s cannot decode: Decode says why. A caller
+// that must not wait on the registry at a worse moment (inside a Kafka
+// transaction, say) prepares its records first.
+func Prepare(ctx context.Context, s Decoder, b []byte) error {
+	a, ok := s.(*avroSerde)
+	if !ok || len(b) < headerLen || b[0] != magic {
+		return nil
+	}
+	if id := binary.BigEndian.Uint32(b[1:headerLen]); id != a.frame.Load().id {
+		if _, err := a.writer(ctx, id); errors.Is(err, ErrRegistryUnavailable) {
+			return err
+		}
+	}
+	return nil
 }
 
 // resolve compiles the decoder of records written with writer schema text

@@ -31,7 +31,8 @@ type config struct {
 	user      string
 	pass      func(context.Context) (string, error)
 	token     func(context.Context) (string, error)
-	auths     int // how many of the auth options were given
+	auths     int  // how many of the auth options were given
+	nilAuth   bool // one was given a nil function
 	tls       *tls.Config
 	http      *http.Client
 	userAgent string
@@ -60,19 +61,33 @@ func BasicAuth(user, pass string) Opt { return BasicAuthFunc(user, fixed(pass)) 
 // request: one read from a file that is rotated, say. An error fails the
 // request, saying so.
 func BasicAuthFunc(user string, pass func(context.Context) (string, error)) Opt {
-	return optFunc(func(c *config) { c.user, c.pass, c.token = user, pass, nil; c.auths++ })
+	return optFunc(func(c *config) {
+		c.user, c.pass, c.token = user, pass, nil
+		c.auths++
+		c.nilAuth = c.nilAuth || pass == nil
+	})
 }
 
 // BearerToken authenticates every request with "Authorization: Bearer
-// token". Only one of the auth options may be given.
-func BearerToken(token string) Opt { return BearerTokenFunc(fixed(token)) }
+// token"; an empty token sets nothing. Only one of the auth options may
+// be given.
+func BearerToken(token string) Opt {
+	if token == "" {
+		return optFunc(func(*config) {})
+	}
+	return BearerTokenFunc(fixed(token))
+}
 
 // BearerTokenFunc is BearerToken with the token token returns before each
 // request: a short-lived token read from the file its issuer rotates
 // (a Kubernetes projected service account token, say). An error fails the
 // request, saying so.
 func BearerTokenFunc(token func(context.Context) (string, error)) Opt {
-	return optFunc(func(c *config) { c.token, c.pass = token, nil; c.auths++ })
+	return optFunc(func(c *config) {
+		c.token, c.pass = token, nil
+		c.auths++
+		c.nilAuth = c.nilAuth || token == nil
+	})
 }
 
 // TLS sets the TLS configuration of https URLs (CA, client certificate
@@ -143,6 +158,9 @@ func New(opts ...Opt) (*Registry, error) {
 		if p.User != nil {
 			return nil, fmt.Errorf("httpregistry: URL %q holds credentials: use BasicAuth", p.Redacted())
 		}
+	}
+	if c.nilAuth {
+		return nil, errors.New("httpregistry: BasicAuthFunc or BearerTokenFunc given a nil function")
 	}
 	if c.auths > 1 {
 		return nil, errors.New("httpregistry: more than one of BasicAuth and BearerToken (or their Func forms) set: choose one")

@@ -52,6 +52,7 @@ func TestAuthAndTLS(t *testing.T) {
 		wantErr string // "" for success
 	}{
 		{"basic auth", []Opt{URLs(basicFake.URL()), BasicAuth("key", "secret")}, ""},
+		{"basic auth and an empty token", []Opt{URLs(basicFake.URL()), BasicAuth("key", "secret"), BearerToken("")}, ""},
 		{"basic auth, wrong secret", []Opt{URLs(basicFake.URL()), BasicAuth("key", "nope")}, "User not authorized"},
 		{"no auth", []Opt{URLs(basicFake.URL())}, "Missing Authorization header"},
 		{"TLS and bearer token", []Opt{URLs(tlsSrv.URL), TLS(&tls.Config{RootCAs: roots}), BearerToken("tok")}, ""},
@@ -140,7 +141,9 @@ func TestNewErrors(t *testing.T) {
 		{[]Opt{URLs("localhost:8081")}, `URL "localhost:8081"`},
 		{[]Opt{URLs("http://u:p@host")}, "holds credentials: use BasicAuth"},
 		{[]Opt{BasicAuth("a", "b"), BearerToken("t")}, "choose one"},
-		{[]Opt{BearerTokenFunc(nil), BearerToken("t")}, "choose one"},
+		{[]Opt{BearerTokenFunc(fixed("t")), BearerToken("t")}, "choose one"},
+		{[]Opt{BearerTokenFunc(nil)}, "nil function"},
+		{[]Opt{BasicAuthFunc("u", nil)}, "nil function"},
 		// A mistyped scheme with credentials: the error must not show them.
 		{[]Opt{URLs("htps://key:s3cret@host")}, `URL "htps://key:xxxxx@host"`},
 		{[]Opt{URLs("http://key:s3cret@host:bad port")}, "URL (not a URL): want"},
