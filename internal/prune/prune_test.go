@@ -16,6 +16,7 @@ import (
 
 // TestTopics: the matching topics go, the others stay.
 func TestTopics(t *testing.T) {
+	t.Parallel()
 	brokers := kafkatest.Brokers(t)
 	name := kafkatest.Name(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
