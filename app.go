@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os/signal"
 	"reflect"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -152,6 +154,9 @@ func (a *App) Start(ctx context.Context) (err error) {
 		if _, err := schema.Register(ctx, r.serde, r.topic); err != nil {
 			return fmt.Errorf("interlock: %w", err)
 		}
+	}
+	if err := a.checkUpcasters(ctx); err != nil {
+		return fmt.Errorf("interlock: %w", err)
 	}
 
 	for _, h := range a.hooks {
@@ -410,6 +415,36 @@ func (a *App) CheckSchemas(ctx context.Context) error {
 	var errs []error
 	for _, r := range a.registrations {
 		errs = append(errs, schema.Check(ctx, r.serde, r.topic))
+	}
+	errs = append(errs, a.checkUpcasters(ctx))
+	return errors.Join(errs...)
+}
+
+// checkUpcasters checks, per events topic, that what was recorded under
+// the record names of the upcasters' old types can still be read by one
+// of the readers of that name (schema.CheckCoverage).
+func (a *App) checkUpcasters(ctx context.Context) error {
+	if a.upcasters == nil {
+		return nil
+	}
+	old := map[string][]schema.Serde{} // by events topic
+	for t, s := range a.upcasters.Readers() {
+		target := a.upcasters.Target(t)
+		for _, g := range a.aggs {
+			if _, ok := g.Route.EventOf(target); ok {
+				old[g.Route.EventsTopic] = append(old[g.Route.EventsTopic], s)
+			}
+		}
+	}
+	current := map[string][]schema.Serde{}
+	for _, r := range a.registrations {
+		current[r.topic] = append(current[r.topic], r.serde)
+	}
+	var errs []error
+	for _, topic := range slices.Sorted(maps.Keys(old)) {
+		if err := schema.CheckCoverage(ctx, topic, current[topic], old[topic]); err != nil {
+			errs = append(errs, fmt.Errorf("events of %s that the upcasters' old types should read: %w", topic, err))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -372,6 +372,108 @@ func TestUpcasterOldTypeRenamed(t *testing.T) {
 	}
 }
 
+// bookedEdited is Booked as its events were written, but edited since: a
+// field added without a default, which their records do not have.
+type bookedEdited struct {
+	Amount int64  `avro:"amount"`
+	Memo   string `avro:"memo"`
+}
+
+func (bookedEdited) AvroSchema() string {
+	return `{"type":"record","name":"github.com.interlock_go.interlock_test.Booked","fields":[{"name":"amount","type":"long"},{"name":"memo","type":"string"}]}`
+}
+
+// TestUpcasterCoverage: at start, what was recorded under the record name
+// of an upcaster's old type must be readable by one of that name's
+// readers. The old type kept under the recorded name beside a current
+// type of the same name (a shape change, at level NONE, as
+// docs/concepts/schemas.md describes) starts, and the state is rebuilt
+// from both shapes; an old type edited so that nothing reads the recorded
+// version refuses to start, and CheckSchemas says so, naming the version
+// and the field.
+func TestUpcasterCoverage(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	ctx := ctxT(t)
+	type Book struct {
+		interlock.CommandOf[evoBalance]
+		Amount int64 `avro:"amount"`
+	}
+	type Booked struct {
+		Amount int64 `avro:"amount"`
+	}
+	builder := func(emit func(int64) any, apply aggregate.Option[evoAccount], ups ...schema.Upcaster) *interlock.Builder {
+		typ := aggregate.Define[evoAccount]("ledger",
+			aggregate.HandleResult(func(a *aggregate.Root[evoAccount], c Book) (evoBalance, error) {
+				a.Emit(emit(c.Amount))
+				return evoBalance{a.State().Cents}, nil
+			}), apply)
+		return interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithPartitions(1),
+			interlock.WithLogger(testLogger()), interlock.WithSessionTimeout(10*time.Second), interlock.WithTransactionTimeout(5*time.Second),
+			interlock.WithCompatibility(schema.None), interlock.WithUpcasters(ups...)).RegisterAggregate(typ)
+	}
+	book := func(app *interlock.App, id ulid.ULID, amount int64) (int64, error) {
+		res, err := interlock.Dispatch(ctx, app, Book{CommandOf: interlock.ToResult[evoBalance](id), Amount: amount})
+		return res.Value.Cents, err
+	}
+	id := interlock.NewID()
+	v1 := startWith(t, builder(func(a int64) any { return Booked{Amount: a} }, aggregate.Apply(func(s *evoAccount, e Booked) { s.Cents += e.Amount * 100 })))
+	if _, err := book(v1, id, 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := v1.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// The same record name, a new shape: Booked in cents now.
+	type BookedCents struct {
+		Cents int64 `avro:"cents"`
+	}
+	v2, err := func() (*interlock.App, error) {
+		type Booked BookedCents
+		app, err := builder(func(a int64) any { return Booked{Cents: a * 100} }, aggregate.Apply(func(s *evoAccount, e Booked) { s.Cents += e.Cents }),
+			schema.Upcast(func(e bookedAsRecorded) (Booked, error) { return Booked{Cents: e.Amount * 100}, nil }).RecordedAs("Booked")).Build()
+		if err != nil {
+			return nil, err
+		}
+		return app, app.Start(ctx)
+	}()
+	if err != nil {
+		t.Fatalf("the old type kept beside a current type of its record name: %v", err)
+	}
+	if got, err := book(v2, id, 1); err != nil || got != 400 {
+		t.Fatalf("after the shape change: %d, %v; want 400 cents", got, err)
+	}
+	if err := v2.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// An old type edited so that nothing of that name reads version 1.
+	type Posted struct {
+		Cents int64 `avro:"cents"`
+	}
+	posted := func(a int64) any { return Posted{Cents: a * 100} }
+	edited, err := builder(posted, aggregate.Apply(func(s *evoAccount, e Posted) { s.Cents += e.Cents }),
+		schema.Upcast(func(e bookedEdited) (Posted, error) { return Posted{}, nil }).RecordedAs("Booked")).Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, schema.ErrIncompatible) || !strings.Contains(err.Error(), `version 1 of subject "`) ||
+			!strings.Contains(err.Error(), "can be read by none of interlock_test.bookedEdited") || !strings.Contains(err.Error(), "Booked.memo") {
+			t.Errorf("%s with an edited old type: %v", what, err)
+		}
+	}
+	check("CheckSchemas", edited.CheckSchemas(ctx))
+	err = edited.Start(ctx)
+	if err == nil {
+		edited.Close(ctx)
+	}
+	check("Start", err)
+}
+
 // TestWithoutSchemaRegistry: records carry the schemas' fingerprints as
 // IDs, no registry topic is made, and there is nothing to check.
 func TestWithoutSchemaRegistry(t *testing.T) {

@@ -381,3 +381,31 @@ func TestWithRegistry(t *testing.T) {
 		t.Error("JSON changed")
 	}
 }
+
+// TestCheckCoverage: every version registered under an old type's record
+// name must be read by one of that name's readers (the old types and the
+// current type); names no old type has are not looked at.
+func TestCheckCoverage(t *testing.T) {
+	ctx := context.Background()
+	reg := registrytest.NewMemory()
+	v1, v2 := serde(t, reg, depositedV1()), serde(t, reg, depositedV2Compatible())
+	for _, s := range []schema.Serde{v1, v2} {
+		if _, err := schema.Register(ctx, s, topic); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := schema.CheckCoverage(ctx, topic, []schema.Serde{v2}, []schema.Serde{v1}); err != nil {
+		t.Errorf("v1 kept beside v2, which reads both: %v", err)
+	}
+	// v1 alone cannot read v2's long amount.
+	err := schema.CheckCoverage(ctx, topic, nil, []schema.Serde{v1})
+	if !errors.Is(err, schema.ErrIncompatible) || !strings.Contains(err.Error(), `version 2 of subject "bank.account.events-bank.Deposited" can be read by none of schema_test.Deposited: bank.Deposited.amount`) {
+		t.Errorf("v1 alone: %v", err)
+	}
+	if err := schema.CheckCoverage(ctx, topic, []schema.Serde{v1}, nil); err != nil {
+		t.Errorf("no old type: %v", err)
+	}
+	if err := schema.CheckCoverage(ctx, topic, nil, []schema.Serde{serde(t, failing{}, depositedV1())}); !errors.Is(err, errDown) {
+		t.Errorf("registry down: %v", err)
+	}
+}

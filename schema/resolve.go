@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/hamba/avro/v2"
 	"github.com/modern-go/reflect2"
@@ -184,6 +186,76 @@ func Check(ctx context.Context, s Serde, topic string) error {
 	}
 	_, err := a.register(ctx, topic, false)
 	return err
+}
+
+// CheckCoverage checks that the events recorded in topic under the record
+// names of the old types can still be read: for each such name, every
+// version registered under its subject must be read by one of its
+// readers, the old types and the current types (current) of that name.
+// An upcaster's old type edited so that it no longer reads what was
+// written fails here, at start, rather than in the restore of every
+// aggregate it touches. Record names no old type has are not checked
+// (the registry's compatibility level covers them). The error wraps
+// ErrIncompatible and names the subject, the version, the readers and,
+// for the first of them, the field and the rule; a registry's error is
+// returned as it is.
+func CheckCoverage(ctx context.Context, topic string, current, old []Serde) error {
+	byName := map[string][]*avroSerde{}
+	var names []string
+	for _, s := range old {
+		if a, ok := s.(*avroSerde); ok && a.codec.cfg.registry != nil {
+			if _, seen := byName[a.name]; !seen {
+				names = append(names, a.name)
+			}
+			byName[a.name] = append(byName[a.name], a)
+		}
+	}
+	for _, s := range current {
+		if a, ok := s.(*avroSerde); ok && byName[a.name] != nil {
+			byName[a.name] = append(byName[a.name], a)
+		}
+	}
+	slices.Sort(names)
+	var errs []error
+	for _, name := range names {
+		readers := byName[name]
+		rc := readers[0].codec.cfg.registry
+		subject := rc.subject(topic, name)
+		versions, err := rc.reg.Versions(ctx, subject)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("schema: versions of subject %q: %w", subject, err))
+			continue
+		}
+		for _, v := range versions {
+			ws, err := parseSchema(v.Schema)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("schema: version %d of subject %q: %w", v.Version, subject, err))
+				continue
+			}
+			if slices.ContainsFunc(readers, func(a *avroSerde) bool { return a.reads(ws) }) {
+				continue
+			}
+			types := make([]string, len(readers))
+			for i, a := range readers {
+				types[i] = a.t.String()
+			}
+			path, rule := incompatibility(readers[0].schema, ws, true, name)
+			errs = append(errs, fmt.Errorf("%w: version %d of subject %q can be read by none of %s: %s: %s",
+				ErrIncompatible, v.Version, subject, strings.Join(types, ", "), path, rule))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// reads reports whether s can decode records written with schema w.
+func (s *avroSerde) reads(w avro.Schema) bool {
+	if w.String() == s.schema.String() {
+		return true
+	}
+	if recursive(w) || recursive(s.schema) {
+		return false // hamba/avro's resolution never returns on them
+	}
+	return compatible(s.schema, w)
 }
 
 func (s *avroSerde) register(ctx context.Context, topic string, write bool) (uint32, error) {

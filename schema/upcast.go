@@ -3,6 +3,7 @@ package schema
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -131,6 +132,10 @@ func NewUpcasters(codec Codec, ups ...Upcaster) (*Upcasters, error) {
 	}
 	return u, nil
 }
+
+// Readers returns the Serdes of the old types, by type: what
+// CheckCoverage checks against what was recorded.
+func (u *Upcasters) Readers() map[reflect.Type]Serde { return maps.Clone(u.serdes) }
 
 // Target returns the type that events of type t end up as: t when no
 // upcaster starts from it. The builder checks that it is a current event
