@@ -793,6 +793,8 @@ func (p *Processor) batch(loopCtx context.Context, fs kgo.Fetches) error {
 // registry inside the transaction. It returns the error of a registry that
 // does not answer; records it cannot read are left to handle.
 func (p *Processor) prepareSchemas(ctx context.Context, works []*work) error {
+	ctx, cancel := context.WithTimeout(ctx, schemaWait)
+	defer cancel()
 	for _, w := range works {
 		for _, r := range w.records {
 			typ, _ := producer.Header(r, producer.HeaderType)
@@ -800,10 +802,7 @@ func (p *Processor) prepareSchemas(ctx context.Context, works []*work) error {
 			if !ok {
 				continue
 			}
-			pctx, cancel := context.WithTimeout(ctx, schemaWait)
-			err := schema.Prepare(pctx, msg.Serde, r.Value)
-			cancel()
-			if err != nil {
+			if err := schema.Prepare(ctx, msg.Serde, r.Value); err != nil {
 				return fmt.Errorf("command %s at %s/%d@%d: %w", msg.Name, r.Topic, r.Partition, r.Offset, err)
 			}
 		}
@@ -811,8 +810,8 @@ func (p *Processor) prepareSchemas(ctx context.Context, works []*work) error {
 	return nil
 }
 
-// schemaWait bounds a look-up of a command's writer schema: the loop, and
-// with it the group's rebalances, waits for it.
+// schemaWait bounds the look-ups of a batch's commands' writer schemas:
+// the loop, and with it the group's rebalances, waits for them.
 const schemaWait = 5 * time.Second
 
 // unavailable is handle's status for a command it cannot decode while the

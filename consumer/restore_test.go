@@ -369,3 +369,33 @@ func BenchmarkReplay(b *testing.B) {
 		b.Fatal("nothing was replayed")
 	}
 }
+
+// BenchmarkPrepareSchemas is what looking up the commands' writer schemas
+// before a batch's transaction costs per command when every schema is
+// known: the price of never waiting on a registry inside one.
+func BenchmarkPrepareSchemas(b *testing.B) {
+	codec := schema.Avro()
+	route, err := producer.NewRoute(bank.Accounts(), "bench.commands", "bench.events", codec.Name(),
+		func(rt reflect.Type) (producer.Serde, error) { return codec.For(rt) })
+	if err != nil {
+		b.Fatal(err)
+	}
+	msg, _ := route.CommandOf(reflect.TypeFor[bank.DepositMoney]())
+	w := &work{part: &partition{route: route}}
+	for range 1000 {
+		env := aggregate.Command{AggregateID: ulid.Make(), CommandID: ulid.Make()}
+		r, err := producer.CommandRecord(route, msg, bank.DepositMoney{Amount: 1}, env, nil, 0, time.Time{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		w.records = append(w.records, r)
+	}
+	p := &Processor{}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := p.prepareSchemas(context.Background(), []*work{w}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(w.records)), "ns/command")
+}
