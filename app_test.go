@@ -108,6 +108,19 @@ func eventsOf(t *testing.T, brokers []string, topic string, id ulid.ULID) []*kgo
 	return out
 }
 
+// eventsOfCommand counts the events of aggregate id in topic that command
+// cmd wrote.
+func eventsOfCommand(t *testing.T, brokers []string, topic string, id, cmd ulid.ULID) int {
+	t.Helper()
+	n := 0
+	for _, e := range eventsOf(t, brokers, topic, id) {
+		if header(e, producer.HeaderCommandID) == cmd.String() {
+			n++
+		}
+	}
+	return n
+}
+
 func header(r *kgo.Record, k string) string {
 	v, _ := producer.Header(r, k)
 	return string(v)

@@ -191,13 +191,7 @@ func TestRetryAfterProcessorCrash(t *testing.T) {
 	if err != nil || res.Value.Balance != 51 || res.Version != 4 {
 		t.Fatalf("after the retry: %+v, %v; want balance 51 at version 4 (the retried deposit once)", res, err)
 	}
-	n := 0
-	for _, e := range eventsOf(t, brokers, name+".bank-account.events", id) {
-		if header(e, "interlock-command-id") == cmd.CommandID.String() {
-			n++
-		}
-	}
-	if n != 1 {
+	if n := eventsOfCommand(t, brokers, name+".bank-account.events", id, cmd.CommandID); n != 1 {
 		t.Fatalf("the retried command has %d events, want 1", n)
 	}
 }

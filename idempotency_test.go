@@ -85,13 +85,7 @@ func TestRetryIsAppliedOnce(t *testing.T) {
 	if err != nil || res.Value.Balance != 43 || res.Version != 4 {
 		t.Fatalf("after three retries: %+v, %v; want balance 43 at version 4 (each deposit once)", res, err)
 	}
-	n := 0
-	for _, e := range eventsOf(t, brokers, name+".bank-account.events", id) {
-		if header(e, "interlock-command-id") == cmd.CommandID.String() {
-			n++
-		}
-	}
-	if n != 1 {
+	if n := eventsOfCommand(t, brokers, name+".bank-account.events", id, cmd.CommandID); n != 1 {
 		t.Fatalf("the retried command has %d events, want 1", n)
 	}
 }
