@@ -1,6 +1,7 @@
 package interlock_test
 
 import (
+	"errors"
 	"strconv"
 	"testing"
 	"time"
@@ -29,38 +30,9 @@ func TestRestoreWaitsForOpenTransaction(t *testing.T) {
 	// Create the topics, with no processor running.
 	startApp(t, brokers, name, interlock.WithRoles(interlock.RoleDispatch))
 
-	id := interlock.NewID()
-	serde, err := schema.Avro().For(reflectTypeOf[bank.AccountOpened]())
-	if err != nil {
-		t.Fatal(err)
-	}
-	value, err := serde.Encode(bank.AccountOpened{Owner: "ada"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The events partition of id is the commands partition of id: find it
-	// by sending a command nobody handles yet.
+	id, old := openInTransaction(t, brokers, name, time.Minute)
 	gateway := startApp(t, brokers, name, interlock.WithRoles(interlock.RoleDispatch))
 	if _, err := interlock.Send(ctx, gateway, deposit(id, 1)); err != nil {
-		t.Fatal(err)
-	}
-	cmds := kafkatest.ReadAll(t, brokers, name+".bank-account.commands")
-	partition := cmds[len(cmds)-1].Partition
-
-	old, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.TransactionalID(name+"-old-owner"),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.TransactionTimeout(time.Minute))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer old.Close()
-	if err := old.BeginTransaction(); err != nil {
-		t.Fatal(err)
-	}
-	rec := producer.EventRecord(name+".bank-account.events", partition, "avro", aggregate.EventEnvelope{
-		EventID: ulid.Make(), AggregateType: "bank-account", AggregateID: id, Type: "AccountOpened",
-		Version: 1, Time: time.Now(), CommandID: ulid.Make(), CorrelationID: "c",
-	}, value)
-	if err := old.ProduceSync(ctx, rec).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
 
@@ -114,6 +86,70 @@ func TestRestoreWaitsForOpenTransaction(t *testing.T) {
 	if !processor.Ready() || restores() != 3 {
 		t.Fatalf("ready %v with %d of 3 partitions restored after the command was handled", processor.Ready(), restores())
 	}
+}
+
+// TestRestoreAfterAbandonedTransaction: the previous owner died with a
+// transaction open on the events partition; the broker aborts it when it
+// times out, after the new owner listed where the partition ends. The
+// abort's marker lies past that end and the aborted event never reaches
+// a read_committed reader: the restore ends at the marker, at its first
+// attempt, with the event left out.
+func TestRestoreAfterAbandonedTransaction(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	ctx := ctxT(t)
+	startApp(t, brokers, name, interlock.WithRoles(interlock.RoleDispatch))
+	id, _ := openInTransaction(t, brokers, name, 2*time.Second)
+	// A restore gives up on a partition that makes no progress for three
+	// transaction timeouts: 30 s here, well past the abort.
+	app := startApp(t, brokers, name, interlock.WithTransactionTimeout(10*time.Second), interlock.WithSessionTimeout(45*time.Second))
+	res, err := interlock.Dispatch(ctx, app, deposit(id, 10))
+	if !errors.Is(err, bank.ErrNotOpen) {
+		t.Fatalf("deposit after the account's opening was aborted: %+v, %v; want %v", res, err, bank.ErrNotOpen)
+	}
+	if n := app.Stats().Restores; n != 3 {
+		t.Errorf("%d partition restores begun, want 3: a restore failed and was tried again", n)
+	}
+}
+
+// openInTransaction writes the opening event of a new account in a
+// transaction of an "old owner" it leaves open (for at most timeout), on
+// the account's events partition of name's bank (three partitions, which
+// must exist), and returns the account and the old owner's client.
+func openInTransaction(t *testing.T, brokers []string, name string, timeout time.Duration) (ulid.ULID, *kgo.Client) {
+	t.Helper()
+	ctx := ctxT(t)
+	id := interlock.NewID()
+	// The dispatcher's partitioner: murmur2 of the key.
+	partition := int32(kgo.StickyKeyPartitioner(nil).ForTopic("").Partition(&kgo.Record{Key: []byte(id.String())}, 3))
+	serde, err := schema.Avro().For(reflectTypeOf[bank.AccountOpened]())
+	if err != nil {
+		t.Fatal(err)
+	}
+	value, err := serde.Encode(bank.AccountOpened{Owner: "ada"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	old, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.TransactionalID(name+"-old-owner"),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.TransactionTimeout(timeout))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(old.Close)
+	if err := old.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	rec := producer.EventRecord(name+".bank-account.events", partition, "avro", aggregate.EventEnvelope{
+		EventID: ulid.Make(), AggregateType: "bank-account", AggregateID: id, Type: "AccountOpened",
+		Version: 1, Time: time.Now(), CommandID: ulid.Make(), CorrelationID: "c",
+	}, value)
+	if err := old.ProduceSync(ctx, rec).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	return id, old
 }
 
 func TestEmbeddedDataDirSurvivesRestart(t *testing.T) {

@@ -356,7 +356,15 @@ func (p *Processor) replay(ctx context.Context, rs []*restoring, started time.Ti
 			batch = batch[:0]
 			from := r.next
 			for _, rec := range ftp.Records {
-				if rec.Offset >= r.next && rec.Offset < r.end {
+				if rec.Offset >= r.end {
+					// Read to the end: what it has not seen below it was
+					// aborted (a read_committed reader never gets it), by a
+					// transaction that ended past the end, as the broker
+					// does to a dead owner's when it times out.
+					r.next = r.end
+					break
+				}
+				if rec.Offset >= r.next {
 					r.next = rec.Offset + 1
 					if !rec.Attrs.IsControl() {
 						batch = append(batch, rec)
