@@ -11,8 +11,10 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -79,7 +81,7 @@ type Config struct {
 	opts     []interlock.Option
 	kafka    []kgo.Opt // TLS and SASL
 	cleanups []func()
-	secrets  []string
+	secrets  *secretList
 }
 
 // GatewayConfig configures serve's HTTP JSON gateway.
@@ -421,7 +423,7 @@ func build(get map[string]string, secrets []string, stderr io.Writer) (*Config, 
 		Name: get["name"], InstanceID: get["instance-id"],
 		RedisURL: get["redis"], RedisPassword: get["redis-password-file"], RedisKeyPrefix: get["redis-key-prefix"],
 		RedisTLSCAFile: get["redis-tls-ca-file"],
-		PostgresDSN:    get["postgres-dsn-file"], secrets: append(secrets, urlPassword(get["redis"])...),
+		PostgresDSN:    get["postgres-dsn-file"], secrets: newSecretList(append(secrets, urlPassword(get["redis"])...)),
 		TLS: TLSConfig{
 			CAFile: get["tls-ca-file"], CertFile: get["tls-cert-file"], KeyFile: get["tls-key-file"],
 			ServerName: get["tls-server-name"],
@@ -518,7 +520,7 @@ func build(get map[string]string, secrets []string, stderr io.Writer) (*Config, 
 		errs = append(errs, err)
 	}
 	c.kafka = kafka
-	reg, err := c.SchemaRegistry.registry()
+	reg, err := c.SchemaRegistry.registry(c.secrets)
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -557,7 +559,7 @@ func (c *Config) kafkaOptions() ([]kgo.Opt, error) {
 		opts = append(opts, kgo.DialTLSConfig(cfg))
 	}
 	if c.SASL.Mechanism != "" {
-		m, err := c.SASL.mechanism()
+		m, err := c.SASL.mechanism(c.secrets)
 		if err != nil {
 			return nil, err
 		}
@@ -568,7 +570,7 @@ func (c *Config) kafkaOptions() ([]kgo.Opt, error) {
 
 // registry returns the schema registry client, or nil when no URL is set.
 // It does not connect: the application's start does.
-func (r SchemaRegistryConfig) registry() (*httpregistry.Registry, error) {
+func (r SchemaRegistryConfig) registry(secrets *secretList) (*httpregistry.Registry, error) {
 	if len(r.URLs) == 0 {
 		if r.Username != "" || r.Password != "" || r.Token != "" || r.CAFile != "" {
 			return nil, errors.New("the schema registry's user, password, token or CA file is set without --schema-registry")
@@ -582,9 +584,9 @@ func (r SchemaRegistryConfig) registry() (*httpregistry.Registry, error) {
 	case r.Username != "" && r.Token != "":
 		return nil, errors.New("the schema registry has a user and a bearer token: choose one")
 	case r.Username != "":
-		opts = append(opts, httpregistry.BasicAuthFunc(r.Username, secretFrom(r.Password, r.PasswordFile, "schema registry password")))
+		opts = append(opts, httpregistry.BasicAuthFunc(r.Username, secrets.from(r.Password, r.PasswordFile, "schema registry password")))
 	case r.Token != "":
-		opts = append(opts, httpregistry.BearerTokenFunc(secretFrom(r.Token, r.TokenFile, "schema registry token")))
+		opts = append(opts, httpregistry.BearerTokenFunc(secrets.from(r.Token, r.TokenFile, "schema registry token")))
 	}
 	if r.CAFile != "" {
 		pem, err := os.ReadFile(r.CAFile)
@@ -630,10 +632,44 @@ func (t TLSConfig) config() (*tls.Config, error) {
 	return cfg, nil
 }
 
-// secretFrom returns a function that returns the secret: read again from
-// file at each call when it came from one (what is named in the error),
-// else value.
-func secretFrom(value, file, what string) func(context.Context) (string, error) {
+// secretList holds the secrets to hide in what is printed. It grows when a
+// secret file is read again and holds a new value (rotated): the old
+// values stay hidden too.
+type secretList struct {
+	mu   sync.RWMutex
+	vals []string
+}
+
+func newSecretList(vals []string) *secretList { return &secretList{vals: vals} }
+
+// add hides what secretParts says of s from now on.
+func (l *secretList) add(s string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, p := range secretParts(s) {
+		if !slices.Contains(l.vals, p) {
+			l.vals = append(l.vals, p)
+		}
+	}
+}
+
+// replace returns s with every secret replaced.
+func (l *secretList) replace(s string) string {
+	if l == nil {
+		return s
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	for _, sec := range l.vals {
+		s = strings.ReplaceAll(s, sec, redacted)
+	}
+	return s
+}
+
+// from returns a function that returns the secret: read again from file
+// at each call when it came from one (what is named in the error), and
+// hidden in what is printed from then on; else value.
+func (l *secretList) from(value, file, what string) func(context.Context) (string, error) {
 	return func(context.Context) (string, error) {
 		if file == "" {
 			return value, nil
@@ -642,14 +678,18 @@ func secretFrom(value, file, what string) func(context.Context) (string, error) 
 		if err != nil {
 			return "", fmt.Errorf("%s file: %w", what, pathErr(err))
 		}
-		return strings.TrimRight(string(b), "\r\n"), nil
+		v := strings.TrimRight(string(b), "\r\n")
+		if v != "" && l != nil {
+			l.add(v)
+		}
+		return v, nil
 	}
 }
 
 // mechanism builds the SASL mechanism. The password is read from its file
 // at each authentication when it came from one.
-func (s SASLConfig) mechanism() (sasl.Mechanism, error) {
-	password := secretFrom(s.Password, s.PasswordFile, "SASL password")
+func (s SASLConfig) mechanism(secrets *secretList) (sasl.Mechanism, error) {
+	password := secrets.from(s.Password, s.PasswordFile, "SASL password")
 	if s.Mechanism != "OAUTHBEARER" && s.Username == "" {
 		return nil, fmt.Errorf("--sasl-mechanism %s needs --sasl-username", s.Mechanism)
 	}
@@ -684,12 +724,7 @@ func (s SASLConfig) mechanism() (sasl.Mechanism, error) {
 const redacted = "[redacted]"
 
 // redactString replaces every secret in s.
-func (c *Config) redactString(s string) string {
-	for _, sec := range c.secrets {
-		s = strings.ReplaceAll(s, sec, redacted)
-	}
-	return s
-}
+func (c *Config) redactString(s string) string { return c.secrets.replace(s) }
 
 // secretParts returns what to hide of secret s: the password of a URL
 // (postgres://user:password@host/db) or of a key=value DSN, so logs still
@@ -737,7 +772,7 @@ func urlPassword(s string) []string {
 
 // redact returns err with its secrets replaced.
 func (c *Config) redact(err error) error {
-	if err == nil || c == nil || len(c.secrets) == 0 {
+	if err == nil || c == nil {
 		return err
 	}
 	msg := err.Error()
@@ -760,9 +795,6 @@ func (e *redactedError) Unwrap() error { return e.err }
 // redactAttr is the logger's ReplaceAttr: string and error values lose
 // their secrets.
 func (c *Config) redactAttr(_ []string, a slog.Attr) slog.Attr {
-	if len(c.secrets) == 0 {
-		return a
-	}
 	switch a.Value.Kind() {
 	case slog.KindString:
 		a.Value = slog.StringValue(c.redactString(a.Value.String()))

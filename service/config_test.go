@@ -15,6 +15,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"math/big"
 	"net"
@@ -305,7 +306,7 @@ func TestRegistrySecretsRotate(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			reg, err := cfg.SchemaRegistry.registry()
+			reg, err := cfg.SchemaRegistry.registry(cfg.secrets)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -318,6 +319,7 @@ func TestRegistrySecretsRotate(t *testing.T) {
 			if _, err := reg.Register(ctx, "s", text); err != nil {
 				t.Fatalf("after the file was rotated: %v", err)
 			}
+			checkHidden(t, cfg, "old-secret", c.secret)
 			if err := os.Remove(file); err != nil {
 				t.Fatal(err)
 			}
@@ -442,7 +444,7 @@ func bankBuild(_ context.Context, cfg *Config) (*interlock.Builder, error) {
 // password file is read again at each authentication.
 func TestSASLMechanisms(t *testing.T) {
 	ctx := context.Background()
-	pwFile := writeFile(t, "pw", "first\n")
+	pwFile := writeFile(t, "pw", "first-Sekr1t\n")
 	cases := []struct {
 		mechanism, user string
 		env             env
@@ -450,7 +452,7 @@ func TestSASLMechanisms(t *testing.T) {
 		first           func(string) bool
 	}{
 		{"PLAIN", "ada", env{"INTERLOCK_SASL_PASSWORD": "pw1"}, "PLAIN", func(m string) bool { return m == "\x00ada\x00pw1" }},
-		{"plain", "ada", env{"INTERLOCK_SASL_PASSWORD_FILE": pwFile}, "PLAIN", func(m string) bool { return m == "\x00ada\x00first" }},
+		{"plain", "ada", env{"INTERLOCK_SASL_PASSWORD_FILE": pwFile}, "PLAIN", func(m string) bool { return m == "\x00ada\x00first-Sekr1t" }},
 		{"SCRAM-SHA-256", "bob", env{"INTERLOCK_SASL_PASSWORD": "pw"}, "SCRAM-SHA-256", func(m string) bool { return strings.HasPrefix(m, "n,,n=bob,r=") }},
 		{"SCRAM-SHA-512", "bob", env{"INTERLOCK_SASL_PASSWORD": "pw"}, "SCRAM-SHA-512", func(m string) bool { return strings.HasPrefix(m, "n,,n=bob,r=") }},
 		{"OAUTHBEARER", "", env{"INTERLOCK_SASL_PASSWORD": "tok3n"}, "OAUTHBEARER", func(m string) bool { return strings.Contains(m, "auth=Bearer tok3n") }},
@@ -468,7 +470,7 @@ func TestSASLMechanisms(t *testing.T) {
 		if err != nil || len(opts) != 1 {
 			t.Fatalf("%s: %d options, %v", c.mechanism, len(opts), err)
 		}
-		m, err := cfg.SASL.mechanism()
+		m, err := cfg.SASL.mechanism(cfg.secrets)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -485,12 +487,28 @@ func TestSASLMechanisms(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, _ := cfg.SASL.mechanism()
-	if err := os.WriteFile(pwFile, []byte("second\n"), 0o600); err != nil {
+	m, _ := cfg.SASL.mechanism(cfg.secrets)
+	if err := os.WriteFile(pwFile, []byte("second-Sekr1t\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, first, err := m.Authenticate(ctx, "b"); err != nil || string(first) != "\x00ada\x00second" {
+	if _, first, err := m.Authenticate(ctx, "b"); err != nil || string(first) != "\x00ada\x00second-Sekr1t" {
 		t.Errorf("after rotation: %q, %v", first, err)
+	}
+	// The new password is hidden from then on, like the first.
+	checkHidden(t, cfg, "first-Sekr1t", "second-Sekr1t")
+}
+
+// checkHidden fails t unless cfg's logger and errors hide each secret.
+func checkHidden(t *testing.T, cfg *Config, secrets ...string) {
+	t.Helper()
+	var log bytes.Buffer
+	c := *cfg
+	c.Logger = slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{ReplaceAttr: c.redactAttr}))
+	for _, sec := range secrets {
+		c.Logger.Info("msg", "err", errors.New("refused "+sec), "said", sec)
+		if err := c.redact(fmt.Errorf("refused %s", sec)); strings.Contains(err.Error(), sec) || strings.Contains(log.String(), sec) {
+			t.Errorf("secret %q printed: error %q, log %s", sec, err, log.String())
+		}
 	}
 }
 
