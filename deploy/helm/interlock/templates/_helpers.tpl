@@ -198,10 +198,7 @@ schema registry's user, may need its secret file to be valid at all). Called wit
 {{- $_ := set $c "INTERLOCK_GATEWAY_TIMEOUT" $v.gateway.timeout }}
 {{- end }}
 {{- end }}
-{{- range $i, $f := $v.extraSecretFiles }}
-{{- $_ := set $c $f.env (printf "%s/extra-%d/%s" $dir $i $f.key) }}
-{{- end }}
-{{- /* Last, and never over what the chart set: the value would be lost, or win unseen. */}}
+{{- /* Where each variable the chart sets comes from, for the errors of what would override it. */}}
 {{- $from := dict
   "INTERLOCK_NAME" "app.name" "INTERLOCK_BROKERS" "kafka.brokers" "INTERLOCK_PARTITIONS" "app.partitions"
   "INTERLOCK_REPLICATION_FACTOR" "app.replicationFactor" "INTERLOCK_LOG_LEVEL" "app.logLevel" "INTERLOCK_ROLES" "app.roles"
@@ -212,6 +209,13 @@ schema registry's user, may need its secret file to be valid at all). Called wit
   "INTERLOCK_SASL_PASSWORD_FILE" "kafka.sasl.passwordSecret" "INTERLOCK_POSTGRES_DSN_FILE" "postgres.dsnSecret"
   "INTERLOCK_REDIS_URL" "redis.url" "INTERLOCK_REDIS_KEY_PREFIX" "redis.keyPrefix" "INTERLOCK_REDIS_PASSWORD_FILE" "redis.passwordSecret"
   "INTERLOCK_GATEWAY_TOKEN_FILE" "gateway.tokenSecret" }}
+{{- range $i, $f := $v.extraSecretFiles }}
+{{- if hasKey $c $f.env }}
+{{- fail (printf "extraSecretFiles[%d].env %s: the chart sets it already, from %s; set that instead" $i $f.env (get $from $f.env | default "extraSecretFiles")) }}
+{{- end }}
+{{- $_ := set $c $f.env (printf "%s/extra-%d/%s" $dir $i $f.key) }}
+{{- end }}
+{{- /* Last, and never over what the chart set: the value would be lost, or win unseen. */}}
 {{- range $k, $val := $v.app.extraConfig }}
 {{- if hasKey $c $k }}
 {{- fail (printf "app.extraConfig.%s: the chart sets it already, from %s; set that instead" $k (get $from $k | default "extraSecretFiles")) }}
