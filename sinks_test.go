@@ -190,6 +190,80 @@ func TestForeignTopicAndEffects(t *testing.T) {
 	}
 }
 
+// TestTransientFailureLetsTheGroupRebalance: a projection on a sink that
+// is not Kafka's, retrying a batch that fails for a reason not its
+// records' (a database out of reach), does not hold its group's rebalance
+// while it waits: an instance that joins meanwhile gets its share of the
+// partitions, and every record is applied once the failure ends.
+func TestTransientFailureLetsTheGroupRebalance(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	ctx := ctxT(t)
+	orders := name + ".orders"
+	kafkatest.CreateTopic(t, brokers, orders, 4)
+	var recs []*kgo.Record
+	for i := range 40 {
+		recs = append(recs, &kgo.Record{Topic: orders, Key: []byte("customer-" + strconv.Itoa(i)), Value: []byte(strconv.Itoa(i))})
+	}
+	kafkatest.Produce(t, brokers, recs...)
+	last := lastPositions(t, brokers, orders)
+	var down atomic.Bool
+	down.Store(true)
+	var mu sync.Mutex
+	tried := map[string]int{}      // handler calls per instance
+	applied := map[string]string{} // record value → instance
+	mailer := func(instance string) *projections.Projection[*struct{}] {
+		p := projections.New("mailer", projections.Effects(), projections.WithRetries(1, 10*time.Millisecond))
+		projections.OnRecord(p, orders, func(_ context.Context, _ *struct{}, r *kgo.Record) error {
+			mu.Lock()
+			defer mu.Unlock()
+			tried[instance]++
+			if down.Load() {
+				return projections.Transient(errors.New("the mail server is out of reach"))
+			}
+			applied[string(r.Value)] = instance
+			return nil
+		})
+		return p
+	}
+	build := func(instance string) *interlock.Builder {
+		return interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithPartitions(1),
+			interlock.WithInstanceID(instance), interlock.WithRoles(interlock.RoleProject), interlock.WithLogger(testLogger())).
+			RegisterAggregate(bank.Accounts()).RegisterProjection(mailer(instance))
+	}
+	tries := func(instance string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return tried[instance]
+	}
+	first := startWith(t, build("first"))
+	for deadline := time.Now().Add(30 * time.Second); tries("first") < 3; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first instance never tried a batch")
+		}
+	}
+	second := startWith(t, build("second"))
+	// The group's rebalance timeout is a minute: an instance holding it
+	// would keep the second waiting past this deadline.
+	for deadline := time.Now().Add(30 * time.Second); tries("second") == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the second instance got no partition in 30 s while the first retried its batch")
+		}
+	}
+	down.Store(false)
+	for _, app := range []*interlock.App{first, second} {
+		if err := app.Projection("mailer").WaitFor(ctx, last); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(applied) != len(recs) {
+		t.Fatalf("%d records applied, want %d", len(applied), len(recs))
+	}
+}
+
 // TestTransientFailuresAreNotParked: a record handler failing for a
 // reason that is not its record's (marked projections.Transient, or a
 // schema registry that does not answer) is tried again past the

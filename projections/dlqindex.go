@@ -80,3 +80,13 @@ func (x *dlqIndex) heldFrom(key string) (int64, bool) {
 	}
 	return original(ps[0]).Offset, true
 }
+
+// isParked reports whether r itself is parked and not yet resolved.
+func (x *dlqIndex) isParked(r *kgo.Record) bool {
+	for _, p := range x.parked[string(r.Key)] {
+		if from := original(p); from.Topic == r.Topic && from.Partition == r.Partition && from.Offset == r.Offset {
+			return true
+		}
+	}
+	return false
+}

@@ -615,6 +615,12 @@ func (pr *Projector) deadLetter(r *kgo.Record, why error) *kgo.Record {
 
 // park writes r to the dead-letter topic with why it was parked.
 func (pr *Projector) park(ctx context.Context, r *kgo.Record, why error) error {
+	pr.mu.Lock()
+	again := pr.idx.isParked(r) // polled again, after a batch given back
+	pr.mu.Unlock()
+	if again {
+		return nil
+	}
 	rec := pr.deadLetter(r, why)
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 10*time.Second) {
 		err := pr.dlq.ProduceSync(ctx, rec).FirstErr()

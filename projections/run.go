@@ -17,6 +17,7 @@ import (
 
 func (p *Projection[T]) run(ctx context.Context, pr *Projector, bindings map[string]map[string]binding[T], exactlyOnce bool) {
 	defer close(pr.done)
+	wait := p.set.backoff
 	for {
 		// At least once a second, so retry requests are served.
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
@@ -33,7 +34,21 @@ func (p *Projection[T]) run(ctx context.Context, pr *Projector, bindings map[str
 		}
 		if recs := fs.Records(); len(recs) > 0 {
 			pr.polled(recs)
-			if err := p.process(ctx, pr, bindings, exactlyOnce, recs, map[*kgo.Record]bool{}); err != nil {
+			err := p.process(ctx, pr, bindings, exactlyOnce, recs, map[*kgo.Record]bool{})
+			if errors.Is(err, errGiveBack) {
+				// Polled again after the backoff, rebalances allowed
+				// meanwhile: a wait without end in sight (the sink or a
+				// service down) holds no other instance back.
+				pr.rewind(recs)
+				pr.cl.AllowRebalance()
+				if !sleep(ctx, wait) {
+					return
+				}
+				wait = min(2*wait, 30*time.Second)
+				continue
+			}
+			wait = p.set.backoff
+			if err != nil {
 				if !errors.Is(err, errClosing) {
 					pr.log.Error("interlock: projection stopped", "err", err)
 					pr.stop(err)
@@ -109,8 +124,14 @@ func (p *Projection[T]) process(ctx context.Context, pr *Projector, bindings map
 	}
 }
 
+// errGiveBack says a batch failed for a reason that is not its records'
+// (the sink, or a handler's transient failure): the caller polls it
+// again after a backoff.
+var errGiveBack = errors.New("projections: batch given back")
+
 // applyRetrying applies live in one unit of work with cps, retrying a
-// failing handler p.set.retries times and a failing sink until ctx ends.
+// failing handler p.set.retries times. A failing sink, or a handler's
+// transient failure, gives the batch back (errGiveBack).
 func (p *Projection[T]) applyRetrying(ctx context.Context, pr *Projector, bindings map[string]map[string]binding[T], live []*kgo.Record, cps []Checkpoint) error {
 	wait, failures := p.set.backoff, 0
 	for {
@@ -142,8 +163,10 @@ func (p *Projection[T]) applyRetrying(ctx context.Context, pr *Projector, bindin
 			pr.log.Warn("interlock: projection handler failed; retrying the batch", append([]any{"attempt", failures, "of", p.set.retries, "err", err}, stackAttr(err, failures)...)...)
 		case failedAt >= 0:
 			pr.log.Warn("interlock: projection handler failed, not for its event's fault; retrying the batch until it succeeds", "err", err)
+			return errGiveBack
 		default:
 			pr.log.Error("interlock: projection sink failed; retrying the batch", "err", err)
+			return errGiveBack
 		}
 		select {
 		case <-ctx.Done():
@@ -240,6 +263,21 @@ func (pr *Projector) checkpoints(recs []*kgo.Record) []Checkpoint {
 		cps[i].Next = r.Offset + 1
 	}
 	return cps
+}
+
+// rewind moves the consumer back to the first of recs on each partition,
+// to poll them again. It is called while the rebalance is held.
+func (pr *Projector) rewind(recs []*kgo.Record) {
+	set := map[string]map[int32]kgo.EpochOffset{}
+	for _, r := range recs {
+		if set[r.Topic] == nil {
+			set[r.Topic] = map[int32]kgo.EpochOffset{}
+		}
+		if o, ok := set[r.Topic][r.Partition]; !ok || r.Offset < o.Offset {
+			set[r.Topic][r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset}
+		}
+	}
+	pr.cl.SetOffsets(set)
 }
 
 // reload reads the sink's checkpoints of the owned partitions again and
