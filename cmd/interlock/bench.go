@@ -1,12 +1,10 @@
 package main
 
 import (
-	"context"
 	"fmt"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/oklog/ulid/v2"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/interlock-go/interlock"
 	"github.com/interlock-go/interlock/bench"
@@ -26,24 +24,9 @@ func bankBench() bench.Workload {
 		Command: func(id ulid.ULID) any {
 			return bank.DepositMoney{CommandOf: interlock.ToResult[bank.Balance](id), Amount: 1}
 		},
-		Export: bankExport,
+		Export: func(topic string) projections.Runner { return bank.Export("bench-export", topic) },
 		ReadModel: func(pool *pgxpool.Pool) projections.Runner {
 			return bank.Balances("bench-balances", pool)
 		},
 	}
-}
-
-// bankExport writes each bank event as a JSON record of topic, exactly
-// once.
-func bankExport(topic string) projections.Runner {
-	p := projections.New("bench-export", projections.Kafka())
-	projections.On(p, func(ctx context.Context, out *projections.Output, e projections.Event[bank.MoneyDeposited]) error {
-		out.Produce(&kgo.Record{Topic: topic, Key: []byte(e.AggregateID.String()), Value: fmt.Appendf(nil, `{"amount":%d}`, e.Data.Amount)})
-		return nil
-	})
-	projections.On(p, func(ctx context.Context, out *projections.Output, e projections.Event[bank.AccountOpened]) error {
-		out.Produce(&kgo.Record{Topic: topic, Key: []byte(e.AggregateID.String()), Value: []byte(`{"opened":true}`)})
-		return nil
-	})
-	return p
 }
