@@ -244,6 +244,10 @@ type restoreRun struct {
 	// FirstCommandsMs is how long one command per partition, sent once
 	// the app was ready, took to be answered (not in Seconds).
 	FirstCommandsMs float64 `json:"first_commands_ms"`
+	// Runs and RunsPerSec, for restore_full: the runs made, each one's
+	// rate in run order; the other fields are the best run's.
+	Runs       int       `json:"runs,omitempty"`
+	RunsPerSec []float64 `json:"runs_per_sec,omitempty"`
 }
 
 type memResult struct {
@@ -936,16 +940,33 @@ func (b *bencher) rawAndRestore(ctx context.Context) error {
 	b.rep.RestoreMark = mark
 	b.say("restore_watermark: %d events replayed in %.3fs, %d snapshots loaded", mark.Events, mark.Seconds, mark.SnapshotsLoaded)
 
-	b.say("restore_full: a new owner with an empty snapshot store")
-	full, err := b.restoreWith(ctx, name, name+"-3", snapshot.NewMemory(), triggers, b.cfg.restoreProfile)
-	if err != nil {
-		return fmt.Errorf("restore_full: %w", err)
+	// As many runs as raw_consume reads, each a new owner with an empty
+	// snapshot store, and the best of them, as raw_consume's: the ratio
+	// compares like with like (one run against the best of three read it
+	// low by the run-to-run spread; all runs are reported).
+	var best restoreRun
+	var rates []float64
+	for i := range consumeRuns {
+		b.say("restore_full: a new owner with an empty snapshot store (%d of %d)", i+1, consumeRuns)
+		profile := ""
+		if i == 0 {
+			profile = b.cfg.restoreProfile
+		}
+		full, err := b.restoreWith(ctx, name, fmt.Sprintf("%s-full-%d", name, i+1), snapshot.NewMemory(), triggers, profile)
+		if err != nil {
+			return fmt.Errorf("restore_full: %w", err)
+		}
+		if full.Events < int64(stream.next) {
+			return fmt.Errorf("restore_full: replayed %d events, fewer than the %d written", full.Events, stream.next)
+		}
+		b.say("restore_full: %d events in %.3fs: %.0f events/s", full.Events, full.Seconds, full.PerSec)
+		rates = append(rates, full.PerSec)
+		if full.PerSec > best.PerSec {
+			best = full
+		}
 	}
-	if full.Events < int64(stream.next) {
-		return fmt.Errorf("restore_full: replayed %d events, fewer than the %d written", full.Events, stream.next)
-	}
-	b.rep.RestoreFull = full
-	b.say("restore_full: %d events in %.3fs: %.0f events/s", full.Events, full.Seconds, full.PerSec)
+	best.Runs, best.RunsPerSec = len(rates), rates
+	b.rep.RestoreFull = best
 	return nil
 }
 
@@ -1257,8 +1278,12 @@ func printBench(w io.Writer, r *benchReport) error {
 	fmt.Fprintf(tw, "commands_sync max\t\t\t%.0f commands/s\tclosed loop, %d dispatchers\n", s.MaxRate, s.MaxRateWorkers)
 	fmt.Fprintf(tw, "commands_sync\t%d\t%.2f\t%.0f commands/s offered\tp50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms, %d errors\n",
 		s.Dispatches, s.Seconds, s.OfferedRate, s.P50Ms, s.P99Ms, s.P999Ms, s.MaxMs, s.Errors)
-	fmt.Fprintf(tw, "restore_full\t%d\t%.2f\t%.0f events/s\t%d restores, %d full replays; live heap after %s; then a command per partition in %.1f ms\n",
-		r.RestoreFull.Events, r.RestoreFull.Seconds, r.RestoreFull.PerSec, r.RestoreFull.Restores, r.RestoreFull.FullReplays, mib(r.RestoreFull.HeapLive), r.RestoreFull.FirstCommandsMs)
+	runs := make([]string, len(r.RestoreFull.RunsPerSec))
+	for i, v := range r.RestoreFull.RunsPerSec {
+		runs[i] = fmt.Sprintf("%.0f", v)
+	}
+	fmt.Fprintf(tw, "restore_full\t%d\t%.2f\t%.0f events/s\tbest of %d (%s/s); %d restores, %d full replays; live heap after %s; then a command per partition in %.1f ms\n",
+		r.RestoreFull.Events, r.RestoreFull.Seconds, r.RestoreFull.PerSec, r.RestoreFull.Runs, strings.Join(runs, ", "), r.RestoreFull.Restores, r.RestoreFull.FullReplays, mib(r.RestoreFull.HeapLive), r.RestoreFull.FirstCommandsMs)
 	fmt.Fprintf(tw, "restore_watermark\t%d\t%.2f\t\t%d restores, %d full replays, %d snapshots loaded; then a command per partition in %.1f ms\n",
 		r.RestoreMark.Events, r.RestoreMark.Seconds, r.RestoreMark.Restores, r.RestoreMark.FullReplays, r.RestoreMark.SnapshotsLoaded, r.RestoreMark.FirstCommandsMs)
 	if k := r.Projection.KafkaToKafka; k.Records > 0 {
