@@ -539,6 +539,66 @@ func TestProjectionReset(t *testing.T) {
 	}
 }
 
+// TestResetParksAgain: after a reset, an event that fails again is parked
+// again and holds its aggregate's later events again, as the first time;
+// the dead-letter topic still holds its first, resolved, copy.
+func TestResetParksAgain(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	ctx := ctxT(t)
+	app := startApp(t, brokers, name)
+	id := open(t, ctx, app)
+	for _, amount := range []int64{13, 5} {
+		if _, err := interlock.Dispatch(ctx, app, deposit(id, amount)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	var applied []int64
+	audit := func() *projections.Projection[*struct{}] {
+		p := projections.New("audit", projections.Effects(), projections.WithRetries(0, time.Millisecond))
+		projections.On(p, func(ctx context.Context, _ *struct{}, e projections.Event[bank.MoneyDeposited]) error {
+			if e.Data.Amount == 13 {
+				return errors.New("unlucky amount")
+			}
+			mu.Lock()
+			applied = append(applied, e.Data.Amount)
+			mu.Unlock()
+			return nil
+		})
+		return p
+	}
+	last := lastPositions(t, brokers, name+".bank-account.events")
+	check := func(when string) {
+		t.Helper()
+		runner := projectorApp(t, brokers, name, audit())
+		if err := runner.Projection("audit").WaitFor(ctx, last); err != nil {
+			t.Fatalf("%s: %v", when, err)
+		}
+		parked, err := runner.Projection("audit").Parked(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(parked) != 2 || len(applied) != 0 {
+			t.Fatalf("%s: %d events parked, %v applied; want the deposit of 13 and the one held behind it parked, none applied", when, len(parked), applied)
+		}
+		if err := runner.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check("first run")
+	admin := startWith(t, interlock.NewBuilder(interlock.WithBrokers(brokers...), interlock.WithName(name), interlock.WithPartitions(3),
+		interlock.WithLogger(testLogger()), interlock.WithRoles(interlock.RoleDispatch)).RegisterAggregate(bank.Accounts()).
+		RegisterProjection(audit()))
+	if err := admin.Projection("audit").Reset(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check("after the reset")
+}
+
 // TestStatusLagInTime: a projection's lag in time is how long the oldest
 // event it has not applied has waited: on the partitions an instance owns
 // (Lag, the metric) and, through Status (projections status), on every

@@ -151,6 +151,13 @@ func parked(r *kgo.Record) Parked {
 	}
 }
 
+// originalOffset returns the offset, in its own topic, of the event a
+// parked record is a copy of.
+func originalOffset(r *kgo.Record) int64 {
+	o, _ := strconv.ParseInt(header(r, HeaderDLQOffset), 10, 64)
+	return o
+}
+
 // original returns the event a parked record is a copy of, as it was in
 // its own topic.
 func original(r *kgo.Record) *kgo.Record {
@@ -274,7 +281,12 @@ func (p *Projection[T]) reapply(ctx context.Context, pr *Projector, bindings map
 	if len(parked) == 0 {
 		return -1, nil
 	}
-	covers := parked[len(parked)-1].Offset
+	covers := parked[len(parked)-1].Offset // in the dead-letter topic's order
+	// Applied in their aggregate's order, which is the order they were
+	// parked in but for an event parked again after its resolution.
+	parked = slices.SortedStableFunc(slices.Values(parked), func(a, b *kgo.Record) int {
+		return cmp.Compare(originalOffset(a), originalOffset(b))
+	})
 	if _, ok := any(p.sink).(kafkaSink); ok {
 		return covers, pr.reapplyTx(ctx, req, parked, covers, func(ctx context.Context, out *Output, r *kgo.Record) error {
 			return p.apply(ctx, pr, any(out).(T), bindings, r)

@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"math"
 	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -13,14 +14,14 @@ import (
 // once, in order), the retry requests not yet answered, and how far each
 // partition of the topic has been read. Guarded by Projector.mu.
 type dlqIndex struct {
-	parked  map[string][]*kgo.Record // by key, unresolved, in order
-	seen    map[producer.Position]bool
-	pending map[int64]*kgo.Record // retry requests by offset, unanswered
-	read    map[int32]int64       // next offset read, per partition
+	parked  map[string][]*kgo.Record   // by key, unresolved, in order
+	open    map[producer.Position]bool // the original positions in parked
+	pending map[int64]*kgo.Record      // retry requests by offset, unanswered
+	read    map[int32]int64            // next offset read, per partition
 }
 
 func newDLQIndex() *dlqIndex {
-	return &dlqIndex{parked: map[string][]*kgo.Record{}, seen: map[producer.Position]bool{},
+	return &dlqIndex{parked: map[string][]*kgo.Record{}, open: map[producer.Position]bool{},
 		pending: map[int64]*kgo.Record{}, read: map[int32]int64{}}
 }
 
@@ -51,6 +52,8 @@ func (x *dlqIndex) add(r *kgo.Record) (request bool) {
 		for _, p := range x.parked[key] {
 			if p.Offset > upTo {
 				kept = append(kept, p)
+			} else {
+				delete(x.open, positionOf(original(p)))
 			}
 		}
 		if len(kept) == 0 {
@@ -59,12 +62,13 @@ func (x *dlqIndex) add(r *kgo.Record) (request bool) {
 			x.parked[key] = kept
 		}
 	default:
-		// A parked event: once, however often it was parked (a park is
-		// written before the batch that moves past it commits).
-		from := original(r)
-		pos := producer.Position{Topic: from.Topic, Partition: from.Partition, Offset: from.Offset}
-		if !x.seen[pos] {
-			x.seen[pos] = true
+		// A parked event: once while it is unresolved, however often it
+		// was parked (a park is written before the batch that moves past
+		// it commits); parked again after its resolution (applied again
+		// after a crash, and failing again), it holds its key again.
+		pos := positionOf(original(r))
+		if !x.open[pos] {
+			x.open[pos] = true
 			x.parked[key] = append(x.parked[key], r)
 		}
 	}
@@ -72,21 +76,23 @@ func (x *dlqIndex) add(r *kgo.Record) (request bool) {
 }
 
 // heldFrom returns the offset, in its own topic, of key's first parked
-// event: the key's later events wait behind it.
+// event: the key's later events wait behind it. (Parks come in offset
+// order, but for an event parked again after its resolution.)
 func (x *dlqIndex) heldFrom(key string) (int64, bool) {
 	ps := x.parked[key]
 	if len(ps) == 0 {
 		return 0, false
 	}
-	return original(ps[0]).Offset, true
+	from := int64(math.MaxInt64)
+	for _, p := range ps {
+		from = min(from, originalOffset(p))
+	}
+	return from, true
 }
 
 // isParked reports whether r itself is parked and not yet resolved.
-func (x *dlqIndex) isParked(r *kgo.Record) bool {
-	for _, p := range x.parked[string(r.Key)] {
-		if from := original(p); from.Topic == r.Topic && from.Partition == r.Partition && from.Offset == r.Offset {
-			return true
-		}
-	}
-	return false
+func (x *dlqIndex) isParked(r *kgo.Record) bool { return x.open[positionOf(r)] }
+
+func positionOf(r *kgo.Record) producer.Position {
+	return producer.Position{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}
 }

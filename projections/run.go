@@ -17,7 +17,11 @@ import (
 
 func (p *Projection[T]) run(ctx context.Context, pr *Projector, bindings map[string]map[string]binding[T], exactlyOnce bool) {
 	defer close(pr.done)
+	// The backoff of batches given back grows until every partition given
+	// back has had a batch through (or is no longer owned): other
+	// partitions' successes do not reset it.
 	wait := p.set.backoff
+	givenBack := map[topicPartition]bool{}
 	for {
 		// At least once a second, so retry requests are served.
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
@@ -39,6 +43,14 @@ func (p *Projection[T]) run(ctx context.Context, pr *Projector, bindings map[str
 				// Polled again after the backoff, rebalances allowed
 				// meanwhile: a wait without end in sight (the sink or a
 				// service down) holds no other instance back.
+				for k := range givenBack {
+					if !pr.owns(k.topic, k.partition) {
+						delete(givenBack, k)
+					}
+				}
+				for _, r := range recs {
+					givenBack[topicPartition{r.Topic, r.Partition}] = true
+				}
 				pr.rewind(recs)
 				pr.cl.AllowRebalance()
 				if !sleep(ctx, wait) {
@@ -47,7 +59,14 @@ func (p *Projection[T]) run(ctx context.Context, pr *Projector, bindings map[str
 				wait = min(2*wait, 30*time.Second)
 				continue
 			}
-			wait = p.set.backoff
+			if err == nil {
+				for _, r := range recs {
+					delete(givenBack, topicPartition{r.Topic, r.Partition})
+				}
+				if len(givenBack) == 0 {
+					wait = p.set.backoff
+				}
+			}
 			if err != nil {
 				if !errors.Is(err, errClosing) {
 					pr.log.Error("interlock: projection stopped", "err", err)
