@@ -634,22 +634,40 @@ func (t TLSConfig) config() (*tls.Config, error) {
 
 // secretList holds the secrets to hide in what is printed. It grows when a
 // secret file is read again and holds a new value (rotated): the old
-// values stay hidden too.
+// values stay hidden too, the configured ones always, the values read
+// since the last maxRotated of them (a token refreshed every hour would
+// otherwise make every log line pay for every token ever used).
 type secretList struct {
-	mu   sync.RWMutex
-	vals []string
+	mu      sync.RWMutex
+	vals    []string
+	initial int // vals[:initial] are the configured secrets
 }
 
-func newSecretList(vals []string) *secretList { return &secretList{vals: vals} }
+const maxRotated = 32
+
+func newSecretList(vals []string) *secretList { return &secretList{vals: vals, initial: len(vals)} }
 
 // add hides what secretParts says of s from now on.
 func (l *secretList) add(s string) {
+	parts := secretParts(s)
+	l.mu.RLock()
+	known := true
+	for _, p := range parts {
+		known = known && slices.Contains(l.vals, p)
+	}
+	l.mu.RUnlock()
+	if known {
+		return // the usual case: read again, not rotated
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, p := range secretParts(s) {
+	for _, p := range parts {
 		if !slices.Contains(l.vals, p) {
 			l.vals = append(l.vals, p)
 		}
+	}
+	if n := len(l.vals) - l.initial - maxRotated; n > 0 {
+		l.vals = slices.Delete(l.vals, l.initial, l.initial+n)
 	}
 }
 

@@ -684,3 +684,22 @@ func TestSecretParts(t *testing.T) {
 		}
 	}
 }
+
+// TestSecretListBounded: the configured secrets and the last values read
+// from rotated files stay hidden; the oldest rotated ones make room.
+func TestSecretListBounded(t *testing.T) {
+	l := newSecretList([]string{"configured-Sekr1t"})
+	for i := range maxRotated + 8 {
+		l.add(fmt.Sprintf("token-%03d", i))
+		l.add(fmt.Sprintf("token-%03d", i)) // read again, unchanged
+	}
+	hidden := func(s string) bool { return l.replace("x "+s) == "x "+redacted }
+	if !hidden("configured-Sekr1t") {
+		t.Error("the configured secret is no longer hidden")
+	}
+	for i := range maxRotated + 8 {
+		if want := i >= 8; hidden(fmt.Sprintf("token-%03d", i)) != want {
+			t.Errorf("token %d hidden %v, want %v", i, !want, want)
+		}
+	}
+}
