@@ -92,7 +92,7 @@ func parseBench(args []string, output io.Writer) (benchConfig, error) {
 	fs.StringVar(&c.redisURL, "redis", "", "Redis URL of the snapshot store for commands and the watermark restore, keys under interlock-bench:<app>, left in place (default: snapshot.NewMemory)")
 	fs.DurationVar(&c.timeout, "timeout", 5*time.Minute, "the longest any one wait may take before the bench fails")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the commands_async phase to this file")
-	fs.StringVar(&c.restoreProfile, "restore-cpuprofile", "", "write a CPU profile of the restore_full phase to this file")
+	fs.StringVar(&c.restoreProfile, "restore-cpuprofile", "", "write a CPU profile of the first of restore_full's runs to this file")
 	fs.StringVar(&c.memProfile, "memprofile", "", "write an allocation profile (allocs) taken after commands_async to this file")
 	fs.BoolVar(&c.keep, "keep", false, "keep the run's topics on --brokers (default: delete them at the end)")
 	fs.BoolVar(&c.verbose, "v", false, "log what Interlock does (on stderr)")

@@ -1077,7 +1077,8 @@ func TestHelmRefusesBadValues(t *testing.T) {
 		{"one variable twice in extraSecretFiles", with(base, "extraSecretFiles", []any{
 			map[string]any{"env": "INTERLOCK_SCHEMA_REGISTRY_TOKEN_FILE", "secret": "a", "key": "k"},
 			map[string]any{"env": "INTERLOCK_SCHEMA_REGISTRY_TOKEN_FILE", "secret": "b", "key": "k"}}),
-			"extraSecretFiles[1].env INTERLOCK_SCHEMA_REGISTRY_TOKEN_FILE: the chart sets it already, from extraSecretFiles"},
+			"extraSecretFiles[1].env INTERLOCK_SCHEMA_REGISTRY_TOKEN_FILE: extraSecretFiles[0] sets it already"},
+		{"the instance ID in extraConfig", with(base, "app.extraConfig", map[string]any{"INTERLOCK_INSTANCE_ID": "pod-a"}), "INTERLOCK_INSTANCE_ID: the chart sets it to the pod's name"},
 		{"a gateway timeout that is not a duration", with(base, "gateway.timeout", "soon"), "timeout"},
 		{"a gateway body limit of 0", with(base, "gateway.maxBodyBytes", 0), "maxBodyBytes"},
 		{"an extra secret file not named *_FILE", with(base, "extraSecretFiles", []any{map[string]any{"env": "INTERLOCK_GATEWAY_TOKEN", "secret": "s", "key": "k"}}), "extraSecretFiles"},

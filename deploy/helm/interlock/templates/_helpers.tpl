@@ -116,6 +116,15 @@ nothing) by every template, so `helm template` and `helm install` fail early.
 {{- fail "extraSecretFiles: the gateway's token goes in gateway.tokenSecret" }}
 {{- end }}
 {{- end }}
+{{- $instance := "INTERLOCK_INSTANCE_ID: the chart sets it to the pod's name, the stable and unique instance (and transactional) ID each pod needs; do not set it in app.extraConfig or extraSecretFiles" }}
+{{- if hasKey .Values.app.extraConfig "INTERLOCK_INSTANCE_ID" }}
+{{- fail $instance }}
+{{- end }}
+{{- range .Values.extraSecretFiles }}
+{{- if eq .env "INTERLOCK_INSTANCE_ID" "INTERLOCK_INSTANCE_ID_FILE" }}
+{{- fail $instance }}
+{{- end }}
+{{- end }}
 {{- range $k, $_ := .Values.app.extraConfig }}
 {{- if has $k (list "INTERLOCK_GATEWAY_MAX_BODY" "INTERLOCK_GATEWAY_TIMEOUT") }}
 {{- fail (printf "app.extraConfig.%s: use gateway.maxBodyBytes and gateway.timeout" $k) }}
@@ -209,10 +218,15 @@ schema registry's user, may need its secret file to be valid at all). Called wit
   "INTERLOCK_SASL_PASSWORD_FILE" "kafka.sasl.passwordSecret" "INTERLOCK_POSTGRES_DSN_FILE" "postgres.dsnSecret"
   "INTERLOCK_REDIS_URL" "redis.url" "INTERLOCK_REDIS_KEY_PREFIX" "redis.keyPrefix" "INTERLOCK_REDIS_PASSWORD_FILE" "redis.passwordSecret"
   "INTERLOCK_GATEWAY_TOKEN_FILE" "gateway.tokenSecret" }}
+{{- $extra := dict }}
 {{- range $i, $f := $v.extraSecretFiles }}
-{{- if hasKey $c $f.env }}
-{{- fail (printf "extraSecretFiles[%d].env %s: the chart sets it already, from %s; set that instead" $i $f.env (get $from $f.env | default "extraSecretFiles")) }}
+{{- if hasKey $extra $f.env }}
+{{- fail (printf "extraSecretFiles[%d].env %s: extraSecretFiles[%d] sets it already" $i $f.env (get $extra $f.env)) }}
 {{- end }}
+{{- if hasKey $c $f.env }}
+{{- fail (printf "extraSecretFiles[%d].env %s: the chart sets it already, from %s; set that instead" $i $f.env (get $from $f.env)) }}
+{{- end }}
+{{- $_ := set $extra $f.env $i }}
 {{- $_ := set $c $f.env (printf "%s/extra-%d/%s" $dir $i $f.key) }}
 {{- end }}
 {{- /* Last, and never over what the chart set: the value would be lost, or win unseen. */}}
