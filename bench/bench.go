@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -27,6 +26,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/interlock-go/interlock"
+	"github.com/interlock-go/interlock/internal/logread"
 	"github.com/interlock-go/interlock/internal/prune"
 	"github.com/interlock-go/interlock/snapshot"
 )
@@ -1191,50 +1191,10 @@ func (b *bencher) endOffsets(ctx context.Context, topic string) (map[int32]int64
 // the offsets in from (0 when missing) up to those in to, calling fn for
 // each record.
 func (b *bencher) readRange(ctx context.Context, topic string, from, to map[int32]int64, fn func(*kgo.Record)) error {
-	want := map[int32]int64{}
-	offsets := map[int32]kgo.Offset{}
-	for p, end := range to {
-		if end > from[p] {
-			want[p] = end
-			offsets[p] = kgo.NewOffset().At(from[p])
-		}
-	}
-	if len(want) == 0 {
-		return nil
-	}
 	wctx, cancel := b.wait(ctx)
 	defer cancel()
-	cl, err := b.client(
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offsets}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.KeepControlRecords(), // to see where each partition ends
-	)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	for len(want) > 0 {
-		fs := cl.PollFetches(wctx)
-		if err := wctx.Err(); err != nil {
-			return fmt.Errorf("partitions %v of %s not read to their end: %w", slices.Sorted(maps.Keys(want)), topic, err)
-		}
-		fs.EachError(func(t string, p int32, err error) { b.say("reading %s/%d: %v", t, p, err) })
-		fs.EachRecord(func(r *kgo.Record) {
-			end, ok := want[r.Partition]
-			if !ok {
-				return
-			}
-			// A record past the end closes the partition: what was not
-			// seen below it was aborted after the end was listed.
-			if r.Offset < end {
-				fn(r)
-			}
-			if r.Offset+1 >= end {
-				delete(want, r.Partition)
-			}
-		})
-	}
-	return nil
+	return logread.Range(wctx, slices.Concat([]kgo.Opt{kgo.SeedBrokers(b.brokers...)}, b.clientOpts), topic, from, to, fn,
+		func(p int32, err error) { b.say("reading %s/%d: %v", topic, p, err) })
 }
 
 // transactions counts the transactions that wrote to topic between the

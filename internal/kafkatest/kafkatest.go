@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/interlock-go/interlock/internal/logread"
 	"github.com/interlock-go/interlock/internal/prune"
 	"github.com/interlock-go/interlock/internal/services"
 )
@@ -119,48 +120,15 @@ func ReadAll(t testing.TB, brokers []string, topic string) []*kgo.Record {
 	if err != nil {
 		t.Fatalf("end offsets of %s: %v", topic, err)
 	}
-	want := map[int32]int64{}
-	offsets := map[int32]kgo.Offset{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			want[o.Partition] = o.Offset
-			offsets[o.Partition] = kgo.NewOffset().AtStart()
-		}
-	})
-	if len(want) == 0 {
-		return nil
-	}
-	rc, err := kgo.NewClient(kgo.SeedBrokers(brokers...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offsets}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.KeepControlRecords(),
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
+	to := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) { to[o.Partition] = o.Offset })
 	byPartition := map[int32][]*kgo.Record{}
-	for len(want) > 0 {
-		fs := rc.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			t.Fatalf("reading %s: %v (still waiting for %v)", topic, err, want)
+	if err := logread.Range(ctx, []kgo.Opt{kgo.SeedBrokers(brokers...)}, topic, nil, to, func(r *kgo.Record) {
+		if !r.Attrs.IsControl() {
+			byPartition[r.Partition] = append(byPartition[r.Partition], r)
 		}
-		fs.EachRecord(func(r *kgo.Record) {
-			end, ok := want[r.Partition]
-			if !ok {
-				return
-			}
-			// Any record at or past the end closes the partition: the
-			// records last written below it may be a transaction aborted
-			// since, which a read_committed reader never gets, and whose
-			// abort marker lies past the end.
-			if r.Offset < end && !r.Attrs.IsControl() {
-				byPartition[r.Partition] = append(byPartition[r.Partition], r)
-			}
-			if r.Offset+1 >= end {
-				delete(want, r.Partition)
-			}
-		})
+	}, nil); err != nil {
+		t.Fatalf("reading %s: %v", topic, err)
 	}
 	var all []*kgo.Record
 	for p := int32(0); len(byPartition) > 0; p++ {
