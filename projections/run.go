@@ -38,8 +38,8 @@ func (p *Projection[T]) run(ctx context.Context, pr *Projector, bindings map[str
 		}
 		if recs := fs.Records(); len(recs) > 0 {
 			pr.polled(recs)
-			err := p.process(ctx, pr, bindings, exactlyOnce, recs, map[*kgo.Record]bool{})
-			if errors.Is(err, errGiveBack) {
+			switch err := p.process(ctx, pr, bindings, exactlyOnce, recs, map[*kgo.Record]bool{}); {
+			case errors.Is(err, errGiveBack):
 				// Polled again after the backoff, rebalances allowed
 				// meanwhile: a wait without end in sight (the sink or a
 				// service down) holds no other instance back.
@@ -58,22 +58,19 @@ func (p *Projection[T]) run(ctx context.Context, pr *Projector, bindings map[str
 				}
 				wait = min(2*wait, 30*time.Second)
 				continue
-			}
-			if err == nil {
-				for _, r := range recs {
-					delete(givenBack, topicPartition{r.Topic, r.Partition})
-				}
-				if len(givenBack) == 0 {
-					wait = p.set.backoff
-				}
-			}
-			if err != nil {
+			case err != nil:
 				if !errors.Is(err, errClosing) {
 					pr.log.Error("interlock: projection stopped", "err", err)
 					pr.stop(err)
 				}
 				pr.cl.AllowRebalance()
 				return
+			}
+			for _, r := range recs {
+				delete(givenBack, topicPartition{r.Topic, r.Partition})
+			}
+			if len(givenBack) == 0 {
+				wait = p.set.backoff
 			}
 		}
 		// Still holding the rebalance: the partitions are ours.
