@@ -211,6 +211,80 @@ func TestDuplicateParkAppliedOnce(t *testing.T) {
 	}
 }
 
+// slowCheckpoints is flakySink whose first reading of the events topic's
+// checkpoints, when slow is set, takes 3 s: a database under load while
+// an instance takes partitions over.
+type slowCheckpoints struct {
+	flakySink
+	slow *atomic.Bool
+}
+
+func (s slowCheckpoints) Checkpoints(ctx context.Context, projection, topic string) (map[int32]int64, error) {
+	if strings.HasSuffix(topic, ".events") && s.slow.CompareAndSwap(true, false) {
+		time.Sleep(3 * time.Second)
+	}
+	return s.flakySink.Checkpoints(ctx, projection, topic)
+}
+
+// A retry requested while the partition of its parked event has not been
+// committed past that event (the batch that parked it never committed)
+// waits for that commit: served at once, it would apply the event, and
+// the batch's next try, no longer held, would apply it again.
+func TestRetryBeforeParkCommitted(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Brokers(t)
+	name := kafkatest.Name(t)
+	pool, _ := pgtest.Pool(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	app := startApp(t, brokers, name)
+	bad := open(t, ctx, app)
+	var failing, cured, slow atomic.Bool
+	mk := func() *projections.Projection[pgx.Tx] {
+		sink := slowCheckpoints{flakySink{postgres.NewSink(pool), pool, &failing}, &slow}
+		p := projections.New("audit", projections.Sink[pgx.Tx](sink), projections.WithPolicy(projections.DeadLetter), projections.WithRetries(0, time.Millisecond))
+		projections.On(p, func(ctx context.Context, tx pgx.Tx, e projections.Event[bank.MoneyDeposited]) error {
+			if e.Data.Amount == 13 && !cured.Load() {
+				failing.Store(true) // the database goes away right after: the batch without the poison cannot commit
+				return errors.New("unlucky")
+			}
+			_, err := tx.Exec(ctx, `INSERT INTO audit2 (id, version, amount) VALUES ($1, $2, $3)`, e.AggregateID.String(), e.Version, e.Data.Amount)
+			return err
+		})
+		return p
+	}
+	if _, err := interlock.Dispatch(ctx, app, deposit(bad, 13)); err != nil {
+		t.Fatal(err)
+	}
+	a := projectorApp(t, brokers, name, mk())
+	dlq := name + ".audit.dlq"
+	for len(kafkatest.ReadAll(t, brokers, dlq)) == 0 {
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
+	a.Close(cctx) // its checkpoint never moved past the parked event
+	ccancel()
+	failing.Store(false)
+	cured.Store(true)
+	slow.Store(true)
+	b := projectorApp(t, brokers, name, mk())
+	defer b.Close(ctx)
+	if err := b.Projection("audit").Retry(ctx, bad.String()); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Projection("audit").WaitFor(ctx, lastPositions(t, brokers, name+".bank-account.events")); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM audit2 WHERE id = $1 AND amount = 13`, bad.String()).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Errorf("the exactly-once sink applied the retried event %d times, want once", n)
+	}
+}
+
 // A Kafka-sink batch longer than the transaction timeout does not stop
 // the projection: a new session goes on.
 func TestKafkaSinkOutlivesSlowBatch(t *testing.T) {

@@ -242,12 +242,27 @@ func (pr *Projector) retryCheckpoint(key string) string { return pr.cfg.DeadLett
 // change meanwhile. It reports false when the Kafka sink's session must be
 // replaced (a retry transaction ended in an unknown state).
 func (p *Projection[T]) serveRetries(ctx context.Context, pr *Projector, bindings map[string]map[string]binding[T]) bool {
+	_, onKafka := any(p.sink).(kafkaSink)
 	for _, req := range pr.retryWork() {
 		key := string(req.Key)
 		parked := pr.parkedOf(key)
 		if len(parked) > 0 {
 			if first := original(parked[0]); !pr.owns(first.Topic, first.Partition) {
 				continue // the owner of the key's partition serves it
+			}
+			// A park is written before the batch that moves past it
+			// commits (on the Kafka sink, in its transaction). Until that
+			// commit the event comes back to the partition's next batch,
+			// held while parked; a retry resolving it meanwhile would have
+			// it applied twice. It waits for the commit.
+			if !onKafka {
+				if past, err := pr.committedPast(ctx, parked); !past {
+					if err != nil {
+						pr.log.Warn("interlock: reading the projection's checkpoints to serve a retry; it will be served later", "key", key, "err", err)
+					}
+					pr.retryLater()
+					continue
+				}
 			}
 		}
 		covers, err := p.reapply(ctx, pr, bindings, req, parked)
@@ -266,6 +281,23 @@ func (p *Projection[T]) serveRetries(ctx context.Context, pr *Projector, binding
 		pr.indexed(answer)
 	}
 	return true
+}
+
+// committedPast reports whether the partition of parked (a key's parked
+// events) is committed past all of them: in the sink's checkpoints, or
+// the group's offsets.
+func (pr *Projector) committedPast(ctx context.Context, parked []*kgo.Record) (bool, error) {
+	first := original(parked[0])
+	upTo := int64(-1)
+	for _, r := range parked {
+		upTo = max(upTo, originalOffset(r))
+	}
+	stored, err := pr.remote(ctx, first.Topic)
+	if err != nil {
+		return false, err
+	}
+	next, ok := stored[first.Partition]
+	return ok && next > upTo, nil
 }
 
 // errSession is returned by reapply when the Kafka sink's transaction

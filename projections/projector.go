@@ -106,8 +106,11 @@ type Projector struct {
 	// been read before newly assigned partitions are processed.
 	idx        *dlqIndex
 	retryDirty bool
-	tailNeed   map[int32]int64
-	err        error
+	// retryAfterCommit: a request waits for its partition to commit
+	// past its parked events; the next progress sets retryDirty.
+	retryAfterCommit bool
+	tailNeed         map[int32]int64
+	err              error
 }
 
 // binding is how one event type of one topic is decoded and handled.
@@ -462,6 +465,9 @@ func (pr *Projector) progress(cps []Checkpoint) {
 			pr.known[k] = cp.Next
 		}
 	}
+	if pr.retryAfterCommit {
+		pr.retryDirty, pr.retryAfterCommit = true, false
+	}
 	close(pr.changed)
 	pr.changed = make(chan struct{})
 }
@@ -550,6 +556,14 @@ func (pr *Projector) indexed(r *kgo.Record) {
 
 // retryWork returns the retry requests to serve now, oldest first, if
 // any may need serving.
+// retryLater has the pending retry requests served again once a batch
+// commits.
+func (pr *Projector) retryLater() {
+	pr.mu.Lock()
+	pr.retryAfterCommit = true
+	pr.mu.Unlock()
+}
+
 func (pr *Projector) retryWork() []*kgo.Record {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
