@@ -256,11 +256,12 @@ func (p *Projection[T]) serveRetries(ctx context.Context, pr *Projector, binding
 			// held while parked; a retry resolving it meanwhile would have
 			// it applied twice. It waits for the commit.
 			if !onKafka {
-				if past, err := pr.committedPast(ctx, parked); !past {
-					if err != nil {
-						pr.log.Warn("interlock: reading the projection's checkpoints to serve a retry; it will be served later", "key", key, "err", err)
-					}
-					pr.retryLater()
+				past, err := pr.committedPast(ctx, parked)
+				if err != nil {
+					pr.log.Warn("interlock: reading the projection's checkpoints to serve a retry; trying again", "key", key, "err", err)
+				}
+				if !past {
+					pr.retryLater(err != nil)
 					continue
 				}
 			}

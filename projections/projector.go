@@ -557,10 +557,11 @@ func (pr *Projector) indexed(r *kgo.Record) {
 // retryWork returns the retry requests to serve now, oldest first, if
 // any may need serving.
 // retryLater has the pending retry requests served again once a batch
-// commits.
-func (pr *Projector) retryLater() {
+// commits, or at the next turn of the loop when soon.
+func (pr *Projector) retryLater(soon bool) {
 	pr.mu.Lock()
 	pr.retryAfterCommit = true
+	pr.retryDirty = pr.retryDirty || soon
 	pr.mu.Unlock()
 }
 
