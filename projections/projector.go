@@ -554,8 +554,6 @@ func (pr *Projector) indexed(r *kgo.Record) {
 	}
 }
 
-// retryWork returns the retry requests to serve now, oldest first, if
-// any may need serving.
 // retryLater has the pending retry requests served again once a batch
 // commits, or at the next turn of the loop when soon.
 func (pr *Projector) retryLater(soon bool) {
@@ -565,6 +563,8 @@ func (pr *Projector) retryLater(soon bool) {
 	pr.mu.Unlock()
 }
 
+// retryWork returns the retry requests to serve now, oldest first, if
+// any may need serving.
 func (pr *Projector) retryWork() []*kgo.Record {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
