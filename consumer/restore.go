@@ -98,6 +98,13 @@ func (p *Processor) load(ctx context.Context, part *partition, ids []ulid.ULID) 
 		p.log.Warn("interlock: the snapshot store lost this partition's data or gave it to another owner; rebuilding it from the log", "partition", part.sp.String())
 		return false
 	}
+	if part.savedW > 0 && (!mark.HasWatermark || mark.Watermark < part.savedW) {
+		// Our claim, but an older state of it: a store restarted from an
+		// older dump, whose snapshots may be older than what we wrote.
+		p.log.Warn("interlock: the snapshot store went back in time (restarted from an older dump?); rebuilding the partition from the log", "partition", part.sp.String(),
+			"watermark", mark.Watermark, "stored", part.savedW)
+		return false
+	}
 	p.stats.misses.Add(int64(len(ids) - len(snaps)))
 	for id, s := range snaps {
 		e, err := p.fromSnapshot(part, s)

@@ -89,6 +89,25 @@ func TestComposeServices(t *testing.T) {
 	}
 }
 
+// TestComposeRedis: the snapshot cache runs without persistence (a
+// restart loses all, which is detected, instead of coming back from an
+// older dump) and never evicts a snapshot.
+func TestComposeRedis(t *testing.T) {
+	r := service(t, loadCompose(t), "redis")
+	args := map[string]string{}
+	for i := 0; i+1 < len(r.Command); i++ {
+		if strings.HasPrefix(r.Command[i], "--") {
+			args[r.Command[i]] = r.Command[i+1]
+		}
+	}
+	if len(r.Command) == 0 || r.Command[0] != "redis-server" || args["--save"] != "" || args["--appendonly"] != "no" || args["--maxmemory-policy"] != "noeviction" {
+		t.Errorf("redis command %q: want redis-server --save \"\" --appendonly no --maxmemory-policy noeviction", r.Command)
+	}
+	if _, set := args["--save"]; !set {
+		t.Errorf("redis command %q: persistence (--save) is not turned off", r.Command)
+	}
+}
+
 func TestComposeKafka(t *testing.T) {
 	p := loadCompose(t)
 	k := service(t, p, "kafka")
