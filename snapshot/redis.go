@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -107,6 +108,12 @@ type Redis struct {
 	own    bool
 	prefix string
 	addr   string
+	// saves is, per partition key tag, the save count ('n' in its meta
+	// key) this client last saw: at its claim, then after its saves. The
+	// count only grows, so a store that shows less went back in time (a
+	// restart from an older dump, a failover to a replica behind).
+	mu    sync.Mutex
+	saves map[string]int64
 }
 
 var _ Store = (*Redis)(nil)
@@ -125,7 +132,7 @@ func NewRedis(ctx context.Context, cfg RedisConfig) (*Redis, error) {
 	if !strings.HasSuffix(prefix, ":") {
 		prefix += ":"
 	}
-	r := &Redis{c: cfg.Client, prefix: prefix}
+	r := &Redis{c: cfg.Client, prefix: prefix, saves: map[string]int64{}}
 	if r.c == nil {
 		opts, err := redisOptions(cfg)
 		if err != nil {
@@ -266,8 +273,9 @@ func (r *Redis) fail(ctx context.Context, op string, p Partition, err error) err
 
 // claimScript gives the partition of KEYS[1] a token greater than its
 // stored one and than the server's clock in microseconds, and returns it
-// with the watermark (nil when there is none). Writing after TIME needs
-// effects replication: the default since Redis 5, switched on for 3.2+.
+// with the watermark and the save count (nil when there is none). Writing
+// after TIME needs effects replication: the default since Redis 5,
+// switched on for 3.2+.
 var claimScript = redis.NewScript(claimSource)
 
 const claimSource = `
@@ -278,34 +286,72 @@ local stored = tonumber(redis.call('HGET', KEYS[1], 't') or '')
 if stored and stored + 1 > token then token = stored + 1 end
 token = string.format('%d', token)
 redis.call('HSET', KEYS[1], 't', token)
-return {token, redis.call('HGET', KEYS[1], 'w')}
+return {token, redis.call('HGET', KEYS[1], 'w'), redis.call('HGET', KEYS[1], 'n')}
 `
 
 // saveScript stores snapshots if ARGV[1] is the token of KEYS[1]'s
-// partition, and returns how many it wrote, or -1 (writing nothing) if the
-// token is not current. ARGV[2] is the watermark to advance to, or empty;
-// then, for each KEYS[i>1], ARGV holds version, offset, fingerprint and
-// state. A snapshot replaces a stored one unless that has a higher version
-// (an unreadable one is always replaced).
+// partition and its save count is at least ARGV[3], counts the save, and
+// returns the new count; it writes nothing and returns -1 if the token is
+// not current, -2 if the count is lower (the store went back in time).
+// ARGV[2] is the watermark to advance to, or empty; then, for each
+// KEYS[i>1], ARGV holds version, offset, fingerprint and state. A
+// snapshot replaces a stored one unless that has a higher version (an
+// unreadable one is always replaced).
 var saveScript = redis.NewScript(saveSource)
 
 const saveSource = `
 if redis.call('HGET', KEYS[1], 't') ~= ARGV[1] then return -1 end
-local n = 0
+local count = tonumber(redis.call('HGET', KEYS[1], 'n') or '') or 0
+if count < tonumber(ARGV[3]) then return -2 end
 for i = 2, #KEYS do
-	local a = 3 + (i - 2) * 4
+	local a = 4 + (i - 2) * 4
 	local stored = tonumber(redis.call('HGET', KEYS[i], 'v') or '')
 	if not stored or stored <= tonumber(ARGV[a]) then
 		redis.call('HSET', KEYS[i], 'v', ARGV[a], 'o', ARGV[a+1], 'f', ARGV[a+2], 's', ARGV[a+3])
-		n = n + 1
 	end
 end
 if ARGV[2] ~= '' then
 	local w = tonumber(redis.call('HGET', KEYS[1], 'w') or '')
 	if not w or w < tonumber(ARGV[2]) then redis.call('HSET', KEYS[1], 'w', ARGV[2]) end
 end
-return n
+count = count + 1
+redis.call('HSET', KEYS[1], 'n', string.format('%d', count))
+return count
 `
+
+// errBackInTime is a save refused because the store's save count is below
+// the one this client saw: treated as fenced (the caller rebuilds).
+var errBackInTime = fmt.Errorf("%w: the store went back in time (restarted from an older dump?)", ErrFenced)
+
+// seen returns the save count this client last saw for tag.
+func (r *Redis) seen(tag string) int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.saves[tag]
+}
+
+// saw records count as the save count of tag, from a claim (reset) or a
+// save (only up).
+func (r *Redis) saw(tag string, count int64, claim bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if claim || count > r.saves[tag] {
+		r.saves[tag] = count
+	}
+}
+
+// parseCount reads a save count, a string or nil (0).
+func parseCount(v any) (int64, error) {
+	s, ok := v.(string)
+	if !ok {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("corrupt save count %q", s)
+	}
+	return n, nil
+}
 
 // Claim implements Store.
 func (r *Redis) Claim(ctx context.Context, p Partition) (Mark, error) {
@@ -322,8 +368,12 @@ func (r *Redis) Claim(ctx context.Context, p Partition) (Mark, error) {
 		return Mark{}, r.fail(ctx, op, p, scriptACL(claimSource, err))
 	}
 	var mark Mark
-	if len(res) == 2 {
+	var count int64
+	if len(res) == 3 {
 		mark, err = parseMark(res[0], res[1])
+		if err == nil {
+			count, err = parseCount(res[2])
+		}
 	} else {
 		err = fmt.Errorf("claim script returned %d values", len(res))
 	}
@@ -333,6 +383,7 @@ func (r *Redis) Claim(ctx context.Context, p Partition) (Mark, error) {
 	if err != nil {
 		return Mark{}, r.fail(ctx, op, p, err)
 	}
+	r.saw(tag, count, true)
 	return mark, nil
 }
 
@@ -368,6 +419,9 @@ func (r *Redis) Load(ctx context.Context, p Partition, ids []ulid.ULID) (map[uli
 		return nil, Mark{}, r.fail(ctx, op, p, err)
 	}
 	out := make(map[ulid.ULID]Snapshot, min(len(ids), 4*loadBatch))
+	// The saves seen before the store is read: the store, whose count
+	// only grows, has at least those.
+	seen := r.seen(tag)
 	for start := 0; ; start += loadBatch {
 		batch := ids[start:min(start+loadBatch, len(ids))]
 		last := start+len(batch) == len(ids)
@@ -378,7 +432,7 @@ func (r *Redis) Load(ctx context.Context, p Partition, ids []ulid.ULID) (map[uli
 				cmds[i] = pipe.HMGet(ctx, tag+"s:"+id.String(), "v", "o", "f", "s")
 			}
 			if last {
-				meta = pipe.HMGet(ctx, tag+"meta", "t", "w")
+				meta = pipe.HMGet(ctx, tag+"meta", "t", "w", "n")
 			}
 			return nil
 		})
@@ -396,12 +450,22 @@ func (r *Redis) Load(ctx context.Context, p Partition, ids []ulid.ULID) (map[uli
 		}
 		if last {
 			v := meta.Val()
-			if len(v) != 2 {
-				return nil, Mark{}, r.fail(ctx, op, p, fmt.Errorf("HMGET of 2 fields returned %d values", len(v)))
+			if len(v) != 3 {
+				return nil, Mark{}, r.fail(ctx, op, p, fmt.Errorf("HMGET of 3 fields returned %d values", len(v)))
 			}
 			mark, err := parseMark(v[0], v[1])
+			var count int64
+			if err == nil {
+				count, err = parseCount(v[2])
+			}
 			if err != nil {
 				return nil, Mark{}, r.fail(ctx, op, p, err)
+			}
+			if count < seen {
+				// Fewer saves than this client saw: an older state of the
+				// store, whose snapshots may be older than the ones it
+				// wrote. As a store that lost its data, it has no owner.
+				return out, Mark{}, nil
 			}
 			return out, mark, nil
 		}
@@ -457,6 +521,12 @@ func (r *Redis) Save(ctx context.Context, p Partition, token int64, snaps []Snap
 	calls := chunk(tag, tok, snaps)
 	last := &calls[len(calls)-1]
 	last.args[1] = strconv.FormatInt(watermark, 10)
+	// Each call counts one save: the store must have counted at least
+	// those this client saw, and those before it in this Save.
+	base := r.seen(tag)
+	for i := range calls {
+		calls[i].args[2] = strconv.FormatInt(base+int64(i), 10)
+	}
 
 	// Every chunk but the last, in pipelines of bounded size; then the
 	// last, with the watermark, once all of them succeeded.
@@ -466,12 +536,12 @@ func (r *Redis) Save(ctx context.Context, p Partition, token int64, snaps []Snap
 			size += calls[end].bytes
 			end++
 		}
-		if err := r.runSaves(ctx, calls[start:end]); err != nil {
+		if err := r.runSaves(ctx, tag, calls[start:end]); err != nil {
 			return r.fail(ctx, op, p, err)
 		}
 		start = end
 	}
-	if err := r.runSaves(ctx, calls[len(calls)-1:]); err != nil {
+	if err := r.runSaves(ctx, tag, calls[len(calls)-1:]); err != nil {
 		return r.fail(ctx, op, p, err)
 	}
 	return nil
@@ -482,9 +552,9 @@ func (r *Redis) Save(ctx context.Context, p Partition, token int64, snaps []Snap
 func chunk(tag, token string, snaps []Snapshot) []saveCall {
 	newCall := func() saveCall {
 		n := min(len(snaps), chunkSnapshots)
-		c := saveCall{keys: make([]string, 0, 1+n), args: make([]any, 0, 2+4*n)}
+		c := saveCall{keys: make([]string, 0, 1+n), args: make([]any, 0, 3+4*n)}
 		c.keys = append(c.keys, tag+"meta")
-		c.args = append(c.args, token, "") // no watermark
+		c.args = append(c.args, token, "", "") // no watermark; the save count, set by Save
 		return c
 	}
 	calls := []saveCall{newCall()}
@@ -504,8 +574,9 @@ func chunk(tag, token string, snaps []Snapshot) []saveCall {
 
 // runSaves runs calls of saveScript in one pipeline, by EVALSHA, and again
 // by EVAL if the server's script cache does not have it (after a restart
-// or SCRIPT FLUSH): the script is idempotent.
-func (r *Redis) runSaves(ctx context.Context, calls []saveCall) error {
+// or SCRIPT FLUSH): the script is idempotent. It records the save counts
+// they return.
+func (r *Redis) runSaves(ctx context.Context, tag string, calls []saveCall) error {
 	run := func(eval bool) ([]*redis.Cmd, error) {
 		cmds := make([]*redis.Cmd, len(calls))
 		_, err := r.c.Pipelined(ctx, func(pipe redis.Pipeliner) error {
@@ -528,10 +599,15 @@ func (r *Redis) runSaves(ctx context.Context, calls []saveCall) error {
 		return scriptACL(saveSource, err)
 	}
 	for _, cmd := range cmds {
-		if n, err := cmd.Int64(); err != nil {
+		switch n, err := cmd.Int64(); {
+		case err != nil:
 			return scriptACL(saveSource, err)
-		} else if n < 0 {
+		case n == -2:
+			return errBackInTime
+		case n < 0:
 			return ErrFenced
+		default:
+			r.saw(tag, n, false)
 		}
 	}
 	return nil

@@ -59,7 +59,7 @@ func TestChunk(t *testing.T) {
 	for i, c := range calls {
 		n := len(c.keys) - 1
 		total += n
-		if n < 1 || n > chunkSnapshots || len(c.args) != 2+4*n || c.keys[0] != "p:{t/0}:meta" || c.args[0] != "7" || c.args[1] != "" {
+		if n < 1 || n > chunkSnapshots || len(c.args) != 3+4*n || c.keys[0] != "p:{t/0}:meta" || c.args[0] != "7" || c.args[1] != "" {
 			t.Fatalf("call %d: %d keys, %d args, %q %v", i, len(c.keys), len(c.args), c.keys[0], c.args[:2])
 		}
 	}

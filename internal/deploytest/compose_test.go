@@ -89,9 +89,8 @@ func TestComposeServices(t *testing.T) {
 	}
 }
 
-// TestComposeRedis: the snapshot cache runs without persistence (a
-// restart loses all, which is detected, instead of coming back from an
-// older dump) and never evicts a snapshot.
+// TestComposeRedis: the snapshot cache runs without persistence (it needs
+// none) and never evicts a snapshot.
 func TestComposeRedis(t *testing.T) {
 	r := service(t, loadCompose(t), "redis")
 	args := map[string]string{}
