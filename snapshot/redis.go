@@ -79,7 +79,7 @@ type RedisConfig struct {
 // Each partition's keys share one Redis Cluster hash tag, {topic/id}, so
 // its scripts touch a single slot:
 //
-//	<prefix>:{<topic>/<id>}:meta             hash: t token, w watermark
+//	<prefix>:{<topic>/<id>}:meta             hash: t token, w watermark, n save count
 //	<prefix>:{<topic>/<id>}:s:<aggregateID>  hash: v version, o offset,
 //	                                         f fingerprint, s state
 //
