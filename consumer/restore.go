@@ -64,6 +64,27 @@ func (p *Processor) prepare(ctx context.Context, w *work) error {
 	return fmt.Errorf("partition %s: cannot rebuild its aggregates", w.part.sp)
 }
 
+// forgetStored has the store forget part's watermark and snapshots,
+// which belong to an events partition since deleted: kept, the watermark
+// would be trusted once the new partition grows past it.
+func (p *Processor) forgetStored(ctx context.Context, part *partition) {
+	rs, ok := p.cfg.Store.(snapshot.Resetter)
+	if !ok {
+		p.log.Error("interlock: the snapshot store cannot forget the old watermark; delete its keys of the partition, or a later owner may trust it", "partition", part.sp.String())
+		return
+	}
+	if part.token == 0 {
+		return // not claimed: this owner does not use the store
+	}
+	sctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	err := rs.Reset(sctx, part.sp, part.token)
+	cancel()
+	p.storeResult("reset", err)
+	if err != nil {
+		p.log.Error("interlock: the snapshot store did not forget the old watermark; a later owner may trust it until it does", "partition", part.sp.String(), "err", err)
+	}
+}
+
 // claim makes this processor the owner of part in the store.
 func (p *Processor) claim(ctx context.Context, part *partition) (snapshot.Mark, bool) {
 	if !p.snapshots(part) || !p.storeOK() {
@@ -200,6 +221,7 @@ func (p *Processor) restore(ctx context.Context, parts []*partition) map[*partit
 		switch {
 		case errors.Is(r.err, errPastEnd):
 			p.log.Warn("interlock: the snapshot watermark is past the end of the events partition (was the topic recreated?); replaying it all", "partition", r.part.sp.String(), "watermark", r.from, "end", r.end)
+			p.forgetStored(ctx, r.part)
 		case errors.Is(r.err, errUntrusted) && r.from > 0:
 			p.stats.ignored.Add(1)
 			p.log.Warn("interlock: snapshots disagree with the log; replaying the partition from its start", "partition", r.part.sp.String(), "err", r.err)

@@ -25,7 +25,10 @@ type memoryPartition struct {
 	snaps     map[ulid.ULID]Snapshot
 }
 
-var _ Store = (*Memory)(nil)
+var (
+	_ Store    = (*Memory)(nil)
+	_ Resetter = (*Memory)(nil)
+)
 
 // NewMemory returns an empty in-memory store.
 func NewMemory() *Memory {
@@ -108,5 +111,20 @@ func (m *Memory) Save(ctx context.Context, p Partition, token int64, snaps []Sna
 	if !mp.hasW || watermark > mp.watermark {
 		mp.watermark, mp.hasW = watermark, true
 	}
+	return nil
+}
+
+// Reset implements Resetter.
+func (m *Memory) Reset(ctx context.Context, p Partition, token int64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	mp := m.part(p, false)
+	if mp == nil || mp.token == 0 || mp.token != token {
+		return ErrFenced
+	}
+	mp.watermark, mp.hasW, mp.snaps = 0, false, map[ulid.ULID]Snapshot{}
 	return nil
 }

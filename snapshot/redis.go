@@ -79,9 +79,9 @@ type RedisConfig struct {
 // Each partition's keys share one Redis Cluster hash tag, {topic/id}, so
 // its scripts touch a single slot:
 //
-//	<prefix>:{<topic>/<id>}:meta             hash: t token, w watermark, n save count
+//	<prefix>:{<topic>/<id>}:meta             hash: t token, w watermark, n save count, g generation
 //	<prefix>:{<topic>/<id>}:s:<aggregateID>  hash: v version, o offset,
-//	                                         f fingerprint, s state
+//	                                         f fingerprint, s state, g generation
 //
 // Claim, Save and the version and token checks are Lua scripts, so a
 // fenced owner writes nothing; tokens come from the Redis server's clock,
@@ -116,7 +116,10 @@ type Redis struct {
 	saves map[string]int64
 }
 
-var _ Store = (*Redis)(nil)
+var (
+	_ Store    = (*Redis)(nil)
+	_ Resetter = (*Redis)(nil)
+)
 
 // NewRedis connects to Redis and checks that it answers, waiting no longer
 // than the dial, write and read timeouts together. Errors name the
@@ -303,11 +306,13 @@ const saveSource = `
 if redis.call('HGET', KEYS[1], 't') ~= ARGV[1] then return -1 end
 local count = tonumber(redis.call('HGET', KEYS[1], 'n') or '') or 0
 if count < tonumber(ARGV[3]) then return -2 end
+local gen = redis.call('HGET', KEYS[1], 'g') or '0'
 for i = 2, #KEYS do
 	local a = 4 + (i - 2) * 4
 	local stored = tonumber(redis.call('HGET', KEYS[i], 'v') or '')
+	if stored and (redis.call('HGET', KEYS[i], 'g') or '0') ~= gen then stored = nil end
 	if not stored or stored <= tonumber(ARGV[a]) then
-		redis.call('HSET', KEYS[i], 'v', ARGV[a], 'o', ARGV[a+1], 'f', ARGV[a+2], 's', ARGV[a+3])
+		redis.call('HSET', KEYS[i], 'v', ARGV[a], 'o', ARGV[a+1], 'f', ARGV[a+2], 's', ARGV[a+3], 'g', gen)
 	end
 end
 if ARGV[2] ~= '' then
@@ -318,6 +323,39 @@ count = count + 1
 redis.call('HSET', KEYS[1], 'n', string.format('%d', count))
 return count
 `
+
+// resetScript makes the partition of KEYS[1] forget its watermark and
+// snapshots if ARGV[1] is its token: it starts a new generation ('g'), and
+// snapshots of another generation are as absent. It returns -1, changing
+// nothing, if the token is not current.
+var resetScript = redis.NewScript(resetSource)
+
+const resetSource = `
+if redis.call('HGET', KEYS[1], 't') ~= ARGV[1] then return -1 end
+local gen = (tonumber(redis.call('HGET', KEYS[1], 'g') or '') or 0) + 1
+redis.call('HSET', KEYS[1], 'g', string.format('%d', gen), 'w', '')
+return gen
+`
+
+// Reset implements Resetter.
+func (r *Redis) Reset(ctx context.Context, p Partition, token int64) error {
+	const op = "reset"
+	if err := ctx.Err(); err != nil {
+		return r.fail(ctx, op, p, err)
+	}
+	tag, err := r.tag(p)
+	if err != nil {
+		return r.fail(ctx, op, p, err)
+	}
+	n, err := resetScript.Run(ctx, r.c, []string{tag + "meta"}, strconv.FormatInt(token, 10)).Int64()
+	switch {
+	case err != nil:
+		return r.fail(ctx, op, p, scriptACL(resetSource, err))
+	case n < 0:
+		return r.fail(ctx, op, p, ErrFenced)
+	}
+	return nil
+}
 
 // errBackInTime is a save refused because the store's save count is below
 // the one this client saw: treated as fenced (the caller rebuilds).
@@ -338,6 +376,14 @@ func (r *Redis) saw(tag string, count int64, claim bool) {
 	if claim || count > r.saves[tag] {
 		r.saves[tag] = count
 	}
+}
+
+// generation reads a generation field, a string or nil ("0").
+func generation(v any) string {
+	if s, ok := v.(string); ok {
+		return s
+	}
+	return "0"
 }
 
 // parseCount reads a save count, a string or nil (0).
@@ -396,7 +442,7 @@ func parseMark(t, w any) (Mark, error) {
 			return Mark{}, fmt.Errorf("corrupt token %q", s)
 		}
 	}
-	if s, ok := w.(string); ok {
+	if s, ok := w.(string); ok && s != "" { // "": forgotten by Reset
 		if m.Watermark, err = strconv.ParseInt(s, 10, 64); err != nil {
 			return Mark{}, fmt.Errorf("corrupt watermark %q", s)
 		}
@@ -419,6 +465,7 @@ func (r *Redis) Load(ctx context.Context, p Partition, ids []ulid.ULID) (map[uli
 		return nil, Mark{}, r.fail(ctx, op, p, err)
 	}
 	out := make(map[ulid.ULID]Snapshot, min(len(ids), 4*loadBatch))
+	gens := make(map[ulid.ULID]string, len(out)) // of the snapshots in out
 	// The saves seen before the store is read: the store, whose count
 	// only grows, has at least those.
 	seen := r.seen(tag)
@@ -429,10 +476,10 @@ func (r *Redis) Load(ctx context.Context, p Partition, ids []ulid.ULID) (map[uli
 		var meta *redis.SliceCmd
 		_, err := r.c.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 			for i, id := range batch {
-				cmds[i] = pipe.HMGet(ctx, tag+"s:"+id.String(), "v", "o", "f", "s")
+				cmds[i] = pipe.HMGet(ctx, tag+"s:"+id.String(), "v", "o", "f", "s", "g")
 			}
 			if last {
-				meta = pipe.HMGet(ctx, tag+"meta", "t", "w", "n")
+				meta = pipe.HMGet(ctx, tag+"meta", "t", "w", "n", "g")
 			}
 			return nil
 		})
@@ -440,18 +487,30 @@ func (r *Redis) Load(ctx context.Context, p Partition, ids []ulid.ULID) (map[uli
 			return nil, Mark{}, r.fail(ctx, op, p, err)
 		}
 		for i, cmd := range cmds {
-			s, ok, err := parseSnapshot(batch[i], cmd.Val())
+			v := cmd.Val()
+			if len(v) != 5 {
+				return nil, Mark{}, r.fail(ctx, op, p, fmt.Errorf("HMGET of 5 fields returned %d values", len(v)))
+			}
+			s, ok, err := parseSnapshot(batch[i], v[:4])
 			if err != nil {
 				return nil, Mark{}, r.fail(ctx, op, p, err)
 			}
 			if ok {
 				out[s.AggregateID] = s
+				gens[s.AggregateID] = generation(v[4])
 			}
 		}
 		if last {
 			v := meta.Val()
-			if len(v) != 3 {
-				return nil, Mark{}, r.fail(ctx, op, p, fmt.Errorf("HMGET of 3 fields returned %d values", len(v)))
+			if len(v) != 4 {
+				return nil, Mark{}, r.fail(ctx, op, p, fmt.Errorf("HMGET of 4 fields returned %d values", len(v)))
+			}
+			// Snapshots of an earlier generation (before a Reset) are
+			// not the partition's any more.
+			for id, g := range gens {
+				if g != generation(v[3]) {
+					delete(out, id)
+				}
 			}
 			mark, err := parseMark(v[0], v[1])
 			var count int64

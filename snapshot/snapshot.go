@@ -94,6 +94,18 @@ type Store interface {
 	Save(ctx context.Context, p Partition, token int64, snaps []Snapshot, watermark int64) error
 }
 
+// Resetter is implemented by stores that can forget a partition, for its
+// owner: its watermark and its snapshots, as when its events partition
+// was deleted and created again (the processor finds the stored watermark
+// past the partition's end). Reset writes nothing and returns ErrFenced
+// unless token is p's current token; the token stays. A store without it
+// keeps the old watermark, and a later owner, once the new partition has
+// grown past it, would trust it: the processor logs that the store's keys
+// of the partition must be deleted by hand.
+type Resetter interface {
+	Reset(ctx context.Context, p Partition, token int64) error
+}
+
 // Strategy says when an aggregate type's dirty state is written as a
 // snapshot. Whatever the strategy, the processor also writes every dirty
 // aggregate at least once per flush interval, so the watermark cannot lag

@@ -50,6 +50,7 @@ func Run(t *testing.T, newStore func(t *testing.T) (store snapshot.Store, wipe f
 		{"Save/WatermarkNeverMovesBack", testWatermarkMonotonic},
 		{"Save/WatermarkOnly", testWatermarkOnly},
 		{"Save/TwentyThousandSnapshots", testSaveMany},
+		{"Reset/ForgetsWatermarkAndSnapshots", testReset},
 		{"Partitions/Isolated", testIsolated},
 		{"Concurrent/SavesLoadsAndClaims", testConcurrent},
 		{"Context/Canceled", testCanceled},
@@ -363,6 +364,48 @@ func testFenced(t *testing.T, s snapshot.Store, _ func()) {
 	got, m := load(t, s, p0, kept...)
 	wantSnap(t, got, snap(kept[0], 2))
 	wantMark(t, m, cur.Token, 6, true)
+}
+
+// testReset: a store that implements snapshot.Resetter forgets a
+// partition's watermark and snapshots for its owner, and for no one else;
+// the partition then fills again as new, a lower watermark included,
+// even with snapshots of lower versions than the forgotten ones.
+func testReset(t *testing.T, s snapshot.Store, _ func()) {
+	rs, ok := s.(snapshot.Resetter)
+	if !ok {
+		t.Skip("the store does not implement snapshot.Resetter")
+	}
+	ctx := ctxT(t)
+	old := claim(t, s, p0)
+	kept := ids(3)
+	save(t, s, p0, old.Token, snaps(kept, 7), 50)
+	save(t, s, p1, claim(t, s, p1).Token, snaps(kept, 7), 50)
+	cur := claim(t, s, p0)
+	wantFenced(t, rs.Reset(ctx, p0, old.Token))
+	got, m := load(t, s, p0, kept...)
+	if len(got) != len(kept) || !m.HasWatermark || m.Watermark != 50 {
+		t.Fatalf("a fenced Reset changed the partition: %d snapshots, mark %+v", len(got), m)
+	}
+	if err := rs.Reset(ctx, p0, cur.Token); err != nil {
+		t.Fatal(err)
+	}
+	got, m = load(t, s, p0, kept...)
+	if len(got) != 0 {
+		t.Fatalf("%d snapshots left after Reset", len(got))
+	}
+	wantMark(t, m, cur.Token, 0, false)
+	save(t, s, p0, cur.Token, snaps(kept[:1], 2), 3)
+	got, m = load(t, s, p0, kept...)
+	wantSnap(t, got, snap(kept[0], 2))
+	if len(got) != 1 {
+		t.Fatalf("%d snapshots after Reset and one Save, want 1", len(got))
+	}
+	wantMark(t, m, cur.Token, 3, true)
+	// Other partitions keep theirs.
+	got, m = load(t, s, p1, kept...)
+	if len(got) != len(kept) || m.Watermark != 50 {
+		t.Fatalf("Reset of p0 changed p1: %d snapshots, mark %+v", len(got), m)
+	}
 }
 
 func testFencedUnclaimed(t *testing.T, s snapshot.Store, wipe func()) {
