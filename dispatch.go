@@ -39,7 +39,10 @@ type Result[R any] struct {
 	CommandID ulid.ULID
 	// Version is the aggregate's version after the command.
 	Version int64
-	// Positions are where the command's events were written, in order.
+	// Positions are where the command's events were written, in order;
+	// for a command with more events than a reply can list (about 15 000),
+	// the last of each partition, which is what waiting for a projection
+	// (Projector.WaitFor, interlock.After) needs.
 	Positions []Position
 }
 
@@ -137,6 +140,10 @@ func (a *App) dispatch(ctx context.Context, cmd any, async bool, decode func(jso
 func outcome(cmd any, rep *producer.Reply, decode func(json.RawMessage) (any, error), errorFor func(string) error) (middleware.Outcome, error) {
 	switch rep.Status {
 	case producer.Applied:
+		if rep.Result == nil && rep.Reason != "" {
+			// Applied, its result too large for a reply.
+			return middleware.Outcome{Version: rep.Version}, fmt.Errorf("interlock: %T %s", cmd, rep.Reason)
+		}
 		v, err := decode(rep.Result)
 		if err != nil {
 			return middleware.Outcome{}, fmt.Errorf("decoding the result of %T: %w", cmd, err)

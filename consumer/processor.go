@@ -739,7 +739,7 @@ func (p *Processor) batch(loopCtx context.Context, fs kgo.Fetches) error {
 				Topic:     p.cfg.RepliesTopic,
 				Partition: rep.partition,
 				Key:       rep.key,
-				Value:     producer.EncodeReply(rep.reply),
+				Value:     p.replyValue(rep.reply, rep.key),
 			}, nil)
 		}
 	} else if !giveBack {
@@ -910,10 +910,6 @@ func (p *Processor) handle(ctx context.Context, part *partition, st map[ulid.ULI
 	if err != nil {
 		return bad(producer.Reason(err), err)
 	}
-	if !h.Deadline.IsZero() && time.Now().After(h.Deadline) {
-		p.log.Debug("interlock: command past its deadline", "type", h.Type, "command_id", h.Command.CommandID, "deadline", h.Deadline)
-		return reject(producer.Rejected, fmt.Sprintf("deadline %s passed before the command was handled", h.Deadline.Format(time.RFC3339Nano)), nil)
-	}
 	msg, ok := route.Command(h.Type)
 	if !ok {
 		return bad(producer.ReasonUnknownType, fmt.Errorf("unknown command type %q for aggregate %q", h.Type, route.Type.Name()))
@@ -971,6 +967,12 @@ func (p *Processor) handle(ctx context.Context, part *partition, st map[ulid.ULI
 			rep.records = prev.byCommand[h.Command.CommandID] // applied earlier in this batch
 		}
 		return rep, producer.Applied
+	}
+	// After the look-up: a retry of an applied command gets its outcome,
+	// deadline or not.
+	if !h.Deadline.IsZero() && time.Now().After(h.Deadline) {
+		p.log.Debug("interlock: command past its deadline", "type", h.Type, "command_id", h.Command.CommandID, "deadline", h.Deadline)
+		return reject(producer.Rejected, fmt.Sprintf("deadline %s passed before the command was handled", h.Deadline.Format(time.RFC3339Nano)), nil)
 	}
 	md := producer.Metadata(r)
 	work, out, err := p.execute(ctx, route, inst, &middleware.Message{

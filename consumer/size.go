@@ -12,6 +12,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/interlock-go/interlock/producer"
 )
 
 // recordOverhead bounds what a record adds to its key, value and headers
@@ -139,3 +141,46 @@ type tooLargeError struct{ msg string }
 
 func (e *tooLargeError) Error() string { return e.msg }
 func (e *tooLargeError) Unwrap() error { return kerr.MessageTooLarge }
+
+// replyValue encodes r to fit in a record of the replies topic under key.
+// A command with more events than a reply can list (about 15 000) keeps
+// the last position of each partition, which is what waiting for a
+// projection needs; a result that still does not fit is left out, the
+// reply saying so. A reply too large would be dropped by the producer,
+// and its caller would wait for ever.
+func (p *Processor) replyValue(r *producer.Reply, key []byte) []byte {
+	limit := p.limits.forTopic(p.cfg.RepliesTopic) - recordOverhead - len(key)
+	b := producer.EncodeReply(r)
+	if len(b) <= limit {
+		return b
+	}
+	r.Positions = lastPerPartition(r.Positions)
+	if b = producer.EncodeReply(r); len(b) <= limit {
+		return b
+	}
+	p.log.Warn("interlock: a command's result does not fit in a reply; replying without it", "command_id", r.CommandID, "bytes", len(r.Result))
+	r.Reason = fmt.Sprintf("applied at version %d, but its result of %d bytes does not fit in a reply", r.Version, len(r.Result))
+	r.Result = nil
+	return producer.EncodeReply(r)
+}
+
+// lastPerPartition returns, of ps, the last position of each partition,
+// in the order the partitions first appear.
+func lastPerPartition(ps []producer.Position) []producer.Position {
+	type tp struct {
+		topic     string
+		partition int32
+	}
+	at := map[tp]int{}
+	var out []producer.Position
+	for _, pos := range ps {
+		k := tp{pos.Topic, pos.Partition}
+		if i, ok := at[k]; ok {
+			out[i] = pos
+			continue
+		}
+		at[k] = len(out)
+		out = append(out, pos)
+	}
+	return out
+}
