@@ -92,14 +92,11 @@ func (m *Memory) Load(ctx context.Context, p Partition, ids []ulid.ULID) (map[ul
 
 // Save implements Store. It keeps no reference to the snapshots' State.
 func (m *Memory) Save(ctx context.Context, p Partition, token int64, snaps []Snapshot, watermark int64) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	mp := m.part(p, false)
-	if mp == nil || mp.token == 0 || mp.token != token {
-		return ErrFenced
+	mp, err := m.owned(ctx, p, token)
+	if err != nil {
+		return err
 	}
 	for _, s := range snaps {
 		if old, ok := mp.snaps[s.AggregateID]; ok && old.Version > s.Version {
@@ -116,15 +113,25 @@ func (m *Memory) Save(ctx context.Context, p Partition, token int64, snaps []Sna
 
 // Reset implements Resetter.
 func (m *Memory) Reset(ctx context.Context, p Partition, token int64) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	mp := m.part(p, false)
-	if mp == nil || mp.token == 0 || mp.token != token {
-		return ErrFenced
+	mp, err := m.owned(ctx, p, token)
+	if err != nil {
+		return err
 	}
 	mp.watermark, mp.hasW, mp.snaps = 0, false, map[ulid.ULID]Snapshot{}
 	return nil
+}
+
+// owned returns p's data if token is p's current token, ErrFenced if not,
+// or ctx's error. m.mu must be held.
+func (m *Memory) owned(ctx context.Context, p Partition, token int64) (*memoryPartition, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	mp := m.part(p, false)
+	if mp == nil || mp.token == 0 || mp.token != token {
+		return nil, ErrFenced
+	}
+	return mp, nil
 }
