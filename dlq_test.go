@@ -153,57 +153,61 @@ func (s flakySink) Apply(ctx context.Context, projection string, cps []projectio
 	return s.Sink.Apply(ctx, projection, cps, fn)
 }
 
-// A park written before a sink commit that never happened is written
-// again after a restart; a retry applies the event once all the same.
-func TestDuplicateParkAppliedOnce(t *testing.T) {
-	t.Parallel()
-	brokers := kafkatest.Brokers(t)
-	name := kafkatest.Name(t)
-	pool, _ := pgtest.Pool(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	app := startApp(t, brokers, name)
-	bad := open(t, ctx, app)
-	var failing, cured atomic.Bool
-	mk := func() *projections.Projection[pgx.Tx] {
-		p := projections.New("audit", projections.Sink[pgx.Tx](flakySink{postgres.NewSink(pool), pool, &failing}), projections.WithPolicy(projections.DeadLetter), projections.WithRetries(0, time.Millisecond))
-		projections.On(p, func(ctx context.Context, tx pgx.Tx, e projections.Event[bank.MoneyDeposited]) error {
-			if e.Data.Amount == 13 && !cured.Load() {
-				failing.Store(true) // the database goes away right after: the batch without the poison cannot commit
-				return errors.New("unlucky")
-			}
-			_, err := tx.Exec(ctx, `INSERT INTO audit2 (id, version, amount) VALUES ($1, $2, $3)`, e.AggregateID.String(), e.Version, e.Data.Amount)
-			return err
-		})
-		return p
-	}
-	if _, err := interlock.Dispatch(ctx, app, deposit(bad, 13)); err != nil {
+// uncommittedPark is a PostgreSQL projection "audit" whose handler fails
+// on a deposit of 13 until cured, the database going away right after, so
+// that the batch moving past the parked event never commits; its sink's
+// first reading of the events' checkpoints is slow when slow is set.
+type uncommittedPark struct {
+	brokers              []string
+	name                 string
+	pool                 *pgxpool.Pool
+	bad                  ulid.ULID
+	failing, cured, slow atomic.Bool
+}
+
+// newUncommittedPark has an account's deposit of 13 parked by a first
+// instance of the projection, closed before any commit past it (a crash,
+// as far as the sink is concerned), with the database back.
+func newUncommittedPark(t *testing.T, ctx context.Context) *uncommittedPark {
+	t.Helper()
+	u := &uncommittedPark{brokers: kafkatest.Brokers(t), name: kafkatest.Name(t)}
+	u.pool, _ = pgtest.Pool(t)
+	app := startApp(t, u.brokers, u.name)
+	u.bad = open(t, ctx, app)
+	if _, err := interlock.Dispatch(ctx, app, deposit(u.bad, 13)); err != nil {
 		t.Fatal(err)
 	}
-	a := projectorApp(t, brokers, name, mk())
-	dlq := name + ".audit.dlq"
-	for len(kafkatest.ReadAll(t, brokers, dlq)) == 0 {
+	a := projectorApp(t, u.brokers, u.name, u.projection())
+	for len(kafkatest.ReadAll(t, u.brokers, u.name+".audit.dlq")) == 0 {
 		time.Sleep(200 * time.Millisecond)
 	}
 	time.Sleep(500 * time.Millisecond)
 	cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
-	a.Close(cctx) // a crash, as far as the sink is concerned: its checkpoint never moved
+	a.Close(cctx) // its checkpoint never moved past the parked event
 	ccancel()
-	failing.Store(false)
-	b := projectorApp(t, brokers, name, mk())
-	defer b.Close(ctx)
-	if err := b.Projection("audit").WaitFor(ctx, lastPositions(t, brokers, name+".bank-account.events")); err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range kafkatest.ReadAll(t, brokers, dlq) {
-		t.Logf("dlq: %s from offset %s (%s)", header(r, "interlock-type"), header(r, projections.HeaderDLQOffset), header(r, projections.HeaderDLQError))
-	}
-	cured.Store(true)
-	if err := b.Projection("audit").Retry(ctx, bad.String()); err != nil {
-		t.Fatal(err)
-	}
+	u.failing.Store(false)
+	return u
+}
+
+func (u *uncommittedPark) projection() *projections.Projection[pgx.Tx] {
+	sink := slowCheckpoints{flakySink{postgres.NewSink(u.pool), u.pool, &u.failing}, &u.slow}
+	p := projections.New("audit", projections.Sink[pgx.Tx](sink), projections.WithPolicy(projections.DeadLetter), projections.WithRetries(0, time.Millisecond))
+	projections.On(p, func(ctx context.Context, tx pgx.Tx, e projections.Event[bank.MoneyDeposited]) error {
+		if e.Data.Amount == 13 && !u.cured.Load() {
+			u.failing.Store(true) // the database goes away right after: the batch without the poison cannot commit
+			return errors.New("unlucky")
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO audit2 (id, version, amount) VALUES ($1, $2, $3)`, e.AggregateID.String(), e.Version, e.Data.Amount)
+		return err
+	})
+	return p
+}
+
+// appliedOnce fails t unless the bad deposit is in the read model once.
+func (u *uncommittedPark) appliedOnce(t *testing.T, ctx context.Context) {
+	t.Helper()
 	var n int
-	if err := pool.QueryRow(ctx, `SELECT count(*) FROM audit2 WHERE amount = 13`).Scan(&n); err != nil {
+	if err := u.pool.QueryRow(ctx, `SELECT count(*) FROM audit2 WHERE id = $1 AND amount = 13`, u.bad.String()).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	if n != 1 {
@@ -226,63 +230,48 @@ func (s slowCheckpoints) Checkpoints(ctx context.Context, projection, topic stri
 	return s.flakySink.Checkpoints(ctx, projection, topic)
 }
 
+// A park written before a sink commit that never happened is written
+// again after a restart; a retry applies the event once all the same.
+func TestDuplicateParkAppliedOnce(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	u := newUncommittedPark(t, ctx)
+	b := projectorApp(t, u.brokers, u.name, u.projection())
+	defer b.Close(ctx)
+	if err := b.Projection("audit").WaitFor(ctx, lastPositions(t, u.brokers, u.name+".bank-account.events")); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range kafkatest.ReadAll(t, u.brokers, u.name+".audit.dlq") {
+		t.Logf("dlq: %s from offset %s (%s)", header(r, "interlock-type"), header(r, projections.HeaderDLQOffset), header(r, projections.HeaderDLQError))
+	}
+	u.cured.Store(true)
+	if err := b.Projection("audit").Retry(ctx, u.bad.String()); err != nil {
+		t.Fatal(err)
+	}
+	u.appliedOnce(t, ctx)
+}
+
 // A retry requested while the partition of its parked event has not been
 // committed past that event (the batch that parked it never committed)
 // waits for that commit: served at once, it would apply the event, and
 // the batch's next try, no longer held, would apply it again.
 func TestRetryBeforeParkCommitted(t *testing.T) {
 	t.Parallel()
-	brokers := kafkatest.Brokers(t)
-	name := kafkatest.Name(t)
-	pool, _ := pgtest.Pool(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	app := startApp(t, brokers, name)
-	bad := open(t, ctx, app)
-	var failing, cured, slow atomic.Bool
-	mk := func() *projections.Projection[pgx.Tx] {
-		sink := slowCheckpoints{flakySink{postgres.NewSink(pool), pool, &failing}, &slow}
-		p := projections.New("audit", projections.Sink[pgx.Tx](sink), projections.WithPolicy(projections.DeadLetter), projections.WithRetries(0, time.Millisecond))
-		projections.On(p, func(ctx context.Context, tx pgx.Tx, e projections.Event[bank.MoneyDeposited]) error {
-			if e.Data.Amount == 13 && !cured.Load() {
-				failing.Store(true) // the database goes away right after: the batch without the poison cannot commit
-				return errors.New("unlucky")
-			}
-			_, err := tx.Exec(ctx, `INSERT INTO audit2 (id, version, amount) VALUES ($1, $2, $3)`, e.AggregateID.String(), e.Version, e.Data.Amount)
-			return err
-		})
-		return p
-	}
-	if _, err := interlock.Dispatch(ctx, app, deposit(bad, 13)); err != nil {
-		t.Fatal(err)
-	}
-	a := projectorApp(t, brokers, name, mk())
-	dlq := name + ".audit.dlq"
-	for len(kafkatest.ReadAll(t, brokers, dlq)) == 0 {
-		time.Sleep(200 * time.Millisecond)
-	}
-	time.Sleep(500 * time.Millisecond)
-	cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
-	a.Close(cctx) // its checkpoint never moved past the parked event
-	ccancel()
-	failing.Store(false)
-	cured.Store(true)
-	slow.Store(true)
-	b := projectorApp(t, brokers, name, mk())
+	u := newUncommittedPark(t, ctx)
+	u.cured.Store(true)
+	u.slow.Store(true) // the new owner's first polls come back empty
+	b := projectorApp(t, u.brokers, u.name, u.projection())
 	defer b.Close(ctx)
-	if err := b.Projection("audit").Retry(ctx, bad.String()); err != nil {
+	if err := b.Projection("audit").Retry(ctx, u.bad.String()); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Projection("audit").WaitFor(ctx, lastPositions(t, brokers, name+".bank-account.events")); err != nil {
+	if err := b.Projection("audit").WaitFor(ctx, lastPositions(t, u.brokers, u.name+".bank-account.events")); err != nil {
 		t.Fatal(err)
 	}
-	var n int
-	if err := pool.QueryRow(ctx, `SELECT count(*) FROM audit2 WHERE id = $1 AND amount = 13`, bad.String()).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	if n != 1 {
-		t.Errorf("the exactly-once sink applied the retried event %d times, want once", n)
-	}
+	u.appliedOnce(t, ctx)
 }
 
 // A Kafka-sink batch longer than the transaction timeout does not stop
