@@ -2,7 +2,6 @@ package consumer
 
 import (
 	"context"
-	"reflect"
 	"testing"
 	"time"
 
@@ -10,11 +9,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/interlock-go/interlock/aggregate"
 	"github.com/interlock-go/interlock/examples/bank"
 	"github.com/interlock-go/interlock/internal/kafkatest"
-	"github.com/interlock-go/interlock/producer"
-	"github.com/interlock-go/interlock/schema"
 	"github.com/interlock-go/interlock/snapshot"
 )
 
@@ -39,16 +35,7 @@ func TestRecreatedTopicForgetsTheWatermark(t *testing.T) {
 		t.Fatal(err)
 	}
 	produce := func(id ulid.ULID, version int64, e any) {
-		msg, _ := route.EventOf(reflect.TypeOf(e))
-		value, err := msg.Serde.Encode(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := producer.EventRecord(route.EventsTopic, 0, schema.JSON().Name(), aggregate.EventEnvelope{
-			EventID: ulid.Make(), AggregateType: route.Type.Name(), AggregateID: id, Type: msg.Name,
-			Version: version, Time: time.Now(), CommandID: ulid.Make(),
-		}, value)
-		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+		if err := cl.ProduceSync(ctx, eventRecord(t, route, 0, id, version, e)).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -33,7 +33,6 @@ func TestRestoreSeveralPartitionsAtOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	route, state := testRoute(t, kafkatest.Name(t))
-	codec := schema.JSON()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
@@ -47,15 +46,7 @@ func TestRestoreSeveralPartitionsAtOnce(t *testing.T) {
 	want := map[ulid.ULID]int64{}
 	var records []*kgo.Record
 	event := func(part int32, id ulid.ULID, version int64, e any) {
-		msg, _ := route.EventOf(reflect.TypeOf(e))
-		value, err := msg.Serde.Encode(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		records = append(records, producer.EventRecord(route.EventsTopic, part, codec.Name(), aggregate.EventEnvelope{
-			EventID: ulid.Make(), AggregateType: route.Type.Name(), AggregateID: id, Type: msg.Name,
-			Version: version, Time: time.Now(), CommandID: ulid.Make(),
-		}, value))
+		records = append(records, eventRecord(t, route, part, id, version, e))
 	}
 	for part := range int32(3) {
 		for i := range 10 {
@@ -132,6 +123,21 @@ func TestRestoreSeveralPartitionsAtOnce(t *testing.T) {
 	if n != len(want) {
 		t.Fatalf("%d aggregates restored, want %d", n, len(want))
 	}
+}
+
+// eventRecord is the record of event e of aggregate id at version, on
+// partition part of route's events topic, as a processor writes it.
+func eventRecord(t *testing.T, route *producer.Route, part int32, id ulid.ULID, version int64, e any) *kgo.Record {
+	t.Helper()
+	msg, _ := route.EventOf(reflect.TypeOf(e))
+	value, err := msg.Serde.Encode(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return producer.EventRecord(route.EventsTopic, part, route.Codec, aggregate.EventEnvelope{
+		EventID: ulid.Make(), AggregateType: route.Type.Name(), AggregateID: id, Type: msg.Name,
+		Version: version, Time: time.Now(), CommandID: ulid.Make(),
+	}, value)
 }
 
 // testRoute returns the route of the bank account aggregate under name,
