@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/interlock-go/interlock/examples/bank"
@@ -26,14 +25,7 @@ func TestRecreatedTopicForgetsTheWatermark(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	route, state := testRoute(t, kafkatest.Name(t))
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, nil, route.EventsTopic); err != nil {
-		t.Fatal(err)
-	}
+	cl := eventsTopic(t, ctx, brokers, route, 1)
 	produce := func(id ulid.ULID, version int64, e any) {
 		if err := cl.ProduceSync(ctx, eventRecord(t, route, 0, id, version, e)).FirstErr(); err != nil {
 			t.Fatal(err)

@@ -33,14 +33,7 @@ func TestRestoreSeveralPartitionsAtOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	route, state := testRoute(t, kafkatest.Name(t))
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 3, 1, nil, route.EventsTopic); err != nil {
-		t.Fatal(err)
-	}
+	cl := eventsTopic(t, ctx, brokers, route, 3)
 
 	// 10 accounts per partition, each opened and given i+1 deposits of 10.
 	want := map[ulid.ULID]int64{}
@@ -125,6 +118,22 @@ func TestRestoreSeveralPartitionsAtOnce(t *testing.T) {
 	}
 }
 
+// eventsTopic creates route's events topic with n partitions and returns
+// a client, closed when t ends, that writes each record to the partition
+// it names.
+func eventsTopic(t *testing.T, ctx context.Context, brokers []string, route *producer.Route, n int32) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, n, 1, nil, route.EventsTopic); err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
 // eventRecord is the record of event e of aggregate id at version, on
 // partition part of route's events topic, as a processor writes it.
 func eventRecord(t *testing.T, route *producer.Route, part int32, id ulid.ULID, version int64, e any) *kgo.Record {
@@ -207,14 +216,7 @@ func TestReadyDuringRestore(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	route, state := testRoute(t, kafkatest.Name(t))
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 2, 1, nil, route.EventsTopic); err != nil {
-		t.Fatal(err)
-	}
+	eventsTopic(t, ctx, brokers, route, 2)
 	p := testProcessor(route, state, Config{ClientOpts: []kgo.Opt{kgo.SeedBrokers(brokers...)}})
 	p.joined = true
 	parts := []*partition{p.partitionOf(route.CommandsTopic, 0), p.partitionOf(route.CommandsTopic, 1)}
@@ -249,24 +251,8 @@ func TestFullReplayOfATruncatedLog(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	route, state := testRoute(t, kafkatest.Name(t))
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, nil, route.EventsTopic); err != nil {
-		t.Fatal(err)
-	}
-	event := func(id ulid.ULID, version int64, e any) *kgo.Record {
-		msg, _ := route.EventOf(reflect.TypeOf(e))
-		value, err := msg.Serde.Encode(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return producer.EventRecord(route.EventsTopic, 0, "json", aggregate.EventEnvelope{
-			EventID: ulid.Make(), AggregateType: route.Type.Name(), AggregateID: id, Type: msg.Name, Version: version, Time: time.Now(), CommandID: ulid.Make(),
-		}, value)
-	}
+	cl := eventsTopic(t, ctx, brokers, route, 1)
+	event := func(id ulid.ULID, version int64, e any) *kgo.Record { return eventRecord(t, route, 0, id, version, e) }
 	old, fresh := ulid.Make(), ulid.Make()
 	if err := cl.ProduceSync(ctx,
 		event(fresh, 1, bank.AccountOpened{Owner: "f"}),
