@@ -650,7 +650,7 @@ func (p *Processor) batch(loopCtx context.Context, fs kgo.Fetches) error {
 			}
 			p.log.Error("interlock: restoring partitions; their commands will be retried", "err", err)
 			p.rewind(loopCtx)
-			time.Sleep(time.Second)
+			pause(loopCtx)
 			return nil
 		}
 	}
@@ -660,10 +660,7 @@ func (p *Processor) batch(loopCtx context.Context, fs kgo.Fetches) error {
 		p.log.Error("interlock: a command's schema is not known and the schema registry does not answer; its batch will be handled again", "err", err)
 		p.rewind(loopCtx)
 		p.stats.givenBack.Add(1)
-		select {
-		case <-loopCtx.Done():
-		case <-time.After(time.Second):
-		}
+		pause(loopCtx)
 		return nil
 	}
 	if err := p.sess.Begin(); err != nil {
@@ -774,10 +771,7 @@ func (p *Processor) batch(loopCtx context.Context, fs kgo.Fetches) error {
 	}
 	if giveBack {
 		p.stats.givenBack.Add(1)
-		select { // the registry is asked again then
-		case <-loopCtx.Done():
-		case <-time.After(time.Second):
-		}
+		pause(loopCtx) // the registry is asked again then
 	}
 	if p.relimit.Swap(false) && err == nil && p.loadLimits(loopCtx, p.sess.Client()) {
 		// A topic's limit went below what was known: the batch came back,
@@ -808,6 +802,17 @@ func (p *Processor) prepareSchemas(ctx context.Context, works []*work) error {
 		}
 	}
 	return nil
+}
+
+// pause waits a second before a batch given back is polled again, or
+// until ctx ends.
+func pause(ctx context.Context) {
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }
 
 // schemaWait bounds the look-ups of a batch's commands' writer schemas:
