@@ -375,7 +375,12 @@ func WithClientOptions(opts ...kgo.Opt) Option {
 // client returns a new client of the run's Kafka with the run's client
 // options and opts.
 func (b *bencher) client(opts ...kgo.Opt) (*kgo.Client, error) {
-	return kgo.NewClient(slices.Concat([]kgo.Opt{kgo.SeedBrokers(b.brokers...)}, b.clientOpts, opts)...)
+	return kgo.NewClient(b.clientOptions(opts...)...)
+}
+
+// clientOptions are the run's brokers and client options, then opts.
+func (b *bencher) clientOptions(opts ...kgo.Opt) []kgo.Opt {
+	return slices.Concat([]kgo.Opt{kgo.SeedBrokers(b.brokers...)}, b.clientOpts, opts)
 }
 
 // connect checks that the brokers answer with the run's client options,
@@ -1193,7 +1198,7 @@ func (b *bencher) endOffsets(ctx context.Context, topic string) (map[int32]int64
 func (b *bencher) readRange(ctx context.Context, topic string, from, to map[int32]int64, fn func(*kgo.Record)) error {
 	wctx, cancel := b.wait(ctx)
 	defer cancel()
-	return logread.Range(wctx, slices.Concat([]kgo.Opt{kgo.SeedBrokers(b.brokers...)}, b.clientOpts), topic, from, to, fn,
+	return logread.Range(wctx, b.clientOptions(), topic, from, to, fn,
 		func(p int32, err error) { b.say("reading %s/%d: %v", topic, p, err) })
 }
 
